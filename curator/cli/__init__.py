@@ -1,0 +1,102 @@
+"""`curator`: the TUI by default, and subcommands that mirror its actions.
+
+Subcommands live in one module per area and are imported only when called, so
+`curator --help` and the TUI start fast; none of them imports torch (training
+runs in a subprocess).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+import click
+
+from store import DEFAULT_PATH
+from store.errors import CuratorError
+
+#: command name -> module under curator.cli whose ``COMMANDS`` list holds it.
+LAZY_COMMANDS: dict[str, str] = {
+    "import": "data",
+    "export": "data",
+    "stats": "data",
+    "simulate": "simulate",
+    "toolset": "simulate",
+    "flag": "flag",
+    "train": "train",
+    "eval": "train",
+    "runs": "train",
+    "review": "app",
+    "watch": "app",
+    "demo": "app",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._available()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        found = super().get_command(ctx, name)
+        if found is not None or name not in LAZY_COMMANDS:
+            return found
+        return _load(name)
+
+    @staticmethod
+    def _available() -> list[str]:
+        return [name for name, module in LAZY_COMMANDS.items() if importlib.util.find_spec(f"curator.cli.{module}")]
+
+
+def _load(name: str) -> click.Command | None:
+    module_name = f"curator.cli.{LAZY_COMMANDS[name]}"
+    if importlib.util.find_spec(module_name) is None:
+        return None
+    module = importlib.import_module(module_name)
+    return next((c for c in module.COMMANDS if c.name == name), None)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", default=DEFAULT_PATH, show_default=True, envvar="CURATOR_DB",
+              help="The store: one SQLite file.")
+@click.option("--config", "config", default=None, type=click.Path(dir_okay=False),
+              help="Config file (default: ./curator.toml when present).")
+@click.version_option(package_name="tool-curator")
+@click.pass_context
+def cli(ctx: click.Context, db: str, config: str | None) -> None:
+    """curator: simulate tool-use conversations, review them by keyboard, train on them.
+
+    With no subcommand, opens the app on the store.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["db"] = db
+    ctx.obj["config"] = config
+    if ctx.invoked_subcommand is None:
+        if importlib.util.find_spec("curator.cli.app") is None:
+            click.echo(ctx.get_help())
+            return
+        importlib.import_module("curator.cli.app").open_app(ctx.obj, screen="home")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors are one line on stderr and a non-zero exit, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="curator", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CuratorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

@@ -1,0 +1,584 @@
+"""``Store``: one SQLite file holding toolsets, trajectories, review work and runs.
+
+WAL mode, so a headless simulation, the TUI and an export can use one file at
+once. Every multi-row write goes through ``transaction()`` (``BEGIN
+IMMEDIATE``, so concurrent writers wait for the lock instead of failing).
+Reviews and human tags are append-only: the current state is derived from the
+latest rows, so nothing an annotator did is ever overwritten.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import uuid
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlite_utils
+
+from .records import (
+    DECISIONS,
+    RUN_STATUSES,
+    STATUSES,
+    Correction,
+    GoldItem,
+    Message,
+    Run,
+    Tag,
+    Tool,
+    Toolset,
+    Trajectory,
+    dumps,
+    loads,
+)
+from .errors import StoreError
+from .schema import migrate
+from .taxonomy import check_code
+from .toolcalls import ToolCall
+
+DEFAULT_PATH = "curator.db"
+#: Review filters accepted by exports and queries; "pending" means no current decision.
+REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "all")
+_FILTER_DECISION = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
+_PAGE = 500
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: str):
+        self.conn = conn
+        self.path = path
+        self.db = sqlite_utils.Database(conn)
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] = DEFAULT_PATH, *, create: bool = True) -> "Store":
+        """Open (or create) the store at ``path`` and migrate it to the current schema."""
+        path = str(path)
+        if not create and not Path(path).is_file():
+            raise StoreError(f"{path}: no such store")
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            raise StoreError(f"{path}: directory {parent} does not exist")
+        try:
+            conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal" and path != ":memory:":
+                raise StoreError(f"{path}: could not switch the store to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{path}: not a curator store ({exc})") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """One atomic write; nested calls become savepoints of the outer one."""
+        if self.conn.in_transaction:
+            with self.db.atomic():
+                yield self
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    # -- toolsets --------------------------------------------------------------------------
+    def add_toolset(self, toolset: Toolset) -> None:
+        """Insert or replace a toolset and all its tools."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM tools WHERE toolset = ?", (toolset.name,))
+            self.conn.execute(
+                "INSERT INTO toolsets (name, description, source, spec, created_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET description = excluded.description, "
+                "source = excluded.source, spec = excluded.spec",
+                (toolset.name, toolset.description, toolset.source, dumps(toolset.spec), now()),
+            )
+            self.conn.executemany(
+                "INSERT INTO tools (toolset, position, name, description, parameters) VALUES (?, ?, ?, ?, ?)",
+                [(toolset.name, i, t.name, t.description, dumps(t.parameters)) for i, t in enumerate(toolset.tools)],
+            )
+
+    def toolset(self, name: str) -> Toolset | None:
+        rows = self._rows("SELECT * FROM toolsets WHERE name = ?", (name,))
+        if not rows:
+            return None
+        row = rows[0]
+        tools = [
+            Tool(t["name"], t["description"], loads(t["parameters"]))
+            for t in self._rows("SELECT * FROM tools WHERE toolset = ? ORDER BY position", (name,))
+        ]
+        return Toolset(row["name"], tools, row["description"], row["source"], loads(row["spec"]))
+
+    def toolset_names(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT name FROM toolsets ORDER BY name")]
+
+    def toolsets(self) -> list[Toolset]:
+        return [t for t in map(self.toolset, self.toolset_names()) if t is not None]
+
+    # -- trajectories and messages -----------------------------------------------------------
+    def new_trajectory(
+        self,
+        toolset: str | None,
+        instruction: str,
+        *,
+        status: str = "running",
+        source: str = "simulated",
+        backend: str | None = None,
+        model: str | None = None,
+        difficulty: str | None = None,
+        meta: dict[str, Any] | None = None,
+        id: str | None = None,
+    ) -> str:
+        """Create an empty trajectory and return its id."""
+        _check(status, STATUSES, "status")
+        trajectory_id = id or new_id()
+        stamp = now()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO trajectories (id, toolset, instruction, status, source, backend, model, difficulty, "
+                "meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (trajectory_id, toolset, instruction, status, source, backend, model, difficulty, dumps(meta),
+                 stamp, stamp),
+            )
+        return trajectory_id
+
+    def append_message(self, trajectory_id: str, message: Message) -> int:
+        """Append one message in its own transaction and return its index."""
+        with self.transaction():
+            index = self.conn.execute(
+                "SELECT coalesce(max(idx) + 1, 0) FROM messages WHERE trajectory_id = ?", (trajectory_id,)
+            ).fetchone()[0]
+            stamp = now()
+            self.conn.execute(_INSERT_MESSAGE, _message_row(trajectory_id, index, message, stamp))
+            self.conn.execute("UPDATE trajectories SET updated_at = ? WHERE id = ?", (stamp, trajectory_id))
+        message.index = index
+        return index
+
+    def set_status(self, trajectory_id: str, status: str, reason: str | None = None) -> None:
+        _check(status, STATUSES, "status")
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE trajectories SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
+                (status, reason, now(), trajectory_id),
+            )
+
+    def insert_trajectories(self, trajectories: Iterable[Trajectory]) -> int:
+        """Bulk-insert whole trajectories (messages, tags, decision) in the caller's transaction."""
+        count = 0
+        batch: list[Trajectory] = []
+        with self.transaction():
+            for trajectory in trajectories:
+                batch.append(trajectory)
+                if len(batch) >= _PAGE:
+                    count += self._insert_batch(batch)
+                    batch = []
+            count += self._insert_batch(batch)
+        return count
+
+    def _insert_batch(self, batch: list[Trajectory]) -> int:
+        stamp = now()
+        self.conn.executemany(
+            "INSERT INTO trajectories (id, toolset, instruction, status, source, backend, model, difficulty, "
+            "reason, meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (t.id, t.toolset, t.instruction, t.status, t.source, t.backend, t.model, t.difficulty, t.reason,
+                 dumps(t.meta or None), t.created_at or stamp, t.updated_at or stamp)
+                for t in batch
+            ],
+        )
+        self.conn.executemany(
+            _INSERT_MESSAGE,
+            [_message_row(t.id, i, m, stamp) for t in batch for i, m in enumerate(t.messages)],
+        )
+        self.conn.executemany(
+            "INSERT INTO tags (trajectory_id, message_index, code, source, annotator, note, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(t.id, g.message_index, g.code, g.source, g.annotator, g.note, stamp) for t in batch for g in t.tags],
+        )
+        self.conn.executemany(
+            "INSERT INTO reviews (trajectory_id, decision, created_at) VALUES (?, ?, ?)",
+            [(t.id, t.decision, stamp) for t in batch if t.decision],
+        )
+        return len(batch)
+
+    def has_trajectory(self, trajectory_id: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone() is not None
+
+    def trajectory(self, trajectory_id: str) -> Trajectory | None:
+        """The trajectory with its messages, effective tags and current decision."""
+        found = self._load([trajectory_id])
+        return found[0] if found else None
+
+    def messages(self, trajectory_id: str) -> list[Message]:
+        rows = self._rows("SELECT * FROM messages WHERE trajectory_id = ? ORDER BY idx", (trajectory_id,))
+        return [_message(r) for r in rows]
+
+    def trajectory_ids(self, status: str | None = None, review: str = "all") -> list[str]:
+        sql, params = _select_ids(status, review)
+        return [r[0] for r in self.conn.execute(sql, params)]
+
+    def iter_trajectories(self, status: str | None = None, review: str = "all") -> Iterator[Trajectory]:
+        """Stream whole trajectories in insertion order, a page at a time (memory stays flat)."""
+        sql, params = _select_ids(status, review)
+        cursor = self.conn.execute(sql, params)
+        while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
+            yield from self._load(page)
+
+    def iter_records(self, status: str = "accepted") -> Iterator[dict[str, Any]]:
+        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter."""
+        tools_cache: dict[str | None, list[dict[str, Any]]] = {}
+        for trajectory in self.iter_trajectories(review=status):
+            if trajectory.toolset not in tools_cache:
+                toolset = self.toolset(trajectory.toolset) if trajectory.toolset else None
+                tools_cache[trajectory.toolset] = toolset.openai_tools() if toolset else []
+            yield to_record(trajectory, tools_cache[trajectory.toolset])
+
+    def _load(self, ids: list[str]) -> list[Trajectory]:
+        marks = ",".join("?" * len(ids))
+        rows = self._rows(f"SELECT * FROM trajectories WHERE id IN ({marks})", ids)
+        messages: dict[str, list[Message]] = defaultdict(list)
+        for row in self._rows(f"SELECT * FROM messages WHERE trajectory_id IN ({marks}) ORDER BY trajectory_id, idx",
+                              ids):
+            messages[row["trajectory_id"]].append(_message(row))
+        tags: dict[str, list[Tag]] = defaultdict(list)
+        for row in self._rows(
+            f"SELECT * FROM effective_tags WHERE trajectory_id IN ({marks}) ORDER BY message_index, code", ids
+        ):
+            tags[row["trajectory_id"]].append(
+                Tag(row["code"], row["source"], row["message_index"], row["annotator"], row["note"])
+            )
+        decisions = dict(
+            self.conn.execute(
+                f"SELECT trajectory_id, decision FROM current_decisions WHERE trajectory_id IN ({marks})", ids
+            ).fetchall()
+        )
+        by_id = {
+            r["id"]: Trajectory(
+                id=r["id"], toolset=r["toolset"], instruction=r["instruction"], status=r["status"],
+                source=r["source"], backend=r["backend"], model=r["model"], difficulty=r["difficulty"],
+                reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"],
+                meta=loads(r["meta"]) or {}, messages=messages[r["id"]], tags=tags[r["id"]],
+                decision=decisions.get(r["id"]),
+            )
+            for r in rows
+        }
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search(self, text: str, limit: int = 1000) -> list[str]:
+        """Trajectory ids whose messages match an FTS5 query (quoted as a phrase when it is not valid FTS)."""
+        sql = (
+            "SELECT DISTINCT m.trajectory_id FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+            "WHERE messages_fts MATCH ? LIMIT ?"
+        )
+        try:
+            return [r[0] for r in self.conn.execute(sql, (text, limit))]
+        except sqlite3.OperationalError:
+            phrase = '"' + text.replace('"', '""') + '"'
+            return [r[0] for r in self.conn.execute(sql, (phrase, limit))]
+
+    # -- weights -------------------------------------------------------------------------------
+    def set_weight(self, trajectory_id: str, index: int, weight: int, source: str = "human") -> None:
+        """Set one message's training weight; a human setting is never overwritten by re-flagging."""
+        _check(weight, (0, 1), "weight")
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE messages SET weight = ?, weight_source = ? WHERE trajectory_id = ? AND idx = ?",
+                (weight, source, trajectory_id, index),
+            )
+
+    def set_auto_weights(self, trajectory_id: str, weights: dict[int, int]) -> None:
+        """Set automatic weights, skipping messages whose weight a human has set."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE messages SET weight = ? WHERE trajectory_id = ? AND idx = ? AND weight_source = 'auto'",
+                [(w, trajectory_id, i) for i, w in weights.items()],
+            )
+
+    # -- tags ------------------------------------------------------------------------------------
+    def add_tag(self, trajectory_id: str, code: str, message_index: int | None = None, *, source: str = "human",
+                annotator: str | None = None, note: str | None = None) -> None:
+        self._tag_row(trajectory_id, code, message_index, source, 1, annotator, note)
+
+    def remove_tag(self, trajectory_id: str, code: str, message_index: int | None = None, *,
+                   annotator: str | None = None) -> None:
+        """A human un-tag: hides the code on that message, whoever put it there."""
+        self._tag_row(trajectory_id, code, message_index, "human", 0, annotator, None)
+
+    def _tag_row(self, trajectory_id: str, code: str, message_index: int | None, source: str, present: int,
+                 annotator: str | None, note: str | None) -> None:
+        check_code(code)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO tags (trajectory_id, message_index, code, source, present, annotator, note, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (trajectory_id, message_index, code, source, present, annotator, note, now()),
+            )
+
+    def replace_auto_tags(self, trajectory_id: str, tags: Iterable[tuple[int | None, str, str | None]]) -> None:
+        """Replace a trajectory's auto tags with ``(message_index, code, note)`` triples, deduplicated."""
+        unique = {(i, check_code(c)): n for i, c, n in tags}
+        stamp = now()
+        with self.transaction():
+            self.conn.execute("DELETE FROM tags WHERE trajectory_id = ? AND source = 'auto'", (trajectory_id,))
+            self.conn.executemany(
+                "INSERT INTO tags (trajectory_id, message_index, code, source, note, created_at) "
+                "VALUES (?, ?, ?, 'auto', ?, ?)",
+                [(trajectory_id, i, c, n, stamp) for (i, c), n in unique.items()],
+            )
+
+    def effective_tags(self, trajectory_id: str) -> list[Tag]:
+        return [
+            Tag(r["code"], r["source"], r["message_index"], r["annotator"], r["note"])
+            for r in self._rows(
+                "SELECT * FROM effective_tags WHERE trajectory_id = ? ORDER BY message_index, code", (trajectory_id,)
+            )
+        ]
+
+    # -- reviews, notes, corrections ----------------------------------------------------------------
+    def decide(self, trajectory_id: str, decision: str, *, annotator: str | None = None,
+               note: str | None = None) -> int:
+        """Record accept / reject / skip; committed before this returns. Returns the review id."""
+        _check(decision, DECISIONS, "decision")
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO reviews (trajectory_id, decision, annotator, note, created_at) VALUES (?, ?, ?, ?, ?)",
+                (trajectory_id, decision, annotator, note, now()),
+            )
+        return int(cursor.lastrowid)
+
+    def undo(self, review_id: int, *, annotator: str | None = None) -> str:
+        """Append the event that undoes one review; returns that review's trajectory id."""
+        row = self.conn.execute("SELECT trajectory_id FROM reviews WHERE id = ?", (review_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no review {review_id}")
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO reviews (trajectory_id, decision, undoes, annotator, created_at) "
+                "VALUES (?, 'undo', ?, ?, ?)",
+                (row[0], review_id, annotator, now()),
+            )
+        return row[0]
+
+    def decision(self, trajectory_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT decision FROM current_decisions WHERE trajectory_id = ?", (trajectory_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def add_note(self, trajectory_id: str, text: str, message_index: int | None = None, *,
+                 annotator: str | None = None) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO notes (trajectory_id, message_index, text, annotator, created_at) VALUES (?, ?, ?, ?, ?)",
+                (trajectory_id, message_index, text, annotator, now()),
+            )
+
+    def notes(self, trajectory_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM notes WHERE trajectory_id = ? ORDER BY id", (trajectory_id,))
+
+    def add_correction(self, correction: Correction) -> int:
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO corrections (trajectory_id, message_index, tool_calls, annotator, note, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (correction.trajectory_id, correction.message_index, dumps(correction.tool_calls),
+                 correction.annotator, correction.note, now()),
+            )
+        return int(cursor.lastrowid)
+
+    def corrections(self, trajectory_id: str | None = None) -> list[Correction]:
+        """Corrections, the latest per message only (an annotator may fix a call twice)."""
+        where, params = ("WHERE trajectory_id = ?", (trajectory_id,)) if trajectory_id else ("", ())
+        rows = self._rows(
+            f"SELECT *, max(id) FROM corrections {where} GROUP BY trajectory_id, message_index ORDER BY id", params
+        )
+        return [
+            Correction(r["trajectory_id"], r["message_index"], loads(r["tool_calls"]), r["annotator"], r["note"],
+                       r["created_at"], r["id"])
+            for r in rows
+        ]
+
+    # -- gold calls -------------------------------------------------------------------------------
+    def add_gold(self, items: Iterable[GoldItem]) -> int:
+        stamp = now()
+        rows = [
+            (g.id, g.toolset, dumps(g.messages), dumps([{"name": c.name, "arguments": c.arguments} for c in g.calls]),
+             g.source, stamp)
+            for g in items
+        ]
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO gold_calls (id, toolset, messages, calls, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def gold_items(self, toolset: str | None = None) -> Iterator[GoldItem]:
+        where, params = ("WHERE toolset = ?", (toolset,)) if toolset else ("", ())
+        tools_cache: dict[str | None, list[dict[str, Any]]] = {}
+        for r in self._rows(f"SELECT * FROM gold_calls {where} ORDER BY rowid", params):
+            if r["toolset"] not in tools_cache:
+                found = self.toolset(r["toolset"]) if r["toolset"] else None
+                tools_cache[r["toolset"]] = found.openai_tools() if found else []
+            yield GoldItem(
+                id=r["id"], toolset=r["toolset"], tools=tools_cache[r["toolset"]], messages=loads(r["messages"]),
+                calls=[ToolCall(c["name"], c.get("arguments") or {}) for c in loads(r["calls"])], source=r["source"],
+            )
+
+    # -- runs --------------------------------------------------------------------------------------
+    def create_run(self, kind: str, algorithm: str, base_model: str, config: dict[str, Any],
+                   dataset: dict[str, Any] | None = None, output_dir: str | None = None) -> str:
+        run_id = new_id()
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO runs (id, kind, algorithm, base_model, status, config, dataset, output_dir, created_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+                (run_id, kind, algorithm, base_model, dumps(config), dumps(dataset), output_dir, now()),
+            )
+        return run_id
+
+    _RUN_FIELDS = frozenset({"status", "pid", "error", "summary", "started_at", "finished_at", "output_dir",
+                             "dataset", "config"})
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        unknown = set(fields) - self._RUN_FIELDS
+        if unknown:
+            raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
+        if "status" in fields:
+            _check(fields["status"], RUN_STATUSES, "run status")
+        values = {k: dumps(v) if k in ("summary", "dataset", "config") else v for k, v in fields.items()}
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        with self.transaction():
+            self.conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
+
+    def add_run_metrics(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
+        stamp = now()
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO run_metrics (run_id, step, key, value, created_at) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, step, k, float(v), stamp) for k, v in metrics.items()],
+            )
+
+    def run(self, run_id: str) -> Run | None:
+        rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def runs(self) -> list[Run]:
+        return [_run(r) for r in self._rows("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")]
+
+    def run_metrics(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [
+            (r[0], r[1])
+            for r in self.conn.execute(
+                "SELECT step, value FROM run_metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid", (run_id, key)
+            )
+        ]
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, "
+    "weight_source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _message_row(trajectory_id: str, index: int, m: Message, stamp: str) -> tuple[Any, ...]:
+    weight = (1 if m.weight is None else m.weight) if m.role == "assistant" else None
+    return (trajectory_id, index, m.role, m.content, dumps(m.tool_calls), m.tool_call_id, m.name, m.raw, weight,
+            m.weight_source, stamp)
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(
+        role=row["role"], content=row["content"], tool_calls=loads(row["tool_calls"]),
+        tool_call_id=row["tool_call_id"], name=row["name"], raw=row["raw"], weight=row["weight"],
+        weight_source=row["weight_source"], index=row["idx"],
+    )
+
+
+def _run(row: dict[str, Any]) -> Run:
+    return Run(
+        id=row["id"], kind=row["kind"], algorithm=row["algorithm"], base_model=row["base_model"],
+        status=row["status"], config=loads(row["config"]) or {}, dataset=loads(row["dataset"]),
+        output_dir=row["output_dir"], pid=row["pid"], error=row["error"], summary=loads(row["summary"]),
+        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+    )
+
+
+def _check(value: Any, allowed: Sequence[Any], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
+    """SQL selecting trajectory ids by status and review filter, in insertion order."""
+    _check(review, REVIEW_FILTERS, "review filter")
+    clauses, params = [], []
+    if status is not None:
+        _check(status, STATUSES, "status")
+        clauses.append("t.status = ?")
+        params.append(status)
+    if review == "pending":
+        clauses.append("d.decision IS NULL")
+    elif review != "all":
+        clauses.append("d.decision = ?")
+        params.append(_FILTER_DECISION[review])
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    join = "LEFT JOIN current_decisions d ON d.trajectory_id = t.id" if review != "all" else ""
+    return f"SELECT t.id FROM trajectories t {join} {where} ORDER BY t.rowid", params
+
+
+def to_record(trajectory: Trajectory, tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A trajectory as one JSONL export line (before serialisation)."""
+    meta: dict[str, Any] = {
+        "toolset": trajectory.toolset,
+        "instruction": trajectory.instruction,
+        "source": trajectory.source,
+        "status": trajectory.status,
+        "decision": trajectory.decision,
+        "backend": trajectory.backend,
+        "model": trajectory.model,
+        "difficulty": trajectory.difficulty,
+        "reason": trajectory.reason,
+        "created_at": trajectory.created_at,
+        "tags": [t.to_json() for t in trajectory.tags],
+    }
+    if trajectory.meta:
+        meta["extra"] = trajectory.meta
+    return {
+        "id": trajectory.id,
+        "messages": [m.to_openai() for m in trajectory.messages],
+        "tools": tools,
+        "meta": meta,
+    }

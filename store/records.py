@@ -1,0 +1,190 @@
+"""The store's records as small dataclasses.
+
+Messages convert to and from the OpenAI chat shape, which is also the JSONL
+export's shape, so the store, the exporters and the trainer speak one format.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .toolcalls import ToolCall, function_of, parse_openai_call
+
+ROLES = ("system", "user", "assistant", "tool")
+STATUSES = ("running", "complete", "failed", "imported")
+DECISIONS = ("accept", "reject", "skip")
+RUN_STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+
+
+@dataclass
+class Tool:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+    @classmethod
+    def from_openai(cls, tool: dict[str, Any]) -> "Tool":
+        fn = function_of(tool)
+        return cls(
+            name=fn["name"],
+            description=fn.get("description") or "",
+            parameters=fn.get("parameters") or {"type": "object", "properties": {}},
+        )
+
+
+@dataclass
+class Toolset:
+    name: str
+    tools: list[Tool] = field(default_factory=list)
+    description: str = ""
+    source: str = ""
+    spec: dict[str, Any] | None = None
+
+    def openai_tools(self) -> list[dict[str, Any]]:
+        return [t.to_openai() for t in self.tools]
+
+
+@dataclass
+class Message:
+    role: str
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+    raw: str | None = None
+    weight: int | None = None
+    weight_source: str = "auto"
+    index: int | None = None
+
+    def to_openai(self) -> dict[str, Any]:
+        """The OpenAI chat message, with ``weight`` on assistant messages."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.role == "assistant":
+            out["weight"] = 1 if self.weight is None else self.weight
+            if self.weight_source == "human":
+                out["weight_source"] = "human"
+        if self.raw is not None:
+            out["raw"] = self.raw
+        return out
+
+    @classmethod
+    def from_openai(cls, message: dict[str, Any]) -> "Message":
+        role = message.get("role")
+        if role not in ROLES:
+            raise ValueError(f"message role must be one of {', '.join(ROLES)}, got {role!r}")
+        weight = message.get("weight")
+        if role == "assistant":
+            weight = 1 if weight is None else weight
+            if weight not in (0, 1):
+                raise ValueError(f"assistant 'weight' must be 0 or 1, got {weight!r}")
+        return cls(
+            role=role,
+            content=message.get("content"),
+            tool_calls=message.get("tool_calls") or None,
+            tool_call_id=message.get("tool_call_id"),
+            name=message.get("name"),
+            raw=message.get("raw"),
+            weight=weight if role == "assistant" else None,
+            weight_source="human" if message.get("weight_source") == "human" else "auto",
+        )
+
+    def calls(self) -> list[ToolCall]:
+        """This message's tool calls, parsed; a call that does not parse raises CallParseError."""
+        return [parse_openai_call(c) for c in self.tool_calls or []]
+
+
+@dataclass
+class Tag:
+    code: str
+    source: str = "human"
+    message_index: int | None = None
+    annotator: str | None = None
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"message": self.message_index, "code": self.code, "source": self.source}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass
+class Trajectory:
+    id: str
+    toolset: str | None
+    instruction: str
+    status: str = "running"
+    source: str = "simulated"
+    backend: str | None = None
+    model: str | None = None
+    difficulty: str | None = None
+    reason: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    messages: list[Message] = field(default_factory=list)
+    tags: list[Tag] = field(default_factory=list)
+    decision: str | None = None
+
+
+@dataclass
+class Correction:
+    trajectory_id: str
+    message_index: int
+    tool_calls: list[dict[str, Any]]
+    annotator: str | None = None
+    note: str | None = None
+    created_at: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class GoldItem:
+    """One single-step evaluation item: a context and the acceptable calls."""
+
+    id: str
+    toolset: str | None
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    calls: list[ToolCall]
+    source: str = "imported"
+
+
+@dataclass
+class Run:
+    id: str
+    kind: str
+    algorithm: str
+    base_model: str
+    status: str = "queued"
+    config: dict[str, Any] = field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+    output_dir: str | None = None
+    pid: int | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+
+def dumps(value: Any) -> str | None:
+    """Compact JSON for a column; None stays NULL."""
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,216 @@
+"""The store's schema as forward migrations, versioned with ``PRAGMA user_version``.
+
+Add a migration by appending to ``MIGRATIONS``; never edit one that has shipped.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from .errors import StoreError
+
+V1 = """
+CREATE TABLE toolsets (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL DEFAULT '',
+    spec TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE tools (
+    toolset TEXT NOT NULL REFERENCES toolsets(name) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    parameters TEXT NOT NULL,
+    PRIMARY KEY (toolset, name)
+);
+CREATE TABLE trajectories (
+    id TEXT PRIMARY KEY,
+    toolset TEXT,
+    instruction TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed', 'imported')),
+    source TEXT NOT NULL DEFAULT 'simulated',
+    backend TEXT,
+    model TEXT,
+    difficulty TEXT,
+    reason TEXT,
+    meta TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX trajectories_status ON trajectories(status);
+CREATE INDEX trajectories_toolset ON trajectories(toolset);
+CREATE INDEX trajectories_updated ON trajectories(updated_at);
+CREATE TABLE messages (
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant', 'tool')),
+    content TEXT,
+    tool_calls TEXT,
+    tool_call_id TEXT,
+    name TEXT,
+    raw TEXT,
+    weight INTEGER CHECK (weight IN (0, 1)),
+    weight_source TEXT NOT NULL DEFAULT 'auto' CHECK (weight_source IN ('auto', 'human')),
+    created_at TEXT NOT NULL,
+    UNIQUE (trajectory_id, idx)
+);
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    content, tool_calls, content='messages', content_rowid='rowid'
+);
+CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, content, tool_calls) VALUES (new.rowid, new.content, new.tool_calls);
+END;
+CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content, tool_calls)
+    VALUES ('delete', old.rowid, old.content, old.tool_calls);
+END;
+CREATE TRIGGER messages_fts_au AFTER UPDATE OF content, tool_calls ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, content, tool_calls)
+    VALUES ('delete', old.rowid, old.content, old.tool_calls);
+    INSERT INTO messages_fts(rowid, content, tool_calls) VALUES (new.rowid, new.content, new.tool_calls);
+END;
+CREATE TABLE tags (
+    id INTEGER PRIMARY KEY,
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    message_index INTEGER,
+    code TEXT NOT NULL,
+    source TEXT NOT NULL CHECK (source IN ('auto', 'human')),
+    present INTEGER NOT NULL DEFAULT 1 CHECK (present IN (0, 1)),
+    annotator TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX tags_trajectory ON tags(trajectory_id, message_index);
+CREATE INDEX tags_code ON tags(code);
+CREATE TABLE reviews (
+    id INTEGER PRIMARY KEY,
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    decision TEXT NOT NULL CHECK (decision IN ('accept', 'reject', 'skip', 'undo')),
+    undoes INTEGER REFERENCES reviews(id),
+    annotator TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX reviews_trajectory ON reviews(trajectory_id, id);
+CREATE INDEX reviews_undoes ON reviews(undoes);
+CREATE VIEW current_decisions AS
+    SELECT trajectory_id, decision, annotator, created_at, max(id) AS review_id
+    FROM reviews
+    WHERE decision != 'undo' AND id NOT IN (SELECT undoes FROM reviews WHERE undoes IS NOT NULL)
+    GROUP BY trajectory_id;
+CREATE VIEW effective_tags AS
+    WITH human AS (
+        SELECT trajectory_id, message_index, code, present, note, annotator, max(id) AS tag_id
+        FROM tags WHERE source = 'human'
+        GROUP BY trajectory_id, message_index, code
+    )
+    SELECT trajectory_id, message_index, code, 'human' AS source, note, annotator, tag_id
+    FROM human WHERE present = 1
+    UNION ALL
+    SELECT a.trajectory_id, a.message_index, a.code, 'auto', a.note, a.annotator, a.id
+    FROM tags a
+    WHERE a.source = 'auto' AND NOT EXISTS (
+        SELECT 1 FROM tags h
+        WHERE h.source = 'human' AND h.trajectory_id = a.trajectory_id
+          AND h.message_index IS a.message_index AND h.code = a.code
+    );
+CREATE TABLE notes (
+    id INTEGER PRIMARY KEY,
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    message_index INTEGER,
+    text TEXT NOT NULL,
+    annotator TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX notes_trajectory ON notes(trajectory_id);
+CREATE TABLE corrections (
+    id INTEGER PRIMARY KEY,
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    message_index INTEGER NOT NULL,
+    tool_calls TEXT NOT NULL,
+    annotator TEXT,
+    note TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX corrections_trajectory ON corrections(trajectory_id, message_index);
+CREATE TABLE gold_calls (
+    id TEXT PRIMARY KEY,
+    toolset TEXT,
+    messages TEXT NOT NULL,
+    calls TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT 'imported',
+    created_at TEXT NOT NULL
+);
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    base_model TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed', 'cancelled')),
+    config TEXT NOT NULL,
+    dataset TEXT,
+    output_dir TEXT,
+    pid INTEGER,
+    error TEXT,
+    summary TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE TABLE run_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    step INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX run_metrics_run ON run_metrics(run_id, key, step);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(StoreError):
+    """The file was written by a newer curator than this one."""
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Bring the schema up to ``SCHEMA_VERSION``; each step is one transaction.
+
+    The version is read again inside the write lock, so two processes opening
+    a new file at once do not both create it.
+    """
+    for number in range(_version(conn, path), SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _version(conn, path) == number:
+                for statement in _statements(MIGRATIONS[number]):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
+
+
+def _version(conn: sqlite3.Connection, path: str) -> int:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"{path}: store schema version {version} is newer than this curator's ({SCHEMA_VERSION}); upgrade curator"
+        )
+    return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (triggers hold ';' inside BEGIN … END)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
