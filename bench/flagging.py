@@ -1,0 +1,104 @@
+"""Is this tool call an error? Our feedback classifier against TL-Training's substring rules.
+
+Reads the labelled cases in ``tests/data/feedback_cases.jsonl`` and prints precision
+and recall of both for "the feedback reports an error", and the share of errors to
+which ours gives the labelled code. Run: ``python bench/flagging.py``.
+
+TL-Training's rule (``code/mae/mae.py`` in the TL-Training repository, ``data_split``):
+a turn is dropped when its feedback, lower-cased and stripped of everything but
+letters, digits and CJK characters, contains one of ``TL_TRAINING_SUBSTRINGS``
+treated the same way. Note that ``"error":`` and ``'error'`` both reduce to ``error``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from curator.flagging import classify_feedback
+
+CASES = Path(__file__).resolve().parent.parent / "tests" / "data" / "feedback_cases.jsonl"
+
+#: As published in TL-Training's code/mae/mae.py.
+TL_TRAINING_SUBSTRINGS = (
+    "is not defined", "positional argument", "unexpected keyword", "'related_searches'", "ConnectionError",
+    '"error":', "not supported", "Invalid API call", "Response error",
+    "Object of type SerpResults is not JSON serializable", "400 Client Error", "'error'",
+    "slice indices must be integers or None or have an __index__ method", "connection error",
+)
+_NOT_KEPT = re.compile(r"[^\u4e00-\u9fa5a-zA-Z0-9]")
+
+
+def _squash(text: str) -> str:
+    return _NOT_KEPT.sub("", text).lower()
+
+
+_TL_KEYS = tuple(_squash(s) for s in TL_TRAINING_SUBSTRINGS)
+
+
+def tl_training_says_error(feedback: str) -> bool:
+    squashed = _squash(feedback)
+    return any(key in squashed for key in _TL_KEYS)
+
+
+def ours_says_error(feedback: str) -> bool:
+    return bool(classify_feedback(feedback))
+
+
+@dataclass(frozen=True)
+class Score:
+    precision: float
+    recall: float
+    tp: int
+    fp: int
+    fn: int
+
+
+def load_cases(path: Path = CASES) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+
+
+def score(cases: Iterable[dict], says_error: Callable[[str], bool]) -> Score:
+    tp = fp = fn = 0
+    for case in cases:
+        predicted = says_error(case["text"])
+        tp += predicted and case["error"]
+        fp += predicted and not case["error"]
+        fn += case["error"] and not predicted
+    return Score(tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0, tp, fp, fn)
+
+
+def code_accuracy(cases: Iterable[dict]) -> tuple[float, list[tuple[dict, list[str]]]]:
+    """Share of errors whose first classified code is the labelled one, and the misses."""
+    positives = [c for c in cases if c["error"]]
+    misses = []
+    for case in positives:
+        codes = [p.code for p in classify_feedback(case["text"])]
+        if codes[:1] != [case["code"]]:
+            misses.append((case, codes))
+    return 1 - len(misses) / len(positives), misses
+
+
+def main(verbose: bool = "-v" in sys.argv) -> None:
+    cases = load_cases()
+    ours, theirs = score(cases, ours_says_error), score(cases, tl_training_says_error)
+    right_code, misses = code_accuracy(cases)
+    positives = sum(c["error"] for c in cases)
+    print(f"{len(cases)} labelled feedback cases ({positives} errors, {len(cases) - positives} successes)\n")
+    print(f"{'classifier':<26}{'precision':>10}{'recall':>8}{'FP':>5}{'FN':>5}{'right code':>12}")
+    print(f"{'curator.flagging':<26}{ours.precision:>10.3f}{ours.recall:>8.3f}{ours.fp:>5}{ours.fn:>5}{right_code:>12.3f}")
+    print(f"{'TL-Training substrings':<26}{theirs.precision:>10.3f}{theirs.recall:>8.3f}{theirs.fp:>5}{theirs.fn:>5}{'n/a':>12}")
+    print(f"\nratio ours / TL-Training: precision {ours.precision / theirs.precision:.2f}, recall {ours.recall / theirs.recall:.2f}")
+    if verbose:
+        for case in cases:
+            if ours_says_error(case["text"]) != case["error"]:
+                print(f"  wrong verdict ({case['why']}): {case['text'][:100]}")
+        for case, codes in misses:
+            print(f"  code {codes} for {case['code']} ({case['why']}): {case['text'][:100]}")
+
+
+if __name__ == "__main__":
+    main()
