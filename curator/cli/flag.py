@@ -1,0 +1,45 @@
+"""`curator flag`: re-flag every trajectory in the store."""
+from __future__ import annotations
+
+import click
+
+from curator.config import load as load_config
+from curator.flagging import FlagSummary, flag_all
+from store import DEFAULT_PATH, Store
+from store.taxonomy import default_mask_policy
+
+
+@click.command("flag")
+@click.option("--db", "db", default=None, help="The store (default: curator's --db).")
+@click.option(
+    "--mask-instability/--keep-instability",
+    default=None,
+    help="Mask calls that failed for reasons outside the call (default: [flag] mask_instability in the config).",
+)
+@click.pass_context
+def flag(ctx: click.Context, db: str | None, mask_instability: bool | None) -> None:
+    """Re-flag every trajectory: auto tags and MAE weights from call checks and tool feedback.
+
+    Human tags, un-tags and mask toggles are kept: a human decision always wins.
+    """
+    obj = ctx.obj or {}
+    if mask_instability is None:
+        mask_instability = load_config(obj.get("config")).flag.mask_instability
+    with Store.open(db or obj.get("db") or DEFAULT_PATH, create=False) as store:
+        summary = flag_all(store, default_mask_policy(mask_instability))
+    click.echo(render_summary(summary))
+
+
+def render_summary(summary: FlagSummary) -> str:
+    lines = [
+        f"{summary.trajectories} trajectories flagged: {summary.tagged} assistant messages tagged, "
+        f"{summary.masked} masked (weight 0)"
+    ]
+    if summary.by_code:
+        width = max(len(code) for code in summary.by_code)
+        lines.append(f"  {'code':<{width}}  messages")
+        lines += [f"  {code:<{width}}  {count:>8}" for code, count in summary.by_code.most_common()]
+    return "\n".join(lines)
+
+
+COMMANDS = [flag]
