@@ -1,0 +1,247 @@
+"""Single-step tool-call evaluation (RoTBench's TS / PI / CF) of a local model or an OpenAI-compatible endpoint.
+
+Gold items come from the store's gold calls (imported ``Golden_Answers``), or
+from a JSONL file of gold items (``{"id", "tools", "messages", "calls"}``) or of
+trajectories, whose trainable call steps become items. Every prediction is
+judged by ``store.toolcalls.judge``, the same judge as the executor and the
+GRPO reward.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from store.toolcalls import CallParseError, ToolCall, judge, parse_call, parse_openai_call
+from training.data import DB_SUFFIXES, iter_steps, load_records
+from training.errors import TrainingError
+from training.templates import Generation, parse_generation
+from training.tiny import TinyConfig
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS = ("ts", "pi", "cf", "parse_error", "tool_hallucination", "param_hallucination", "no_call", "reward")
+
+
+@dataclass
+class EvalConfig:
+    model: str = "tiny"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    data: str | None = None
+    db: str | None = None
+    output: str = "runs/eval"
+    limit: int | None = None
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    chat_template: str | None = None
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Item:
+    id: str
+    tools: list[dict[str, Any]]
+    messages: list[dict[str, Any]]
+    calls: list[ToolCall]
+
+
+def gold_items(data: str | None, db: str | None) -> list[Item]:
+    """The evaluation items: store gold calls, a gold JSONL, or the call steps of trajectories."""
+    store_path = data if data and Path(data).suffix in DB_SUFFIXES else (db if not data else None)
+    if store_path:
+        items = _store_gold(store_path)
+        if items:
+            return items
+    return list(_items_from_rows(load_records(data, db)))
+
+
+def _store_gold(path: str) -> list[Item]:
+    from store import Store, StoreError
+
+    if not Path(path).exists():
+        raise TrainingError(f"store not found: {path}")
+    try:
+        with Store.open(path, create=False) as store:
+            return [Item(g.id, g.tools, g.messages, list(g.calls)) for g in store.gold_items()]
+    except StoreError as exc:
+        raise TrainingError(str(exc)) from None
+
+
+def _items_from_rows(rows: Iterable[Mapping[str, Any]]) -> Iterable[Item]:
+    for row in rows:
+        if "calls" in row:
+            calls = [parse_call(c["name"], c.get("arguments")) for c in row["calls"]]
+            yield Item(str(row.get("id", "")), row.get("tools") or [], row["messages"], calls)
+            continue
+        if (row.get("meta") or {}).get("decision") in {"reject", "skip"}:
+            continue
+        for n, (context, message) in enumerate(iter_steps(row)):
+            try:
+                calls = [parse_openai_call(c) for c in message["tool_calls"][:1]]
+            except CallParseError:
+                continue
+            yield Item(f"{row.get('id', '')}:{n}", row.get("tools") or [], context, calls)
+
+
+class LocalModel:
+    """Greedy generation with a local model through its own chat template."""
+
+    def __init__(self, config: EvalConfig):
+        import torch
+
+        from training import models
+        from training.data import Renderer
+
+        torch.manual_seed(config.seed)
+        self.model, self.tokenizer = models.load(config.model, config.tiny, chat_template=config.chat_template)
+        self.device, _ = models.device_and_dtype()
+        self.model.to(self.device).eval()
+        self.tokenizer.padding_side = "left"
+        self.renderer = Renderer.of(self.tokenizer)
+        self.config = config
+
+    def predict(self, items: Sequence[Item]) -> list[Generation]:
+        import torch
+
+        out: list[Generation] = []
+        for start in range(0, len(items), self.config.batch_size):
+            batch = items[start : start + self.config.batch_size]
+            prompts = [self.renderer.prompt(item.messages, item.tools) for item in batch]
+            enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            with torch.no_grad():
+                generated = self.model.generate(
+                    **enc,
+                    max_new_tokens=self.config.max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.tokenizer.eos_token_id,
+                )
+            for row in generated[:, enc["input_ids"].shape[1] :]:
+                out.append(parse_generation(self.tokenizer.decode(row, skip_special_tokens=False)))
+        return out
+
+
+class EndpointModel:
+    """Any OpenAI-compatible chat endpoint, with the tools passed as tools."""
+
+    def __init__(self, config: EvalConfig):
+        from openai import OpenAI
+
+        self.client = OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env) or "EMPTY")
+        self.config = config
+
+    def predict(self, items: Sequence[Item]) -> list[Generation]:
+        return [self._one(item) for item in items]
+
+    def _one(self, item: Item) -> Generation:
+        from openai import OpenAIError
+
+        try:
+            response = self.client.chat.completions.create(
+                model=self.config.model,
+                messages=_openai_messages(item.messages),
+                tools=item.tools or None,
+                temperature=0,
+                max_tokens=self.config.max_new_tokens,
+            )
+        except OpenAIError as exc:
+            raise TrainingError(f"endpoint {self.config.base_url}: {exc}") from None
+        message = response.choices[0].message
+        if message.tool_calls:
+            try:
+                return Generation(message.content or "", [parse_openai_call(c.model_dump()) for c in message.tool_calls])
+            except CallParseError as exc:
+                return Generation(message.content or "", error=str(exc))
+        return parse_generation(message.content or "")
+
+
+def _openai_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as the API takes them: no ``weight`` and no None values."""
+    return [{k: v for k, v in m.items() if k != "weight" and v is not None} for m in messages]
+
+
+def score(items: Sequence[Item], generations: Sequence[Generation]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Rates over the items, and one judged record per prediction.
+
+    A call-shaped answer that cannot be read is a parse error; an answer with no
+    call is ``no_call``; both count as wrong (reward of an unparseable call).
+    Only the first predicted call is judged: the items are single-step.
+    """
+    totals = dict.fromkeys(METRICS, 0.0)
+    records = []
+    for item, gen in zip(items, generations):
+        predicted: Any = gen.calls[0] if gen.calls else gen.content
+        verdict = judge(predicted, item.calls, item.tools)
+        codes = set(verdict.codes)
+        row = {
+            "ts": verdict.ts,
+            "pi": verdict.pi,
+            "cf": verdict.cf,
+            "parse_error": gen.parse_error,
+            "tool_hallucination": "tool_hallucination" in codes,
+            "param_hallucination": "param_hallucination" in codes,
+            "no_call": not gen.calls and not gen.parse_error,
+            "reward": verdict.reward,
+        }
+        for key in METRICS:
+            totals[key] += float(row[key])
+        records.append(
+            {
+                "id": item.id,
+                "predicted": [{"name": c.name, "arguments": c.arguments} for c in gen.calls],
+                "content": gen.content,
+                "error": gen.error,
+                "codes": list(verdict.codes),
+                **row,
+            }
+        )
+    n = len(items)
+    metrics = {key: (totals[key] / n if n else 0.0) for key in METRICS}
+    metrics["n"] = n
+    return metrics, records
+
+
+def table(metrics: Mapping[str, float], title: str) -> str:
+    """The metrics as a small text table."""
+    labels = {
+        "n": "items",
+        "ts": "TS (tool)",
+        "pi": "PI (tool + params)",
+        "cf": "CF (tool + params + values)",
+        "parse_error": "parse errors",
+        "tool_hallucination": "tool hallucinations",
+        "param_hallucination": "param hallucinations",
+        "no_call": "no call",
+        "reward": "mean reward",
+    }
+    width = max(len(v) for v in labels.values())
+    lines = [title, "-" * (width + 12)]
+    for key, label in labels.items():
+        value = metrics.get(key, 0)
+        shown = f"{int(value)}" if key == "n" else (f"{value:+.3f}" if key == "reward" else f"{value:.1%}")
+        lines.append(f"{label:<{width}}  {shown:>9}")
+    return "\n".join(lines)
+
+
+def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
+    """Predict, judge, save the predictions, print the table; returns the run summary."""
+    items = gold_items(config.data, config.db)
+    if config.limit:
+        items = items[: config.limit]
+    if not items:
+        raise TrainingError("no gold items to evaluate on")
+    recorder.start({"source": config.data or config.db, "items": len(items)})
+    model = EndpointModel(config) if config.base_url else LocalModel(config)
+    metrics, records = score(items, model.predict(items))
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / PREDICTIONS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    recorder.log(0, {k: v for k, v in metrics.items() if k != "n"})
+    print(table(metrics, f"{config.model} on {len(items)} gold calls"))
+    return {"status": "completed", "metrics": metrics, "output": str(output)}

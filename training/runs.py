@@ -1,0 +1,86 @@
+"""A run's row in the store and its JSONL log beside the output.
+
+Without a store (``--db`` not given) a run only writes its log; with one, the
+row follows the run: queued → running (pid) → completed | failed | cancelled,
+and every logged step lands in ``run_metrics`` for the TUI's loss chart.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from store import Store, now
+
+METRICS_FILE = "metrics.jsonl"
+_SECRET_NAMES = ("api_key", "password", "secret", "token")
+
+
+def public_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The config as stored: JSON values only, and never a secret.
+
+    Configs name the environment variable that holds a key (``api_key_env``),
+    never the key; this is a second line of defence.
+    """
+    out = {}
+    for key, value in config.items():
+        if key.lower() in _SECRET_NAMES or key.lower().endswith("_api_key"):
+            continue
+        out[key] = value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
+    return out
+
+
+class RunRecorder:
+    """Records one training or evaluation run; every store call is optional."""
+
+    def __init__(
+        self,
+        db: str | None,
+        kind: str,
+        algorithm: str,
+        base_model: str,
+        config: Mapping[str, Any],
+        output_dir: Path,
+        run_id: str | None = None,
+    ):
+        self.output_dir = output_dir
+        self.store = None
+        self.run_id = run_id
+        self._started = time.time()
+        if db:
+            self.store = Store.open(db)
+            if self.run_id is None:
+                self.run_id = self.store.create_run(
+                    kind, algorithm, base_model, public_config(config), output_dir=str(output_dir)
+                )
+
+    def start(self, dataset: Mapping[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": now()}
+        if dataset is not None:
+            fields["dataset"] = dict(dataset)
+        self._update(**fields)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        values = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with (self.output_dir / METRICS_FILE).open("a") as fh:
+            fh.write(json.dumps({"step": step, "time": round(time.time() - self._started, 3), **values}) + "\n")
+        if self.store is not None and self.run_id is not None:
+            self.store.add_run_metrics(self.run_id, step, values)
+
+    def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "finished_at": now()}
+        if summary is not None:
+            fields["summary"] = dict(summary)
+        self._update(**fields)
+
+    def fail(self, error: str) -> None:
+        self._update(status="failed", error=error, finished_at=now())
+
+    def _update(self, **fields: Any) -> None:
+        if self.store is not None and self.run_id is not None:
+            self.store.update_run(self.run_id, **fields)
+
+

@@ -1,0 +1,246 @@
+"""Supervised fine-tuning with LoRA and the MAE × PKT weighted loss.
+
+Loss = Σ wᵢ·CEᵢ / Σ wᵢ over the assistant tokens of the whole accumulated
+batch: the trainer's ``num_items_in_batch`` is replaced by the total weight of
+all micro-batches of the optimizer step, and each micro-batch contributes its
+weighted sum divided by that total, so accumulation changes nothing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from training import models
+from training.callbacks import GracefulStop, MetricsCallback
+from training.curriculum import CurriculumOrder, stages
+from training.data import IGNORE, Encoder, Example, load_records, sft_records
+from training.errors import TrainingError
+from training.runs import RunRecorder
+from training.tiny import TinyConfig
+
+
+@dataclass
+class LoraOptions:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: str | list[str] = "all-linear"
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class SFTConfig:
+    """Everything an SFT run is told; stored as the run's config."""
+
+    base_model: str = "tiny"
+    data: str | None = None
+    db: str | None = None
+    output: str = "runs/sft"
+    max_steps: int = -1
+    epochs: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    learning_rate: float = 2e-4
+    warmup: float = 0.0  # steps, or a fraction of them when < 1
+    weight_decay: float = 0.0
+    max_length: int | None = 2048
+    w_max: float = 9.0
+    mae: bool = True
+    curriculum: bool = False
+    full_finetune: bool = False
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    tiny: TinyConfig = field(default_factory=TinyConfig)
+    chat_template: str | None = None
+    seed: int = 0
+    logging_steps: int = 1
+    save_steps: int = 100
+    save_total_limit: int = 2
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ExampleDataset(Dataset):
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> Example:
+        return self.examples[index]
+
+
+class Collator:
+    """Right-pads a batch: ids with the pad token, labels with -100, weights with 0."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+        length = max(len(e.input_ids) for e in batch)
+        out = {
+            "input_ids": torch.full((len(batch), length), self.pad_token_id, dtype=torch.long),
+            "attention_mask": torch.zeros((len(batch), length), dtype=torch.long),
+            "labels": torch.full((len(batch), length), IGNORE, dtype=torch.long),
+            "weights": torch.zeros((len(batch), length), dtype=torch.float32),
+        }
+        for row, e in enumerate(batch):
+            n = len(e.input_ids)
+            out["input_ids"][row, :n] = torch.from_numpy(e.input_ids)
+            out["attention_mask"][row, :n] = 1
+            out["labels"][row, :n] = torch.from_numpy(e.labels)
+            out["weights"][row, :n] = torch.from_numpy(e.weights)
+        return out
+
+
+def weighted_ce_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ wᵢ·CEᵢ over the shifted positions with a positive weight.
+
+    Only those rows of the logits are upcast and fed to the cross entropy, so
+    a masked message costs nothing beyond the forward pass.
+    """
+    weights = weights[:, 1:]
+    selected = weights > 0
+    picked = logits[:, :-1][selected].float()
+    ce = F.cross_entropy(picked, labels[:, 1:][selected], reduction="none")
+    return (ce * weights[selected]).sum()
+
+
+class WeightedLossTrainer(Trainer):
+    """A ``Trainer`` whose loss is the MAE × PKT weighted cross entropy."""
+
+    # compute_loss divides by the whole optimizer step's weight: never divide again
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args: Any, sampler: CurriculumOrder | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._sampler = sampler
+
+    def _get_train_sampler(self, train_dataset=None):
+        return self._sampler if self._sampler is not None else super()._get_train_sampler(train_dataset)
+
+    def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
+        """The total weight of the step's micro-batches (on every process), where the base counts labels."""
+        if not batch_samples or "weights" not in batch_samples[0]:
+            return None
+        total = sum(batch["weights"][:, 1:].sum() for batch in batch_samples).to(device)
+        if self.args.world_size > 1:
+            total = self.accelerator.gather(total).sum()
+        return total
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        weights = inputs.pop("weights")
+        outputs = model(**inputs)
+        total = num_items_in_batch if num_items_in_batch is not None else weights[:, 1:].sum()
+        loss = weighted_ce_sum(outputs.logits, labels, weights) / torch.clamp(total, min=1e-12)
+        if self.args.world_size > 1:
+            # gradients are averaged over processes, and the denominator is already global
+            loss = loss * self.accelerator.num_processes
+        return (loss, outputs) if return_outputs else loss
+
+
+def training_arguments(config: SFTConfig, output: Path) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(output),
+        max_steps=config.max_steps,
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup,
+        weight_decay=config.weight_decay,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **models.device_args(),
+    )
+
+
+def prepare(config: SFTConfig):
+    """Records → (model, tokenizer, kept records, examples), with the clear errors of bad input."""
+    records = sft_records(load_records(config.data, config.db))
+    if not records:
+        raise TrainingError("the dataset is empty: no accepted trajectory")
+    model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template, trainable_adapter=True)
+    encoder = Encoder(tokenizer, max_length=config.max_length, w_max=config.w_max, mae=config.mae)
+    kept, examples = encoder.encode_all(records)
+    return model, tokenizer, kept, examples
+
+
+def wrap_lora(model, options: LoraOptions):
+    """The model with fresh LoRA adapters, or as it is when it already carries a trainable adapter."""
+    if hasattr(model, "peft_config"):
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, options.peft_config())
+
+
+def train(config: SFTConfig, recorder: RunRecorder) -> dict[str, Any]:
+    """Run SFT; returns the run summary. Raises ``TrainingError`` on bad input."""
+    stop = GracefulStop()
+    output = Path(config.output)
+    if config.full_finetune and config.base_model != models.TINY:
+        raise TrainingError("--from-scratch/--full-finetune is for --base-model tiny")
+    model, tokenizer, kept, examples = prepare(config)
+    dataset = {
+        "source": config.data or config.db,
+        "trajectories": len(kept),
+        "tokens": int(sum(len(e.input_ids) for e in examples)),
+        "trainable_tokens": int(sum(e.trainable for e in examples)),
+    }
+    recorder.start(dataset)
+    tiny_base = config.base_model == models.TINY and not config.full_finetune
+    if tiny_base:
+        models.save_tiny_base(model, tokenizer, output, config.tiny)
+    if not config.full_finetune:
+        model = wrap_lora(model, config.lora)
+    sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
+    trainer = WeightedLossTrainer(
+        model=model,
+        args=training_arguments(config, output),
+        train_dataset=ExampleDataset(examples),
+        data_collator=Collator(tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[MetricsCallback(recorder), stop],
+        sampler=sampler,
+    )
+    resume = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    models.save(trainer.model, tokenizer, output, tiny_base=tiny_base)
+    loss = result.training_loss
+    return {
+        "status": "cancelled" if stop.stopped else "completed",
+        "steps": result.global_step,
+        "train_loss": None if loss is None or math.isnan(loss) else float(loss),
+        "output": str(output),
+        "resumed_from": resume,
+    }
