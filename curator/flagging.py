@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from store.taxonomy import default_mask_policy
-from store.toolcalls import CallParseError, Problem, Toolbox, ToolCall, parse_openai_call
+from store.toolcalls import CallParseError, Problem, Toolbox, parse_openai_call
 
 
 # --- Reading feedback -------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def _rule(code: str, pattern: str, alarm: bool = True) -> Rule:
 
 
 _Q = r"""['"`]?"""  # an optional quote around a name
-_NAME = r"(?P<param>[A-Za-z_][\w.\-]*)"
+_NAME = r"(?P<param>[A-Za-z_][\w.\-]{0,63})"  # bounded: unbounded runs make scans quadratic
 _ARG = r"(?:parameter|argument|field|option|key|property)s?"
 
 #: Ordered: the first rule that matches an error message gives its code.
@@ -76,11 +76,11 @@ RULES: tuple[Rule, ...] = (
     _rule("tool_instability", r"unauthori[sz]ed|not authenticated|authentication|credentials", alarm=False),
     _rule("tool_instability", r"is not json serializable"),
     # The tool does not exist.
-    _rule("tool_hallucination", r"(?P<tool>[\w.\-]+)['\"`]? is not a valid tool"),
+    _rule("tool_hallucination", r"(?P<tool>[\w.\-]{1,64})['\"`]? is not a valid tool"),
     _rule("tool_hallucination", r"name ['\"](?P<tool>\w+)['\"] is not defined"),
-    _rule("tool_hallucination", rf"(?:unknown|invalid|unsupported|no such) (?:tool|function|operation|action|endpoint)\b[:\s]*{_Q}(?P<tool>[\w.\-]+)?"),
-    _rule("tool_hallucination", rf"(?:tool|function|operation|action){_Q}\s+{_Q}(?P<tool>[\w.\-]+){_Q} (?:not found|does not exist|is not available)"),
-    _rule("tool_hallucination", r"method not found:?\s*(?P<tool>[\w.\-]+)?"),
+    _rule("tool_hallucination", rf"(?:unknown|invalid|unsupported|no such) (?:tool|function|operation|action|endpoint)\b[:\s]*{_Q}(?P<tool>[\w.\-]{{1,64}})?"),
+    _rule("tool_hallucination", rf"(?:tool|function|operation|action){_Q}\s+{_Q}(?P<tool>[\w.\-]{{1,64}}){_Q} (?:not found|does not exist|is not available)"),
+    _rule("tool_hallucination", r"method not found:?\s*(?P<tool>[\w.\-]{1,64})?"),
     # An argument the tool does not define.
     _rule("param_hallucination", rf"unexpected keyword argument {_Q}{_NAME}"),
     _rule("param_hallucination", rf"(?:unknown|unrecogni[sz]ed|unexpected|unsupported|extra) (?:query |request |body )?{_ARG}(?: supplied)?[:\s]+{_Q}{_NAME}"),
@@ -111,7 +111,7 @@ RULES: tuple[Rule, ...] = (
     _rule("param_invalid", r"\b(?:unknown|unsupported) \w+(?: \w+)? (?:code|id|value|symbol|unit|format)s?\b", alarm=False),
     # The tool answered this call with an error of its own.
     _rule("tool_call_failure", r"invalid api call|response error"),
-    _rule("tool_call_failure", r"\A\s*(?:[\w.]+\.)?\w*(?:error|exception)\b\s*:|traceback \(most recent call last\)"),
+    _rule("tool_call_failure", r"\A\s*(?:[\w.]{1,64}\.)?\w{0,64}(?:error|exception)\b\s*:|traceback \(most recent call last\)"),
     _rule("tool_call_failure", r"\A\W*(?:error|fatal error|failure)\b\s*(?:[:!(\-]|executing|calling|while|occurred)|\A\W*(?-i:ERROR)\b"),
     _rule("tool_call_failure", r"\ban error (?:has )?occurred\b|\b(?:tool|function|api|request) call failed\b|\brequest failed\b"),
     _rule("tool_call_failure", r"\A\W*(?:not found|bad request|forbidden|method not allowed|unprocessable entity|gone)\W*\Z"),
@@ -156,7 +156,7 @@ def classify_feedback(text: str | None) -> list[Problem]:
     if value is not _NOTHING:
         return _from_value(value, status)
     if status is not None:
-        return [] if status < 400 else _from_message(text, status)
+        return [] if status < 400 else [_from_message(text, status)]
     return _from_alarm(text)
 
 
@@ -195,23 +195,21 @@ def _from_value(value: Any, status: int | None) -> list[Problem]:
     problems = _from_object(value, status) if isinstance(value, Mapping) else []
     if problems or status is None or status < 400:
         return problems
-    return _from_message(_text_of(value), status)
+    return [_from_message(_text_of(value), status)]
 
 
 def _from_object(obj: Mapping[str, Any], status: int | None) -> list[Problem]:
     """Problems an object reports by its shape (``status``: the one stated outside it)."""
     lowered = {str(k).lower().replace(" ", "_"): v for k, v in obj.items()}
-    problems: list[Problem] = []
     detail = lowered.get("detail")
     if isinstance(detail, list) and detail and all(isinstance(d, Mapping) for d in detail):
         return [_pydantic_problem(d) for d in detail]
-    for name, message in _field_errors(lowered.get("errors")):
-        problems.append(_from_message(message, None, param=name)[0])
+    problems = [_from_message(message, None, param=name) for name, message in _field_errors(lowered.get("errors"))]
     if problems:
         return problems
     status = _object_status(lowered) or status
     if _says_error(lowered) or (status is not None and status >= 400):
-        return _from_message(_text_of(obj), status)
+        return [_from_message(_text_of(obj), status)]
     if _message_only(lowered):
         return _from_alarm(_text_of({k: v for k, v in lowered.items() if k in _MESSAGE_KEYS}))
     return []
@@ -267,7 +265,7 @@ def _message_only(obj: Mapping[str, Any]) -> bool:
 
 def _from_alarm(text: str) -> list[Problem]:
     if any(r.alarm and r.pattern.search(text) for r in RULES):
-        return _from_message(text, None)
+        return [_from_message(text, None)]
     return []
 
 
@@ -286,7 +284,7 @@ def _pydantic_problem(item: Mapping[str, Any]) -> Problem:
     return Problem(code, msg or kind, param=param)
 
 
-def _from_message(text: str, status: int | None, param: str | None = None) -> list[Problem]:
+def _from_message(text: str, status: int | None, param: str | None = None) -> Problem:
     """The one problem an error message describes.
 
     The first matching rule names it; a status of 5xx, 401, 407, 408 or 429 turns
@@ -297,7 +295,7 @@ def _from_message(text: str, status: int | None, param: str | None = None) -> li
     if code == "tool_call_failure" and status is not None and (status >= 500 or status in _INSTABILITY_STATUSES):
         code = "tool_instability"
     names = match.groupdict() if match else {}
-    return [Problem(code, _shorten(text), tool=names.get("tool"), param=param or names.get("param"))]
+    return Problem(code, _shorten(text), tool=names.get("tool"), param=param or names.get("param"))
 
 
 def _text_of(value: Any) -> str:
