@@ -2,7 +2,8 @@
 
 Reads the labelled cases in ``tests/data/feedback_cases.jsonl`` and prints precision
 and recall of both for "the feedback reports an error", and the share of errors to
-which ours gives the labelled code. Run: ``python bench/flagging.py``.
+which ours gives the labelled code. Run from the repository root:
+``python -m bench.flagging`` (``-v`` lists the misses).
 
 TL-Training's rule (``code/mae/mae.py`` in the TL-Training repository, ``data_split``):
 a turn is dropped when its feedback, lower-cased and stripped of everything but
@@ -97,7 +98,8 @@ def code_accuracy(cases: Iterable[dict]) -> tuple[float, list[tuple[dict, list[s
     return 1 - len(misses) / len(positives), misses
 
 
-def main(verbose: bool = "-v" in sys.argv) -> None:
+def main() -> None:
+    verbose = "-v" in sys.argv
     cases = load_cases()
     ours, theirs = score(cases, ours_says_error), score(cases, tl_training_says_error)
     right_code, misses = code_accuracy(cases)
