@@ -237,7 +237,8 @@ class Encoder:
         text = self.renderer.render(messages, tools)
         enc = self._backend.encode(text, add_special_tokens=False)
         ids = np.asarray(enc.ids, dtype=np.int64)
-        starts = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        starts, ends = offsets[:, 0], offsets[:, 1]
         labels = np.full(len(ids), IGNORE, dtype=np.int64)
         weights = np.zeros(len(ids), dtype=np.float32)
         keys: list[int] = []
@@ -246,7 +247,11 @@ class Encoder:
                 continue
             begin = _shared_prefix(self.renderer.render(messages[:index], tools, add_generation_prompt=True), text)
             end = _shared_prefix(self.renderer.render(messages[: index + 1], tools), text)
-            first, last = np.searchsorted(starts, [begin, end], side="left")
+            # from the token holding the first character (it may straddle the prompt) to the last starting inside
+            first = max(int(np.searchsorted(starts, begin, side="right")) - 1, 0)
+            if ends[first] <= begin:
+                first += 1
+            last = int(np.searchsorted(starts, end, side="left"))
             if first >= last:
                 continue
             labels[first:last] = ids[first:last]

@@ -43,7 +43,8 @@ def load(
 
     ``records`` (rendered with the tiny template) train the tiny tokenizer;
     ``chat_template`` (a style name or a Jinja file) replaces the tokenizer's
-    template or supplies a missing one.
+    template or supplies a missing one. The tokenizer is checked before any
+    weights are loaded.
     """
     if name == TINY:
         tiny = tiny or TinyConfig()
@@ -53,8 +54,32 @@ def load(
             raise TrainingError(f"unknown tiny template {tiny.template!r}: use one of {', '.join(TEMPLATES)}") from None
         corpus = list(rendered_texts(records, renderer)) if records else None
         model, tokenizer = build(tiny, corpus)
-    else:
-        model, tokenizer = _load_pretrained(name, trainable_adapter)
+        return model, _checked(tokenizer, name, chat_template)
+    path = Path(name).expanduser()
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise TrainingError(f"model not found: {name} (no such directory)")
+    tokenizer = _checked(_pretrained(name, "AutoTokenizer", name), name, chat_template)
+    adapter = path / "adapter_config.json"
+    if not adapter.is_file():
+        return _pretrained(name, "AutoModelForCausalLM", name), tokenizer
+    from peft import PeftModel
+
+    base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
+    return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
+
+
+def _pretrained(name: str, auto_class: str, asked: str):
+    """``Auto*.from_pretrained`` with a not-found error that names what the user asked for."""
+    import transformers
+
+    kwargs = {"dtype": device_and_dtype()[1]} if auto_class == "AutoModelForCausalLM" else {}
+    try:
+        return getattr(transformers, auto_class).from_pretrained(name, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"model not found: {asked} ({_first_line(exc)})") from None
+
+
+def _checked(tokenizer, name: str, chat_template: str | None):
     if chat_template:
         try:
             tokenizer.chat_template = resolve_template(chat_template)
@@ -64,28 +89,7 @@ def load(
         raise TrainingError(f"the tokenizer of {name} has no chat template; pass --chat-template chatml|llama3|plain|FILE")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return model, tokenizer
-
-
-def _load_pretrained(name: str, trainable_adapter: bool) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(name)
-    adapter = path / "adapter_config.json"
-    base_name = name
-    if adapter.is_file():
-        base_name = _adapter_base(path, json.loads(adapter.read_text()))
-    _, dtype = device_and_dtype()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(base_name, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"model not found: {name} ({_first_line(exc)})") from None
-    if adapter.is_file():
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(path), is_trainable=trainable_adapter)
-    return model, tokenizer
+    return tokenizer
 
 
 def _adapter_base(path: Path, config: dict[str, Any]) -> str:

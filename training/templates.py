@@ -48,8 +48,7 @@ For each function call, return a json object with function name and arguments wi
 {%- elif message['role'] == 'assistant' -%}
 <|im_start|>assistant
 {% if message['content'] %}{{ message['content'] }}{% endif %}
-{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}
-{% endif %}<tool_call>
+{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}{{ '\n' }}{% endif %}<tool_call>
 {"name": "{{ call['function']['name'] }}", "arguments": {{ call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}}
 </tool_call>{% endfor %}<|im_end|>
 {% elif message['role'] == 'tool' -%}
@@ -95,8 +94,7 @@ Respond in the format {"name": function name, "parameters": dictionary of argume
 <|start_header_id|>assistant<|end_header_id|>
 
 {% if message['content'] %}{{ message['content'] }}{% endif %}
-{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}
-{% endif %}{"name": "{{ call['function']['name'] }}", "parameters": {{ call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}}{% endfor %}<|eot_id|>
+{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}{{ '\n' }}{% endif %}{"name": "{{ call['function']['name'] }}", "parameters": {{ call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}}{% endfor %}<|eot_id|>
 {%- elif message['role'] == 'tool' -%}
 <|start_header_id|>ipython<|end_header_id|>
 
@@ -125,9 +123,9 @@ Tools:
 {%- for message in messages -%}
 {%- if message['role'] == 'system' and loop.first -%}
 {%- elif message['role'] == 'assistant' -%}
-Assistant: {% if message['content'] %}{{ message['content'] }}{% endif %}
-{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}
-{% endif %}Call: {{ call['function']['name'] }} {{ call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}{% endfor %}{{ eos_token }}
+Assistant:
+{% if message['content'] %}{{ message['content'] }}{% endif %}
+{%- for call in message['tool_calls'] or [] %}{% if message['content'] or not loop.first %}{{ '\n' }}{% endif %}Call: {{ call['function']['name'] }} {{ call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}{% endfor %}{{ eos_token }}
 {% elif message['role'] == 'tool' -%}
 Result: {{ message['content'] }}
 {% else -%}
@@ -135,7 +133,8 @@ Result: {{ message['content'] }}
 {% endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}
-Assistant: {% endif -%}
+Assistant:
+{% endif -%}
 """
 
 TEMPLATES: dict[str, str] = {"chatml": CHATML, "llama3": LLAMA3, "plain": PLAIN}
