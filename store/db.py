@@ -217,10 +217,16 @@ class Store:
                 for t in batch
             ],
         )
+        # Staged, then moved in one statement: inserted row by row, each message's FTS5 trigger runs in
+        # its own statement savepoint, where FTS5 flushes its pending index (7x slower on a bulk import).
+        self.conn.execute(_CREATE_MESSAGE_STAGE)
         self.conn.executemany(
-            _INSERT_MESSAGE,
+            _INSERT_MESSAGE.replace("INTO messages", "INTO temp.message_stage"),
             [_message_row(t.id, i, m, stamp) for t in batch for i, m in enumerate(t.messages)],
         )
+        self.conn.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
+                          f"SELECT {_MESSAGE_COLUMNS} FROM temp.message_stage ORDER BY rowid")
+        self.conn.execute("DELETE FROM temp.message_stage")
         self.conn.executemany(
             "INSERT INTO tags (trajectory_id, message_index, code, source, annotator, note, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -268,9 +274,15 @@ class Store:
         marks = ",".join("?" * len(ids))
         rows = self._rows(f"SELECT * FROM trajectories WHERE id IN ({marks})", ids)
         messages: dict[str, list[Message]] = defaultdict(list)
-        for row in self._rows(f"SELECT * FROM messages WHERE trajectory_id IN ({marks}) ORDER BY trajectory_id, idx",
-                              ids):
-            messages[row["trajectory_id"]].append(_message(row))
+        # This loop builds every message an export writes: tuples rather than dicts, and the page's tool
+        # calls decoded by one json.loads rather than one per message.
+        message_rows = self.conn.execute(
+            f"SELECT trajectory_id, {_MESSAGE_FIELDS} FROM messages WHERE trajectory_id IN ({marks}) "
+            "ORDER BY trajectory_id, idx", ids
+        ).fetchall()
+        calls = iter(loads("[" + ",".join(r[3] for r in message_rows if r[3] is not None) + "]"))
+        for trajectory_id, role, content, tool_calls, *rest in message_rows:
+            messages[trajectory_id].append(Message(role, content, None if tool_calls is None else next(calls), *rest))
         tags: dict[str, list[Tag]] = defaultdict(list)
         for row in self._rows(
             f"SELECT * FROM effective_tags WHERE trajectory_id IN ({marks}) ORDER BY message_index, code", ids
@@ -507,16 +519,20 @@ class Store:
         ]
 
 
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, "
-    "weight_source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_MESSAGE_COLUMNS = ("trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, "
+                    "created_at")
+_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_CREATE_MESSAGE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS message_stage ({_MESSAGE_COLUMNS})"
 
 
 def _message_row(trajectory_id: str, index: int, m: Message, stamp: str) -> tuple[Any, ...]:
     weight = (1 if m.weight is None else m.weight) if m.role == "assistant" else None
     return (trajectory_id, index, m.role, m.content, dumps(m.tool_calls), m.tool_call_id, m.name, m.raw, weight,
             m.weight_source, stamp)
+
+
+#: The columns of ``Message``'s fields, in its field order.
+_MESSAGE_FIELDS = "role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, idx"
 
 
 def _message(row: dict[str, Any]) -> Message:

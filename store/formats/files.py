@@ -1,0 +1,116 @@
+"""Reading input files and writing outputs, for every format.
+
+Inputs: a missing file, a directory or undecodable text become ``InputError``
+naming the file. Outputs are written to a temporary file beside the target and
+renamed over it only when complete, so a failed or interrupted export never
+leaves a half-written file (and never clobbers the previous one).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from ..errors import CuratorError, InputError
+
+#: JSON type names for messages about what a value was instead.
+_JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type (``object``, ``array`` …)."""
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+@contextlib.contextmanager
+def open_input(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
+    """Open a UTF-8 text input; problems opening or decoding it name the file."""
+    source = str(path)
+    try:
+        handle = open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(source, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(source, "is a directory, not a file") from None
+    except OSError as exc:
+        raise InputError(source, f"cannot read: {exc.strerror or exc}") from None
+    with handle:
+        try:
+            yield handle
+        except UnicodeDecodeError as exc:
+            raise InputError(source, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A whole JSON document; a syntax error names its line and column."""
+    with open_input(path) as handle:
+        text = handle.read()
+    return parse_json(text, str(path))
+
+
+def parse_json(text: str, source: str, line_offset: int = 0) -> Any:
+    """Decode JSON text, reporting an error as ``source:line: invalid JSON at column c: …``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(source, f"invalid JSON at column {exc.colno}: {exc.msg}", exc.lineno + line_offset) from None
+
+
+def iter_json_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for each non-blank line of a JSONL file, read lazily."""
+    source = str(path)
+    with open_input(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            value = parse_json(line.rstrip("\r\n"), source, number - 1)
+            if not isinstance(value, dict):
+                raise InputError(source, f"expected a JSON object, got {json_type(value)}", number)
+            yield number, value
+
+
+def cannot_write(out: str | os.PathLike[str], exc: OSError) -> CuratorError:
+    return CuratorError(f"{out}: cannot write: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def atomic_output(out: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``out``; renamed to ``out`` when the block succeeds, removed when it fails."""
+    target = Path(out)
+    if target.is_dir():
+        raise CuratorError(f"{out}: is a directory")
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        # 0o666 through the umask, as open() would give the final file (mkstemp would make it 0600).
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise cannot_write(out, exc) from None
+    try:
+        yield temp
+        os.replace(temp, target)
+    except OSError as exc:
+        _remove(temp)
+        raise cannot_write(out, exc) from None
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def write_lines(out: str | os.PathLike[str], lines: Iterable[str]) -> int:
+    """Stream ``lines`` (each ending in a newline) to ``out`` atomically; returns how many were written."""
+    count = 0
+    with atomic_output(out) as temp, open(temp, "w", encoding="utf-8", newline="\n") as handle:
+        for line in lines:
+            handle.write(line)
+            count += 1
+    return count
+
+
+def _remove(path: Path) -> None:
+    for leftover in (path, *(path.with_name(path.name + s) for s in ("-journal", "-wal", "-shm"))):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()

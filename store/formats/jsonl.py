@@ -1,0 +1,226 @@
+"""The canonical JSONL format: one trajectory a line, ``{"id", "messages", "tools", "meta"}``.
+
+Messages are OpenAI chat messages (assistant messages carry ``"weight": 0|1``),
+``tools`` the OpenAI function tools, ``meta`` the store's fields (``toolset``,
+``status``, ``source``, ``decision``, ``tags`` …). Export then import restores
+everything the export shows, so ``import(export(store))`` exports the same
+bytes. A line with only ``messages`` (and maybe ``tools``), as other tools write
+it, imports too: its id and toolset name are then derived from its content.
+
+Importing is one transaction: a bad line names its line number and writes
+nothing. Trajectories whose id is already in the store are skipped, so
+importing a file twice adds nothing the second time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Iterator
+
+from ..db import Store
+from ..errors import InputError
+from ..records import DECISIONS, STATUSES, Message, Tag, Tool, Toolset, Trajectory, dumps
+from ..taxonomy import check_code
+from .files import iter_json_lines, json_type, write_lines
+from .summary import ImportSummary
+
+
+def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> int:
+    """Write the trajectories the review filter ``status`` selects; returns how many."""
+    encoded_tools: dict[int, tuple[list[Any], str]] = {}
+    return write_lines(out, (record_line(r, encoded_tools) for r in store.iter_records(status)))
+
+
+def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any], str]] | None = None) -> str:
+    """One JSONL line: exactly ``json.dumps(record)`` with compact separators.
+
+    ``iter_records`` hands every record of a toolset the same ``tools`` list, so
+    with an ``encoded_tools`` cache it is encoded once per toolset rather than
+    once per line (a quarter of a typical line). The cache holds the list itself,
+    so its id cannot be reused by another list while cached.
+    """
+    if encoded_tools is None:
+        return _dumps(record) + "\n"
+    parts = []
+    for key, value in record.items():
+        if key == "tools":
+            cached = encoded_tools.get(id(value))
+            if cached is None or cached[0] is not value:
+                cached = encoded_tools[id(value)] = (value, _dumps(value))
+            parts.append(f'"tools":{cached[1]}')
+        else:
+            parts.append(f"{_dumps(key)}:{_dumps(value)}")
+    return "{" + ",".join(parts) + "}\n"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def import_jsonl(store: Store, path: str | os.PathLike[str]) -> ImportSummary:
+    summary = ImportSummary()
+    reader = _Reader(store, str(path), summary)
+    with store.transaction():
+        summary.trajectories = store.insert_trajectories(reader.trajectories(path))
+    return summary
+
+
+class _Reader:
+    """Turns lines into trajectories, creating their toolsets as it meets them."""
+
+    def __init__(self, store: Store, source: str, summary: ImportSummary):
+        self.store, self.source, self.summary = store, source, summary
+        self.toolsets: dict[str, str] = {}  # name -> its tools as JSON, to spot a conflicting redefinition
+        self.lines: dict[str, int] = {}  # trajectory id -> the line it came from
+
+    def trajectories(self, path: str | os.PathLike[str]) -> Iterator[Trajectory]:
+        for number, record in iter_json_lines(path):
+            try:
+                trajectory, tools = trajectory_from_record(record)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise InputError(self.source, str(exc), number) from None
+            if trajectory.id in self.lines:
+                raise InputError(self.source, f"id {trajectory.id!r} was already used on line "
+                                              f"{self.lines[trajectory.id]}", number)
+            self.lines[trajectory.id] = number
+            if self.store.has_trajectory(trajectory.id):
+                self.summary.skipped += 1
+                continue
+            self._ensure_toolset(trajectory.toolset, tools, number)
+            yield trajectory
+
+    def _ensure_toolset(self, name: str | None, tools: list[Tool], number: int) -> None:
+        if name is None:
+            return
+        wanted = dumps([t.to_openai() for t in tools])
+        if name not in self.toolsets:
+            existing = self.store.toolset(name)
+            if existing is not None:
+                self.toolsets[name] = dumps(existing.openai_tools()) or "[]"
+            else:
+                self.toolsets[name] = wanted
+                if tools:  # a record without tools names a toolset that was not exported with it
+                    self.store.add_toolset(Toolset(name, tools, source=self.source))
+                    self.summary.toolsets += 1
+                    self.summary.tools += len(tools)
+        if self.toolsets[name] != wanted:
+            raise InputError(self.source, f"the tools of toolset {name!r} differ from the toolset of that name "
+                                          "already in the store or earlier in the file", number)
+
+
+def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Tool]]:
+    """A trajectory and its tools from one canonical record; ValueError names the bad field."""
+    messages = _field(record, "messages", list)
+    if not messages:
+        raise ValueError("'messages' is empty")
+    tools = [_tool(t, i) for i, t in enumerate(_field(record, "tools", list, []))]
+    meta = _field(record, "meta", dict, {})
+    parsed = [_message(m, i) for i, m in enumerate(messages)]
+    toolset = _field(meta, "toolset", str, None, "meta.")
+    if toolset is None and tools:
+        toolset = "tools-" + _digest(dumps([t.to_openai() for t in tools]) or "")[:8]
+    status = _field(meta, "status", str, "imported", "meta.")
+    if status not in STATUSES:
+        raise ValueError(f"meta.status must be one of {', '.join(STATUSES)}, got {status!r}")
+    decision = _field(meta, "decision", str, None, "meta.")
+    if decision is not None and decision not in DECISIONS:
+        raise ValueError(f"meta.decision must be one of {', '.join(DECISIONS)} or null, got {decision!r}")
+    instruction = _field(meta, "instruction", str, None, "meta.")
+    if instruction is None:
+        instruction = next((m.content for m in parsed if m.role == "user" and m.content), "")
+    trajectory = Trajectory(
+        id=_field(record, "id", str, None) or _digest(dumps(record) or ""),
+        toolset=toolset, instruction=instruction, status=status,
+        source=_field(meta, "source", str, "imported", "meta."),
+        backend=_field(meta, "backend", str, None, "meta."),
+        model=_field(meta, "model", str, None, "meta."),
+        difficulty=_field(meta, "difficulty", str, None, "meta."),
+        reason=_field(meta, "reason", str, None, "meta."),
+        created_at=_field(meta, "created_at", str, None, "meta."),
+        meta=_field(meta, "extra", dict, {}, "meta."),
+        messages=parsed,
+        tags=[_tag(t, i, len(parsed)) for i, t in enumerate(_field(meta, "tags", list, [], "meta."))],
+        decision=decision,
+    )
+    return trajectory, tools
+
+
+_MISSING = object()
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, default: Any = _MISSING, prefix: str = "") -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING or (value is None and default is not _MISSING):
+        if default is _MISSING:
+            raise ValueError(f"'{prefix}{key}' is missing")
+        return default
+    if not isinstance(value, kind):
+        raise ValueError(f"'{prefix}{key}' must be {_A[kind]}, got {json_type(value)}")
+    return value
+
+
+_A = {list: "an array", dict: "an object", str: "a string"}
+
+
+def _message(message: Any, index: int) -> Message:
+    where = f"message {index}"
+    if not isinstance(message, dict):
+        raise ValueError(f"{where} must be an object, got {json_type(message)}")
+    try:
+        parsed = Message.from_openai(message)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if parsed.content is not None and not isinstance(parsed.content, str):
+        raise ValueError(f"{where}: 'content' must be a string or null, got {json_type(parsed.content)}")
+    if parsed.tool_calls is not None:
+        if not isinstance(parsed.tool_calls, list):
+            raise ValueError(f"{where}: 'tool_calls' must be an array, got {json_type(parsed.tool_calls)}")
+        parsed.tool_calls = [_tool_call(c, f"{where}, tool call {i}") for i, c in enumerate(parsed.tool_calls)]
+    return parsed
+
+
+def _tool_call(call: Any, where: str) -> dict[str, Any]:
+    """An OpenAI tool call with its arguments as a JSON string (the canonical form)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise ValueError(f"{where}: expected {{'id', 'type': 'function', 'function': {{'name', 'arguments'}}}}")
+    arguments = function.get("arguments")
+    if not isinstance(arguments, str):
+        call = {**call, "function": {**function, "arguments": json.dumps(arguments or {}, ensure_ascii=False)}}
+    return call
+
+
+def _tool(tool: Any, index: int) -> Tool:
+    if not isinstance(tool, dict):
+        raise ValueError(f"tool {index} must be an object, got {json_type(tool)}")
+    fn = tool.get("function", tool)
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise ValueError(f"tool {index} has no function name")
+    if not isinstance(fn.get("parameters", {}), dict):
+        raise ValueError(f"tool {index} ({fn['name']}): 'parameters' must be an object")
+    return Tool.from_openai(tool)
+
+
+def _tag(tag: Any, index: int, message_count: int) -> Tag:
+    where = f"meta.tags[{index}]"
+    if not isinstance(tag, dict):
+        raise ValueError(f"{where} must be an object, got {json_type(tag)}")
+    try:
+        code = check_code(tag.get("code"))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    source = tag.get("source", "human")
+    if source not in ("auto", "human"):
+        raise ValueError(f"{where}: 'source' must be 'auto' or 'human', got {source!r}")
+    message = tag.get("message")
+    if message is not None and (not isinstance(message, int) or isinstance(message, bool)
+                                or not 0 <= message < message_count):
+        raise ValueError(f"{where}: 'message' must be null or a message index below {message_count}, "
+                         f"got {message!r}")
+    note = tag.get("note")
+    return Tag(code, source, message, None, note if isinstance(note, str) else None)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
