@@ -1,0 +1,98 @@
+"""GRPO and DPO on the tiny model, the error-type reward, and preference pairs from the store."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from store import Correction, Store, Toolset, Tool  # noqa: E402
+from store.records import Message, Trajectory  # noqa: E402
+from training import dpo, grpo  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.runs import METRICS_FILE, RunRecorder  # noqa: E402
+from training_fixtures import TOOLS, preference_records, records, write_jsonl  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_error_type_reward_uses_the_judge():
+    gold = json.dumps([{"name": "getWeatherForecast", "arguments": json.dumps({"city": "Oslo"})}])
+    tools = json.dumps(TOOLS)
+    completions = [
+        '<tool_call>\n{"name": "getWeatherForecast", "arguments": {"city": "Oslo"}}\n</tool_call>',
+        '<tool_call>\n{"name": "getWeatherForecast", "arguments": {"city": "Lima"}}\n</tool_call>',
+        '<tool_call>\n{"name": "getWeatherHistory", "arguments": {"city": "Oslo"}}\n</tool_call>',
+        '<tool_call>\n{"name": "getMoonPhase", "arguments": {}}\n</tool_call>',
+        "<tool_call>\n{not json\n</tool_call>",
+        "I do not know.",
+    ]
+    rewards = grpo.error_type_reward(completions, [gold] * 6, [tools] * 6)
+    assert rewards == [1.0, -0.25, -1.5, -2.0, -2.0, -2.0]
+
+
+def test_grpo_runs_and_saves_an_adapter(tmp_path: Path):
+    data = write_jsonl(tmp_path / "d.jsonl", records(4))
+    output = tmp_path / "grpo"
+    options = grpo.GRPOOptions(data=str(data), output=str(output), max_steps=2, batch_size=4, num_generations=4,
+                               max_completion_length=16)
+    summary = grpo.train(options, RunRecorder(None, "train", "grpo", "tiny", {}, output))
+    assert summary["status"] == "completed" and summary["steps"] == 2
+    assert (output / "adapter_model.safetensors").is_file()
+    rows = [json.loads(line) for line in (output / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all(r["reward"] == -2.0 for r in rows)
+
+
+def test_grpo_prompts_are_the_approved_call_steps():
+    from training.data import Renderer
+    from training.tiny import TinyConfig, build_tokenizer
+
+    rows = grpo.prompts(records(3), Renderer.of(build_tokenizer(TinyConfig())))
+    assert len(rows) == 3  # the masked failed call is not a prompt
+    assert all(r["prompt"].endswith("<|im_start|>assistant\n") for r in rows)
+    assert "town" not in "".join(r["gold"] for r in rows)
+
+
+def test_dpo_from_accepted_over_rejected_runs_and_saves_an_adapter(tmp_path: Path):
+    data = write_jsonl(tmp_path / "d.jsonl", preference_records(3))
+    pairs = dpo.collect_pairs(str(data), None)
+    assert len(pairs) == 3 and all(p.source == "decision" for p in pairs)
+    assert all(p.chosen["tool_calls"][0]["function"]["name"] != p.rejected["tool_calls"][0]["function"]["name"]
+               for p in pairs)
+    output = tmp_path / "dpo"
+    db = str(tmp_path / "c.db")
+    assert main(["dpo", "--data", str(data), "--db", db, "--output", str(output), "--max-steps", "2",
+                 "--batch-size", "2"]) == 0
+    assert (output / "adapter_model.safetensors").is_file()
+    run = Store.open(db).runs()[0]
+    assert (run.algorithm, run.status, run.dataset["pairs"]) == ("dpo", "completed", 3)
+
+
+def test_dpo_pairs_from_store_corrections(tmp_path: Path):
+    db = tmp_path / "c.db"
+    store = Store.open(db)
+    store.add_toolset(Toolset(name="weather", tools=[Tool.from_openai(t) for t in TOOLS]))
+    record = records(1)[0]
+    trajectory = Trajectory(id="t1", toolset="weather", instruction="weather in Perth", status="complete",
+                            messages=[Message.from_openai(m) for m in record["messages"]])
+    store.insert_trajectories([trajectory])
+    store.decide("t1", "accept")
+    fixed = [{"id": "c0", "type": "function",
+              "function": {"name": "getWeatherForecast", "arguments": json.dumps({"city": "Perth"})}}]
+    store.add_correction(Correction("t1", 2, fixed))
+    pairs = dpo.collect_pairs(None, str(db))
+    assert len(pairs) == 1
+    pair = pairs[0]
+    assert pair.source == "correction" and len(pair.context) == 2 and pair.tools
+    assert json.loads(pair.chosen["tool_calls"][0]["function"]["arguments"]) == {"city": "Perth"}
+    assert "town" in pair.rejected["tool_calls"][0]["function"]["arguments"]
