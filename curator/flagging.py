@@ -53,53 +53,72 @@ def _rule(code: str, pattern: str, alarm: bool = True) -> Rule:
 
 _Q = r"""['"`]?"""  # an optional quote around a name
 _NAME = r"(?P<param>[A-Za-z_][\w.\-]{0,63})"  # bounded: unbounded runs make scans quadratic
-_ARG = r"(?:parameter|argument|field|option|key|property)s?"
+_ARG = r"(?:param(?:eter)?|argument|field|option|key|property)s?"
 
 #: Ordered: the first rule that matches an error message gives its code.
 RULES: tuple[Rule, ...] = (
+    # The tool could not read its upstream's answer (before the parse rules: not the call's fault).
+    _rule("tool_instability", r"requests\.exceptions\.JSONDecodeError|(?:response|reply) (?:body )?(?:is not|was not|could not be (?:parsed|decoded) as) (?:valid )?json"),
     # The tool could not read the call's arguments.
     _rule("parse_error", r"(?:could not|cannot|can't|unable to|failed to) (?:parse|decode)\b.{0,40}\b(?:json|arguments?|action input)"),
     _rule("parse_error", r"invalid json\b|arguments? (?:is|are) not valid json"),
     _rule("parse_error", r"(?:action input|arguments?|input) (?:must|should) be (?:an? )?(?:valid )?json"),
+    _rule("parse_error", rf"could not parse (?:llm )?output|invalid format:?\s+missing {_Q}(?:action|thought)"),
     # Failures outside the call: network, overload, quota, credentials, bugs in the tool.
     _rule("tool_instability", r"max retries exceeded|read timed out|(?:connect|connection|read|request|gateway) ?time-?out|timed out\b"),
     _rule("tool_instability", r"\btimeout(?:error|exception)\b|\A\W*timeout\b\s*[:!-]|deadline exceeded"),
     _rule("tool_instability", r"\b(?:econnrefused|econnreset|enotfound|etimedout|eai_again|getaddrinfo)\b"),
     _rule("tool_instability", r"connection (?:error|refused|reset|aborted|closed|lost|failed)|connectionerror|failed to establish a new connection"),
     _rule("tool_instability", r"remote end closed connection|name resolution|name or service not known"),
+    _rule("tool_instability", r"(?:cannot|can't|could not|unable to|failed to) connect\b|server disconnected|socket hang up"),
+    _rule("tool_instability", r"(?:returned|received|got) an? empty (?:response|reply|body)|empty reply from server"),
     _rule("tool_instability", r"\A\W*(?:5\d\d )?(?:internal server error|bad gateway|service (?:temporarily )?unavailable|gateway time-?out)\W*\Z"),
     _rule("tool_instability", r"internal server error|bad gateway|service (?:temporarily )?unavailable|gateway time-?out", alarm=False),
     _rule("tool_instability", r"temporarily unable|(?:please )?try again later"),
-    _rule("tool_instability", r"too many requests|rate ?limit|call frequency|quota (?:exceeded|reached)|usage_limit|request volume"),
+    _rule("tool_instability", r"too many requests|rate ?limit|rate exceeded|throttl(?:ed|ing)|call frequency|quota (?:exceeded|reached)|usage_limit|request volume"),
     _rule("tool_instability", r"\bquota\b|over_query_limit|limit exceeded|(?:not (?:have )?enough|insufficient|out of) (?:api )?credits?\b", alarm=False),
-    _rule("tool_instability", r"\b401 client error|invalid[ _]?(?:api|access)[ _]?key"),
-    _rule("tool_instability", r"unauthori[sz]ed|not authenticated|authentication|credentials", alarm=False),
+    _rule("tool_instability", r"exceeded (?:the |your )?(?:\w+ )?quota|not subscribed to|upgrade your plan|\bapi does(?: not|n't) exists?"),
+    _rule("tool_instability", r"\b401 client error|\b(?:invalid|missing|expired|revoked|no)[ _]?(?:an? |the )?(?:valid )?(?:api|access)[ _]?(?:key|token)"),
+    _rule("tool_instability", r"unauthori[sz]ed|not[ _]auth(?:ed|enticated)|invalid[ _]auth|authentication|credentials", alarm=False),
+    # The tool itself is broken: a bug (a null dereference) or its environment.
+    _rule("tool_instability", r"'NoneType' object|nil pointer|NullPointerException|segmentation (?:fault|violation)|\A\s*panic: "),
+    _rule("tool_instability", r"no module named|database is locked|\bout of memory\b"),
     _rule("tool_instability", r"is not json serializable"),
     # The tool does not exist.
     _rule("tool_hallucination", r"(?P<tool>[\w.\-]{1,64})['\"`]? is not a valid tool"),
     _rule("tool_hallucination", r"name ['\"](?P<tool>\w+)['\"] is not defined"),
-    _rule("tool_hallucination", rf"(?:unknown|invalid|unsupported|no such) (?:tool|function|operation|action|endpoint)\b[:\s]*{_Q}(?P<tool>[\w.\-]{{1,64}})?"),
+    _rule("tool_hallucination", r"referenceerror: (?P<tool>[\w$]{1,64}) is not defined"),
+    _rule("tool_hallucination", rf"(?:unknown|invalid|unsupported|no such) (?:tool|function|operation|action|endpoint|method)(?: name)?\b[:\s]*{_Q}(?P<tool>[\w.\-]{{1,64}})?"),
+    _rule("tool_hallucination", rf"\bno (?:tool|function|operation|action|method) (?:named|called) {_Q}(?P<tool>[\w.\-]{{1,64}})"),
     _rule("tool_hallucination", rf"(?:tool|function|operation|action){_Q}\s+{_Q}(?P<tool>[\w.\-]{{1,64}}){_Q} (?:not found|does not exist|is not available)"),
     _rule("tool_hallucination", r"method not found:?\s*(?P<tool>[\w.\-]{1,64})?"),
     # An argument the tool does not define.
     _rule("param_hallucination", rf"unexpected keyword argument {_Q}{_NAME}"),
-    _rule("param_hallucination", rf"(?:unknown|unrecogni[sz]ed|unexpected|unsupported|extra) (?:query |request |body )?{_ARG}(?: supplied)?[:\s]+{_Q}{_NAME}"),
+    _rule("param_hallucination", rf"(?:unknown|unrecogni[sz]ed|unexpected|unsupported|extra) (?:query |request |body )?{_ARG}\b(?: supplied| in input)?(?:[:\s]+{_Q}-{{0,2}}{_NAME})?"),
+    _rule("param_hallucination", rf"additional properties are not allowed \({_Q}{_NAME}"),
+    _rule("param_hallucination", rf"{_ARG} {_Q}{_NAME}{_Q} is not defined by type"),
     _rule("param_hallucination", rf"extra (?:inputs|fields) (?:are )?not permitted|unknown argument {_Q}{_NAME}"),
     _rule("param_hallucination", r"takes (?:from )?\d+ (?:to \d+ )?positional arguments? but \d+ (?:were|was) given"),
     _rule("param_hallucination", rf"{_ARG}\s+{_Q}{_NAME}{_Q}\s+(?:is )?not (?:supported|allowed|recogni[sz]ed|permitted)", alarm=False),
+    # "A valid integer is required" is about the value, not its presence.
+    _rule("param_invalid", r"\ba valid [\w ]{1,30}? is required", alarm=False),
     # A required argument left out.
     _rule("param_missing", rf"missing \d+ required (?:positional |keyword-only )?arguments?:\s*{_Q}{_NAME}"),
     _rule("param_missing", rf"(?:missing|required) (?:required )?{_ARG}[:\s]+{_Q}{_NAME}"),
-    _rule("param_missing", rf"(?:missing (?:the )?|requires (?:the )?{_ARG} ){_Q}{_NAME}{_Q}(?: {_ARG}\b)?"),
+    _rule("param_missing", rf"(?:missing (?:the )?|requires (?:the )?{_ARG} )['\"`]{_NAME}['\"`]"),
+    _rule("param_missing", rf"(?:missing (?:the )?|requires (?:the )?{_ARG} ){_NAME} {_ARG}\b"),
+    _rule("param_missing", rf"{_ARG} {_Q}{_NAME}{_Q}[^.\n]{{0,60}}?(?:is not present|was not (?:provided|supplied|given))"),
     _rule("param_missing", rf"\bmissing[_ ](?:field|param(?:eter)?|argument)\b"),
     _rule("param_missing", rf"{_Q}{_NAME}{_Q} is a required property"),
     _rule("param_missing", rf"(?:the |an? )?{_Q}{_NAME}{_Q} (?:{_ARG} )?is (?:a )?required|field required", alarm=False),
+    _rule("param_missing", r"can't be blank|(?:may|must) not be (?:blank|empty|null)", alarm=False),
     _rule("param_missing", r"validation errors? for \w+\s*\n(?P<param>\w+)\s*\n\s*field required"),
     # A value that breaks the schema.
     _rule("param_invalid", r"invalid literal for \w+\(\)"),
     _rule("param_invalid", r"is not one of \[|is not of type '"),
+    _rule("param_invalid", r"does not match format|for input string:|failed to convert value|cannot unmarshal \w+ into Go (?:struct field (?:\w+\.)*(?P<param>\w+)|value)"),
     _rule("param_invalid", r"validation errors? for \w+\s*\n(?P<param>\w+)\s*\n"),
-    _rule("param_invalid", rf"invalid (?:value|format|type) (?:for |of )?(?:{_ARG} )?{_Q}{_NAME}?", alarm=False),
+    _rule("param_invalid", rf"invalid (?:\w+ )?(?:value|format|type) (?:for |of )?(?:{_ARG} )?{_Q}{_NAME}?", alarm=False),
     _rule("param_invalid", rf"invalid {_ARG}[:\s]+{_Q}{_NAME}|input should be|is not a valid \w+", alarm=False),
     _rule(
         "param_invalid",
@@ -116,6 +135,8 @@ RULES: tuple[Rule, ...] = (
     _rule("tool_call_failure", r"\ban error (?:has )?occurred\b|\b(?:tool|function|api|request) call failed\b|\brequest failed\b"),
     _rule("tool_call_failure", r"\A\W*(?:not found|bad request|forbidden|method not allowed|unprocessable entity|gone)\W*\Z"),
     _rule("tool_call_failure", r"\b4\d\d client error\b"),
+    _rule("tool_call_failure", r"^[\w.\-/]{1,64}:(?: line \d+:)? (?:(?:fatal )?error:|cannot (?:access|open|stat|create|remove)\b)|command not found|no such file or directory"),
+    _rule("tool_call_failure", r"(?:did not|could not|couldn't|cannot|unable to) understand (?:your |the )?(?:input|query|request)|validation failed\b"),
 )
 
 #: Keys (lower-cased, spaces as underscores) whose non-empty value reports an error.
