@@ -55,6 +55,8 @@ class RunRecorder:
                 self.run_id = self.store.create_run(
                     kind, algorithm, base_model, public_config(config), output_dir=str(output_dir)
                 )
+            else:  # the launcher's row: complete it with the resolved config
+                self.store.update_run(self.run_id, config=public_config(config), output_dir=str(output_dir))
 
     def start(self, dataset: Mapping[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": now()}
