@@ -1,0 +1,130 @@
+"""`curator import`, `curator export`, `curator stats`: data in and out of the store."""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import click
+
+from store import REVIEW_FILTERS, Store
+from store.errors import CuratorError, InputError
+from store.formats import EXPORTERS, IMPORTERS
+from store.stats import store_stats
+
+_IMPORT_SUFFIXES = {".json": "toolalpaca", ".jsonl": "jsonl"}
+_EXPORT_SUFFIXES = {".jsonl": "jsonl", ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
+
+
+class OneLineChoice(click.Choice):
+    """A choice whose bad value is reported like every other user error: one line, not a usage screen."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            option = max(param.opts, key=len) if param else "value"
+            raise CuratorError(f"{option} {value!r}: unknown; choose one of {', '.join(self.choices)}") from None
+
+
+def _format(given: str | None, path: Path, suffixes: dict[str, str]) -> str:
+    if given:
+        return given
+    if path.suffix.lower() in suffixes:
+        return suffixes[path.suffix.lower()]
+    raise CuratorError(f"{path}: cannot tell the format from the file name; pass --format")
+
+
+@click.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "-f", "fmt", type=OneLineChoice(list(IMPORTERS)), default=None,
+              help="Input format (default: from the extension, .json toolalpaca, .jsonl jsonl).")
+@click.pass_context
+def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
+    """Import FILE into the store, all or nothing.
+
+    \b
+    toolalpaca  ToolAlpaca JSON: each API's OpenAPI Documentation becomes a toolset
+                (one tool per operation), Instances become trajectories, Golden_Answers
+                gold items for evaluation.
+    jsonl       the canonical format `curator export --format jsonl` writes.
+
+    The whole file is one transaction: a bad record stops the import with its line
+    or record number and leaves the store as it was. Trajectories whose id is already
+    in the store are skipped (ToolAlpaca ids derive from the content), so importing a
+    file twice adds nothing; toolsets and gold items of the same name are replaced by
+    a ToolAlpaca import.
+    """
+    fmt = _format(fmt, file, _IMPORT_SUFFIXES)
+    if not file.is_file():
+        raise InputError(str(file), "is a directory, not a file" if file.is_dir() else "no such file")
+    db = ctx.obj["db"]
+    try:
+        with Store.open(db) as store:
+            summary = IMPORTERS[fmt](store, file)
+    except sqlite3.Error as exc:  # e.g. the store is locked by a long writer: nothing was imported
+        raise CuratorError(f"{db}: import of {file} failed, nothing was imported: {exc}") from None
+    click.echo(f"imported {summary.describe()} from {file} ({fmt}) into {db}")
+
+
+@click.command("export")
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--format", "-f", "fmt", type=OneLineChoice(list(EXPORTERS)), default=None,
+              help="Output format (default: from the extension, .jsonl jsonl, .db/.sqlite sqlite).")
+@click.option("--status", "status", type=OneLineChoice(list(REVIEW_FILTERS)), default="accepted",
+              show_default=True, help="Which trajectories, by current review decision (pending: none yet).")
+@click.pass_context
+def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
+    """Export the reviewed trajectories to OUT.
+
+    \b
+    jsonl     one trajectory a line: {"id", "messages", "tools", "meta"}, OpenAI chat
+              messages with "weight": 0|1 on assistant messages (masked calls are 0).
+    sqlite    a self-contained store in the same schema with only those trajectories,
+              their toolsets, tags, reviews, notes, corrections and gold items.
+    sharegpt  LLaMA-Factory ShareGPT lines (human, gpt, function_call, observation;
+              tools as a JSON string); weights are not carried.
+
+    OUT is written to a temporary file and renamed into place when complete.
+    """
+    fmt = _format(fmt, out, _EXPORT_SUFFIXES)
+    db = ctx.obj["db"]
+    if out.exists() and Path(db).exists() and out.resolve() == Path(db).resolve():
+        raise CuratorError(f"{out}: is the store itself; export to another file")
+    try:
+        with Store.open(db, create=False) as store:
+            count = EXPORTERS[fmt](store, out, status)
+    except sqlite3.Error as exc:
+        raise CuratorError(f"{out}: export from {db} failed, nothing was written: {exc}") from None
+    noun = "trajectory" if count == 1 else "trajectories"
+    click.echo(f"exported {count} {noun} ({status}) from {db} to {out} ({fmt})")
+
+
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Count trajectories by status, review decision, tag code and toolset."""
+    db = ctx.obj["db"]
+    with Store.open(db, create=False) as store:
+        counts = store_stats(store)
+    if as_json:
+        click.echo(json.dumps(counts, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{db}: {counts['trajectories']} trajectories, {counts['gold_items']} gold items")
+    table.add_column("by")
+    table.add_column("value")
+    table.add_column("count", justify="right")
+    for group, key in (("status", "status"), ("decision", "decision"), ("tag", "tags"), ("toolset", "toolsets")):
+        for i, (value, n) in enumerate(counts[key].items()):
+            table.add_row(group if i == 0 else "", value, str(n))
+        if counts[key]:
+            table.add_section()
+    Console().print(table)
+
+
+COMMANDS = [import_, export, stats]
