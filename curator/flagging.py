@@ -145,13 +145,30 @@ _ERROR_KEYS = ("error", "errors", "error_message", "errormessage", "error_msg", 
 #: HTTP statuses that mean the tool, not the call, failed.
 _INSTABILITY_STATUSES = frozenset({401, 407, 408, 429})
 
+#: Statuses stated by name: HTTP reason phrases and gRPC's canonical codes (which
+#: Google's JSON APIs spell ``PERMISSION_DENIED``), as the HTTP status they mean.
+_STATUS_NAMES = {
+    "bad request": 400, "invalid argument": 400, "failed precondition": 400, "out of range": 400,
+    "unauthorized": 401, "unauthenticated": 401, "forbidden": 403, "permission denied": 403,
+    "not found": 404, "page not found": 404, "method not allowed": 405, "conflict": 409, "already exists": 409,
+    "aborted": 409, "unprocessable entity": 422, "too many requests": 429, "resource exhausted": 429,
+    "internal server error": 500, "server error": 500, "internal": 500, "unknown": 500, "data loss": 500,
+    "not implemented": 501, "unimplemented": 501, "bad gateway": 502, "service unavailable": 503,
+    "unavailable": 503, "gateway time out": 504, "deadline exceeded": 504,
+}
+_NAMED_STATUS = "|".join(name.replace(" ", r"[ _\-]?") for name in sorted(_STATUS_NAMES, key=len, reverse=True))
+
 #: Where feedback states an HTTP status: a leading status line (ToolAlpaca's
 #: ``Status Code: 400. Response: …``, ``HTTP/1.1 404``), the wording of HTTP
-#: clients (requests, urllib, axios, openai) anywhere, or an HTML error page's title.
+#: clients (requests, urllib, axios, openai) anywhere, an HTML error page's title
+#: (``404 Not Found``, Django's ``Page not found at /x/``, ``Server Error (500)``;
+#: nothing else may follow the name, so a page titled "Forbidden Planet" has none),
+#: or a gRPC status (``rpc error: code = NotFound desc = …``).
 _STATUS = re.compile(
     r"\A\s*(?:status(?: code)?|http(?:/\d(?:\.\d)?)?)[:\s]\s*(\d{3})\b"
     r"|status code:?\s*(\d{3})\b|http error:?\s*(\d{3})\b|error code:?\s*(\d{3})\b"
-    r"|\b(\d{3}) (?:client|server) error\b|<title>\s*(\d{3})\b|(?:returned|responded with)(?: status| http)?\s+(\d{3})\b",
+    r"|\b(\d{3}) (?:client|server) error\b|<title>\s*(\d{3})\b|(?:returned|responded with)(?: status| http)?\s+(\d{3})\b"
+    rf"|<title>\s*({_NAMED_STATUS})(?:\s*\(\d{{3}}\)|\s+at\s[^<]*)?\s*</title>|\brpc error: code = ({_NAMED_STATUS})\b",
     re.IGNORECASE,
 )
 #: Between a status line and the body: ". Response: ", " Unprocessable Entity: ", " - ".
@@ -186,10 +203,17 @@ def _status_of(text: str) -> tuple[int | None, str]:
     match = _STATUS.search(text)
     if not match:
         return None, text
-    status = int(next(g for g in match.groups() if g))
+    found = next(g for g in match.groups() if g)
+    status = int(found) if found.isdigit() else _named_status(found)
     rest = text[match.end():]
     body = _BODY_START.match(rest)
     return status, rest[body.end():] if body else rest.strip()
+
+
+def _named_status(name: str) -> int:
+    """The status a name of ``_STATUS_NAMES`` means, however it is spelt (``NotFound``, ``NOT_FOUND``)."""
+    key = re.sub(r"[ _\-]", "", name).lower()
+    return next(status for phrase, status in _STATUS_NAMES.items() if phrase.replace(" ", "") == key)
 
 
 _NOTHING = object()
