@@ -179,6 +179,13 @@ _PYDANTIC_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "f
 _MESSAGE_KEYS = ("message", "msg", "detail", "error", "info", "information", "note", "description", "reason", "type", "text")
 #: Keys that may sit beside a bare message without making it a payload.
 _ENVELOPE_KEYS = ("code", "status", "documentation_url", "more_info", "help")
+#: An envelope's one payload key; a string there is feedback of its own (ToolBench: ``{"error": "", "response": "…"}``).
+_PAYLOAD_KEYS = ("response", "result", "output")
+#: A command's exit status: non-zero is a failure.
+_EXIT_KEYS = ("exit_code", "exitcode", "returncode", "return_code", "exit_status")
+#: A validator's verdict: an object carrying one reports on the data it was given, not on the call.
+_VERDICT_KEYS = ("valid", "is_valid", "isvalid")
+_PARAM_CODES = frozenset({"param_hallucination", "param_missing", "param_invalid"})
 
 
 def classify_feedback(text: str | None) -> list[Problem]:
@@ -246,10 +253,13 @@ def _from_value(value: Any, status: int | None) -> list[Problem]:
 def _from_object(obj: Mapping[str, Any], status: int | None) -> list[Problem]:
     """Problems an object reports by its shape (``status``: the one stated outside it)."""
     lowered = {str(k).lower().replace(" ", "_"): v for k, v in obj.items()}
+    if any(isinstance(lowered.get(k), bool) for k in _VERDICT_KEYS):
+        return []
     detail = lowered.get("detail")
     if isinstance(detail, list) and detail and all(isinstance(d, Mapping) for d in detail):
         return [_pydantic_problem(d) for d in detail]
-    problems = [_from_message(message, None, param=name) for name, message in _field_errors(lowered.get("errors"))]
+    fields = _field_errors(lowered.get("errors")) or _bare_field_errors(obj)
+    problems = [_from_message(message, None, param=name) for name, message in fields]
     if problems:
         return problems
     status = _object_status(lowered) or status
@@ -257,7 +267,8 @@ def _from_object(obj: Mapping[str, Any], status: int | None) -> list[Problem]:
         return [_from_message(_text_of(obj), status)]
     if _message_only(lowered):
         return _from_alarm(_text_of({k: v for k, v in lowered.items() if k in _MESSAGE_KEYS}))
-    return []
+    payload = _payload(lowered)
+    return [] if payload is None else classify_feedback(payload)
 
 
 def _field_errors(errors: Any) -> list[tuple[str, str]]:
@@ -276,6 +287,26 @@ def _field_errors(errors: Any) -> list[tuple[str, str]]:
     return []
 
 
+def _bare_field_errors(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Per-field validation errors that are the whole object (Django REST framework, marshmallow).
+
+    ``{"email": ["This field is required."]}``: every value a list of messages, and
+    every message one that a parameter rule reads; ``{"tags": ["a", "b"]}`` is data.
+    """
+    lists = obj.values()
+    if not obj or not all(isinstance(v, list) and v and all(isinstance(m, str) for m in v) for v in lists):
+        return []
+    return _field_errors(obj) if all(_first_rule(m)[1] in _PARAM_CODES for v in lists for m in v) else []
+
+
+def _payload(obj: Mapping[str, Any]) -> str | None:
+    """The string an envelope of nothing but error, status and one payload key carries."""
+    keys = [k for k in obj if k in _PAYLOAD_KEYS]
+    if len(keys) != 1 or not isinstance(obj[keys[0]], str):
+        return None
+    return obj[keys[0]] if all(k in _PAYLOAD_KEYS or k in _ERROR_KEYS or k in _ENVELOPE_KEYS for k in obj) else None
+
+
 def _says_error(obj: Mapping[str, Any]) -> bool:
     return (
         any(_truthy(obj.get(k)) for k in _ERROR_KEYS)
@@ -285,6 +316,7 @@ def _says_error(obj: Mapping[str, Any]) -> bool:
         or obj.get("is_error") is True
         or str(obj.get("status", "")).lower() in {"error", "fail"}
         or set(obj) == {"detail"}
+        or any(type(obj.get(k)) is int and obj[k] != 0 for k in _EXIT_KEYS)
     )
 
 
@@ -336,11 +368,16 @@ def _from_message(text: str, status: int | None, param: str | None = None) -> Pr
     an unexplained failure (no rule, or only a generic ``tool_call_failure`` one)
     into ``tool_instability``.
     """
-    match, code = next(((m, r.code) for r in RULES if (m := r.pattern.search(text))), (None, "tool_call_failure"))
+    match, code = _first_rule(text)
     if code == "tool_call_failure" and status is not None and (status >= 500 or status in _INSTABILITY_STATUSES):
         code = "tool_instability"
     names = match.groupdict() if match else {}
     return Problem(code, _shorten(text), tool=names.get("tool"), param=param or names.get("param"))
+
+
+def _first_rule(text: str) -> tuple[re.Match[str] | None, str]:
+    """The match and code of the first rule that matches ``text``; ``tool_call_failure`` when none does."""
+    return next(((m, r.code) for r in RULES if (m := r.pattern.search(text))), (None, "tool_call_failure"))
 
 
 def _text_of(value: Any) -> str:
