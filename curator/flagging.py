@@ -9,12 +9,17 @@ Two sources of evidence about one assistant tool call:
 Reading feedback. Structure first, words second: when the feedback is (or carries,
 after a ``Status Code: NNN. Response:`` prefix) a JSON or Python-literal value, it is
 an error only if its shape says so (a non-empty ``error``, ``success: false``,
-a pydantic ``detail`` list, an HTTP status ≥ 400 ...); words inside a successful
-object ("Common errors in Python", ``error_rate``) never count. Free text is an
-error only when an *alarm* phrase says so (an exception line, ``Max retries
-exceeded``, ``is not a valid tool`` ...). Once something is known to be an error,
-its message picks the code: the first rule in ``RULES`` that matches, else the HTTP
-status (5xx, 401, 408, 429 are the tool's fault), else ``tool_call_failure``.
+a pydantic ``detail`` list, per-field messages, a non-zero exit code, an HTTP
+status ≥ 400 ...); words inside a successful object ("Common errors in Python",
+``error_rate``) never count, nor does a validator's verdict (``valid: false``).
+A string payload in a bare envelope (ToolBench's ``{"error": "", "response": …}``)
+is read as feedback of its own. Free text is an error only when an *alarm* phrase
+says so (an exception line, ``Max retries exceeded``, ``is not a valid tool`` ...),
+and never when it is a listing of timestamped log lines. Statuses count when stated
+as numbers or names (``rpc error: code = NotFound``, ``<title>Page not found``).
+Once something is known to be an error, its message picks the code: the first rule
+in ``RULES`` that matches, else the HTTP status (5xx, 401, 408, 429 are the tool's
+fault), else ``tool_call_failure``.
 """
 from __future__ import annotations
 
@@ -173,6 +178,8 @@ _STATUS = re.compile(
 )
 #: Between a status line and the body: ". Response: ", " Unprocessable Entity: ", " - ".
 _BODY_START = re.compile(r"\A[^{\[\n]{0,60}?(?=[{\[])")
+#: A log line opens with a date and time: ``2024-05-02 10:11:03``, ``[2024-05-02T10:11:03Z]``.
+_LOG_LINE = re.compile(r"\A\W{0,2}\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
 #: ReAct logs (ToolAlpaca, LangChain) put the feedback after "Observation:".
 _REACT_PREFIX = re.compile(r"\A\s*observation:\s*", re.IGNORECASE)
 _PYDANTIC_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "form"})
@@ -202,7 +209,7 @@ def classify_feedback(text: str | None) -> list[Problem]:
         return _from_value(value, status)
     if status is not None:
         return [] if status < 400 else [_from_message(text, status)]
-    return _from_alarm(text)
+    return [] if _is_log(text) else _from_alarm(text)
 
 
 def _status_of(text: str) -> tuple[int | None, str]:
@@ -221,6 +228,12 @@ def _named_status(name: str) -> int:
     """The status a name of ``_STATUS_NAMES`` means, however it is spelt (``NotFound``, ``NOT_FOUND``)."""
     key = re.sub(r"[ _\-]", "", name).lower()
     return next(status for phrase, status in _STATUS_NAMES.items() if phrase.replace(" ", "") == key)
+
+
+def _is_log(text: str) -> bool:
+    """Two or more lines that each open with a timestamp: a log the tool returned, its errors are data."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return len(lines) >= 2 and all(_LOG_LINE.match(line) for line in lines)
 
 
 _NOTHING = object()
