@@ -114,16 +114,18 @@ class Collator:
 
 
 def weighted_ce_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ wᵢ·CEᵢ over the shifted positions with a positive weight.
+    """Σ wᵢ·CEᵢ, position i predicting token i+1.
 
-    Only those rows of the logits are upcast and fed to the cross entropy, so
-    a masked message costs nothing beyond the forward pass.
+    Like the built-in causal-LM loss, the labels and weights are shifted left
+    (padded with -100 / 0) rather than the logits sliced, so the logits are
+    never copied; a weight-0 position costs one multiply by zero.
     """
-    weights = weights[:, 1:]
-    selected = weights > 0
-    picked = logits[:, :-1][selected].float()
-    ce = F.cross_entropy(picked, labels[:, 1:][selected], reduction="none")
-    return (ce * weights[selected]).sum()
+    targets = F.pad(labels, (0, 1), value=IGNORE)[:, 1:]
+    shifted = F.pad(weights, (0, 1), value=0.0)[:, 1:]
+    ce = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
+    )
+    return (ce * shifted.reshape(-1)).sum()
 
 
 class WeightedLossTrainer(Trainer):
