@@ -313,9 +313,12 @@ def _bare_field_errors(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def _payload(obj: Mapping[str, Any]) -> str | None:
-    """The string an envelope of nothing but error, status and one payload key carries."""
+    """The string an envelope carries: an (empty) error slot, one payload key, and status keys at most.
+
+    Without the error slot, ``{"result": "Connection refused means no process listens"}`` is an answer.
+    """
     keys = [k for k in obj if k in _PAYLOAD_KEYS]
-    if len(keys) != 1 or not isinstance(obj[keys[0]], str):
+    if len(keys) != 1 or not isinstance(obj[keys[0]], str) or not any(k in _ERROR_KEYS for k in obj):
         return None
     return obj[keys[0]] if all(k in _PAYLOAD_KEYS or k in _ERROR_KEYS or k in _ENVELOPE_KEYS for k in obj) else None
 
