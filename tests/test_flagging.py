@@ -27,6 +27,7 @@ def _bench():
 BENCH = _bench()
 CASES = BENCH.load_cases()
 HELDOUT = BENCH.load_cases(BENCH.HELDOUT)
+FRESH = BENCH.load_cases(BENCH.FRESH)
 FEEDBACK_CODES = {
     "parse_error", "tool_hallucination", "param_hallucination", "param_missing", "param_invalid",
     "tool_call_failure", "tool_instability",
@@ -57,6 +58,7 @@ def test_held_out_set_is_apart_and_covers_every_feedback_code():
     assert {c["code"] for c in HELDOUT if c["error"]} == FEEDBACK_CODES
     assert sum(not c["error"] for c in HELDOUT) >= 30
     assert not {c["text"] for c in HELDOUT} & {c["text"] for c in CASES}
+    assert not {c["text"] for c in FRESH} & ({c["text"] for c in CASES} | {c["text"] for c in HELDOUT})
 
 
 def test_held_out_figures_stay_above_their_floor():
