@@ -168,7 +168,37 @@ CREATE TABLE run_metrics (
 CREATE INDEX run_metrics_run ON run_metrics(run_id, key, step);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1,)
+#: V2: each trajectory's current decision kept in a table by triggers, so the review queue can
+#: count and page "pending" on 100,000 trajectories through an index instead of re-deriving
+#: ``current_decisions`` over every review. ``reviews`` stays the append-only truth. The tags
+#: index lets "is there a human row for this tag" be one probe (``effective_tags`` and the queue's
+#: tag filter ask it per row; through ``tags_code`` it was a scan per row).
+V2 = """
+CREATE TABLE review_state (
+    trajectory_id TEXT PRIMARY KEY REFERENCES trajectories(id) ON DELETE CASCADE,
+    decision TEXT NOT NULL,
+    review_id INTEGER NOT NULL
+);
+CREATE INDEX review_state_decision ON review_state(decision);
+INSERT INTO review_state (trajectory_id, decision, review_id)
+    SELECT trajectory_id, decision, review_id FROM current_decisions;
+CREATE TRIGGER review_state_decide AFTER INSERT ON reviews WHEN new.decision != 'undo' BEGIN
+    INSERT INTO review_state (trajectory_id, decision, review_id) VALUES (new.trajectory_id, new.decision, new.id)
+    ON CONFLICT(trajectory_id) DO UPDATE SET decision = excluded.decision, review_id = excluded.review_id
+    WHERE excluded.review_id > review_state.review_id;
+END;
+CREATE TRIGGER review_state_undo AFTER INSERT ON reviews WHEN new.decision = 'undo' BEGIN
+    DELETE FROM review_state WHERE trajectory_id = new.trajectory_id;
+    INSERT INTO review_state (trajectory_id, decision, review_id)
+        SELECT r.trajectory_id, r.decision, r.id FROM reviews r
+        WHERE r.trajectory_id = new.trajectory_id AND r.decision != 'undo'
+          AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.id)
+        ORDER BY r.id DESC LIMIT 1;
+END;
+CREATE INDEX tags_lookup ON tags(trajectory_id, code, message_index, source);
+"""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

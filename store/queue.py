@@ -1,0 +1,179 @@
+"""The review queue, paged: a filter, its count and a window of rows by offset.
+
+The TUI never loads the whole queue; it asks for the rows it is about to show.
+Every query here is written to stay fast on 100,000 trajectories: the current
+decision comes from ``review_state`` (kept by triggers, see schema V2), and tags
+are looked up per row through ``tags_lookup``, so nothing scans the reviews or
+the tags of trajectories that are not on screen. Counts over a whole filter
+still visit every trajectory (tens of ms at 100,000): the TUI runs them in a
+worker.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .db import REVIEW_FILTERS, Store
+from .records import STATUSES
+from .taxonomy import check_code
+
+#: Queue orders: "queue" is oldest first (review), "recent" is last updated first (watch).
+ORDERS = {"queue": "t.rowid ASC", "recent": "t.updated_at DESC, t.rowid DESC"}
+_DECISION_OF_FILTER = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which trajectories a queue holds. The defaults are the review queue: pending, oldest first."""
+
+    status: str | None = None
+    review: str = "pending"
+    tag: str | None = None
+    toolset: str | None = None
+    text: str = ""
+    order: str = "queue"
+
+    def __post_init__(self) -> None:
+        if self.status is not None and self.status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        if self.review not in REVIEW_FILTERS:
+            raise ValueError(f"review must be one of {', '.join(REVIEW_FILTERS)}, got {self.review!r}")
+        if self.tag is not None:
+            check_code(self.tag)
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {self.order!r}")
+
+    def describe(self) -> str:
+        """One line for the screen, e.g. ``pending · complete · tag param_missing · "paris"``."""
+        parts = [self.review, self.status, self.toolset and f"toolset {self.toolset}", self.tag and f"tag {self.tag}",
+                 self.text and f'"{self.text}"']
+        return " · ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    id: str
+    instruction: str
+    status: str
+    decision: str | None
+    flags: int
+    masked: int
+    toolset: str | None
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Review progress over a filter's trajectories, whatever their decision."""
+
+    total: int
+    accepted: int
+    rejected: int
+    skipped: int
+
+    @property
+    def reviewed(self) -> int:
+        return self.accepted + self.rejected + self.skipped
+
+    @property
+    def accept_rate(self) -> float | None:
+        decided = self.accepted + self.rejected
+        return self.accepted / decided if decided else None
+
+
+def count(store: Store, queue: QueueFilter) -> int:
+    where, params = _where(store, queue)
+    return store.conn.execute(f"SELECT count(*) FROM trajectories t {_JOIN} {where}", params).fetchone()[0]
+
+
+def window(store: Store, queue: QueueFilter, offset: int, limit: int) -> list[QueueRow]:
+    """Rows ``offset`` … ``offset + limit - 1`` of the queue, in its order."""
+    where, params = _where(store, queue)
+    sql = (
+        "SELECT t.id, t.instruction, t.status, s.decision, t.toolset, t.updated_at, "
+        f"(SELECT count(*) FROM tags g WHERE g.trajectory_id = t.id AND {_EFFECTIVE}) AS flags, "
+        "(SELECT count(*) FROM messages m WHERE m.trajectory_id = t.id AND m.weight = 0) AS masked "
+        f"FROM trajectories t {_JOIN} {where} ORDER BY {ORDERS[queue.order]} LIMIT ? OFFSET ?"
+    )
+    cursor = store.conn.execute(sql, (*params, limit, offset))
+    return [
+        QueueRow(id=r[0], instruction=r[1], status=r[2], decision=r[3], toolset=r[4], updated_at=r[5], flags=r[6],
+                 masked=r[7])
+        for r in cursor
+    ]
+
+
+def position(store: Store, queue: QueueFilter, trajectory_id: str) -> int | None:
+    """The offset of one trajectory in the queue, or None when the filter leaves it out."""
+    where, params = _where(store, queue)
+    row = store.conn.execute(
+        f"SELECT t.rowid, t.updated_at FROM trajectories t {_JOIN} {where} {'AND' if where else 'WHERE'} t.id = ?",
+        (*params, trajectory_id),
+    ).fetchone()
+    if row is None:
+        return None
+    before = "t.rowid < ?" if queue.order == "queue" else "(t.updated_at > ? OR (t.updated_at = ? AND t.rowid > ?))"
+    before_params = (row[0],) if queue.order == "queue" else (row[1], row[1], row[0])
+    return store.conn.execute(
+        f"SELECT count(*) FROM trajectories t {_JOIN} {where} {'AND' if where else 'WHERE'} {before}",
+        (*params, *before_params),
+    ).fetchone()[0]
+
+
+def progress(store: Store, queue: QueueFilter) -> Progress:
+    """Reviewed / total over the filter's trajectories, every decision included."""
+    where, params = _where(store, replace(queue, review="all"))
+    counts = dict(store.conn.execute(
+        f"SELECT coalesce(s.decision, ''), count(*) FROM trajectories t {_JOIN} {where} GROUP BY 1", params
+    ).fetchall())
+    return Progress(total=sum(counts.values()), accepted=counts.get("accept", 0),
+                    rejected=counts.get("reject", 0), skipped=counts.get("skip", 0))
+
+
+_JOIN = "LEFT JOIN review_state s ON s.trajectory_id = t.id"
+#: Tag row ``g`` is in effect: the latest human row for its (message, code) says present, or it is
+#: auto and no human has touched that (message, code). The same rule as the ``effective_tags`` view,
+#: written per row so SQLite probes ``tags_lookup`` for the rows on screen instead of building the
+#: whole view.
+_EFFECTIVE = """(
+    (g.source = 'human' AND g.present = 1 AND NOT EXISTS (
+        SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+        AND h.message_index IS g.message_index AND h.source = 'human' AND h.id > g.id))
+    OR (g.source = 'auto' AND NOT EXISTS (
+        SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+        AND h.message_index IS g.message_index AND h.source = 'human'))
+)"""
+
+
+def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if queue.status:
+        clauses.append("t.status = ?")
+        params.append(queue.status)
+    if queue.review == "pending":
+        clauses.append("s.decision IS NULL")
+    elif queue.review != "all":
+        clauses.append("s.decision = ?")
+        params.append(_DECISION_OF_FILTER[queue.review])
+    if queue.toolset:
+        clauses.append("t.toolset = ?")
+        params.append(queue.toolset)
+    if queue.tag:
+        clauses.append(f"EXISTS (SELECT 1 FROM tags g WHERE g.trajectory_id = t.id AND g.code = ? AND {_EFFECTIVE})")
+        params.append(queue.tag)
+    if queue.text:
+        clauses.append("t.id IN (SELECT m.trajectory_id FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+                       "WHERE messages_fts MATCH ?)")
+        params.append(_fts_query(store.conn, queue.text))
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _fts_query(conn: sqlite3.Connection, text: str) -> str:
+    """``text`` when it is a valid FTS5 query, else the text quoted as one phrase."""
+    try:
+        conn.execute("SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT 0", (text,)).fetchall()
+        return text
+    except sqlite3.OperationalError:
+        return '"' + text.replace('"', '""') + '"'
