@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import sqlite_utils
 
@@ -33,6 +33,7 @@ from .records import (
     Trajectory,
     dumps,
     loads,
+    openai_message,
 )
 from .errors import StoreError
 from .schema import migrate
@@ -44,6 +45,7 @@ DEFAULT_PATH = "curator.db"
 REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "all")
 _FILTER_DECISION = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
 _PAGE = 500
+M = TypeVar("M")
 
 
 def now() -> str:
@@ -262,27 +264,39 @@ class Store:
             yield from self._load(page)
 
     def iter_records(self, status: str = "accepted") -> Iterator[dict[str, Any]]:
-        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter."""
+        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter.
+
+        The messages are built straight from their rows (``openai_message``), not through ``Message``
+        objects: on an export that is a third of the time.
+        """
         tools_cache: dict[str | None, list[dict[str, Any]]] = {}
-        for trajectory in self.iter_trajectories(review=status):
-            if trajectory.toolset not in tools_cache:
-                toolset = self.toolset(trajectory.toolset) if trajectory.toolset else None
-                tools_cache[trajectory.toolset] = toolset.openai_tools() if toolset else []
-            yield to_record(trajectory, tools_cache[trajectory.toolset])
+        sql, params = _select_ids(None, status)
+        cursor = self.conn.execute(sql, params)
+        while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
+            for trajectory, messages in self._page(page, openai_message):
+                if trajectory.toolset not in tools_cache:
+                    toolset = self.toolset(trajectory.toolset) if trajectory.toolset else None
+                    tools_cache[trajectory.toolset] = toolset.openai_tools() if toolset else []
+                yield to_record(trajectory, tools_cache[trajectory.toolset], messages)
 
     def _load(self, ids: list[str]) -> list[Trajectory]:
+        loaded = []
+        for trajectory, messages in self._page(ids, Message):
+            trajectory.messages = messages
+            loaded.append(trajectory)
+        return loaded
+
+    def _page(self, ids: list[str], message: Callable[..., M]) -> list[tuple[Trajectory, list[M]]]:
+        """The trajectories ``ids`` (in that order) with effective tags and decision, each with its messages
+        built by ``message`` from ``Message``'s fields (positionally, ``tool_calls`` decoded)."""
         marks = ",".join("?" * len(ids))
         rows = self._rows(f"SELECT * FROM trajectories WHERE id IN ({marks})", ids)
-        messages: dict[str, list[Message]] = defaultdict(list)
-        # This loop builds every message an export writes: tuples rather than dicts, and the page's tool
-        # calls decoded by one json.loads rather than one per message.
-        message_rows = self.conn.execute(
+        messages: dict[str, list[M]] = defaultdict(list)
+        for trajectory_id, role, content, tool_calls, *rest in self.conn.execute(
             f"SELECT trajectory_id, {_MESSAGE_FIELDS} FROM messages WHERE trajectory_id IN ({marks}) "
             "ORDER BY trajectory_id, idx", ids
-        ).fetchall()
-        calls = iter(loads("[" + ",".join(r[3] for r in message_rows if r[3] is not None) + "]"))
-        for trajectory_id, role, content, tool_calls, *rest in message_rows:
-            messages[trajectory_id].append(Message(role, content, None if tool_calls is None else next(calls), *rest))
+        ):
+            messages[trajectory_id].append(message(role, content, loads(tool_calls), *rest))
         tags: dict[str, list[Tag]] = defaultdict(list)
         for row in self._rows(
             f"SELECT * FROM effective_tags WHERE trajectory_id IN ({marks}) ORDER BY message_index, code", ids
@@ -300,12 +314,11 @@ class Store:
                 id=r["id"], toolset=r["toolset"], instruction=r["instruction"], status=r["status"],
                 source=r["source"], backend=r["backend"], model=r["model"], difficulty=r["difficulty"],
                 reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"],
-                meta=loads(r["meta"]) or {}, messages=messages[r["id"]], tags=tags[r["id"]],
-                decision=decisions.get(r["id"]),
+                meta=loads(r["meta"]) or {}, tags=tags[r["id"]], decision=decisions.get(r["id"]),
             )
             for r in rows
         }
-        return [by_id[i] for i in ids if i in by_id]
+        return [(by_id[i], messages[i]) for i in ids if i in by_id]
 
     def search(self, text: str, limit: int = 1000) -> list[str]:
         """Trajectory ids whose messages match an FTS5 query (quoted as a phrase when it is not valid FTS)."""
@@ -575,8 +588,9 @@ def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
     return f"SELECT t.id FROM trajectories t {join} {where} ORDER BY t.rowid", params
 
 
-def to_record(trajectory: Trajectory, tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """A trajectory as one JSONL export line (before serialisation)."""
+def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
+              messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A trajectory as one JSONL export line (before serialisation); ``messages``: already in OpenAI shape."""
     meta: dict[str, Any] = {
         "toolset": trajectory.toolset,
         "instruction": trajectory.instruction,
@@ -594,7 +608,7 @@ def to_record(trajectory: Trajectory, tools: list[dict[str, Any]]) -> dict[str, 
         meta["extra"] = trajectory.meta
     return {
         "id": trajectory.id,
-        "messages": [m.to_openai() for m in trajectory.messages],
+        "messages": messages if messages is not None else [m.to_openai() for m in trajectory.messages],
         "tools": tools,
         "meta": meta,
     }

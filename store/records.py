@@ -65,20 +65,8 @@ class Message:
 
     def to_openai(self) -> dict[str, Any]:
         """The OpenAI chat message, with ``weight`` on assistant messages."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
-        if self.tool_calls:
-            out["tool_calls"] = self.tool_calls
-        if self.tool_call_id is not None:
-            out["tool_call_id"] = self.tool_call_id
-        if self.name is not None:
-            out["name"] = self.name
-        if self.role == "assistant":
-            out["weight"] = 1 if self.weight is None else self.weight
-            if self.weight_source == "human":
-                out["weight_source"] = "human"
-        if self.raw is not None:
-            out["raw"] = self.raw
-        return out
+        return openai_message(self.role, self.content, self.tool_calls, self.tool_call_id, self.name, self.raw,
+                              self.weight, self.weight_source)
 
     @classmethod
     def from_openai(cls, message: dict[str, Any]) -> "Message":
@@ -104,6 +92,28 @@ class Message:
     def calls(self) -> list[ToolCall]:
         """This message's tool calls, parsed; a call that does not parse raises CallParseError."""
         return [parse_openai_call(c) for c in self.tool_calls or []]
+
+
+def openai_message(role: str, content: str | None, tool_calls: list[dict[str, Any]] | None = None,
+                   tool_call_id: str | None = None, name: str | None = None, raw: str | None = None,
+                   weight: int | None = None, weight_source: str = "auto", index: int | None = None
+                   ) -> dict[str, Any]:
+    """``Message.to_openai`` from the fields themselves (same order as ``Message``), so an export can
+    build the dicts straight from rows without a ``Message`` in between; ``index`` is not part of it."""
+    out: dict[str, Any] = {"role": role, "content": content}
+    if tool_calls:
+        out["tool_calls"] = tool_calls
+    if tool_call_id is not None:
+        out["tool_call_id"] = tool_call_id
+    if name is not None:
+        out["name"] = name
+    if role == "assistant":
+        out["weight"] = 1 if weight is None else weight
+        if weight_source == "human":
+            out["weight_source"] = "human"
+    if raw is not None:
+        out["raw"] = raw
+    return out
 
 
 @dataclass

@@ -54,8 +54,8 @@ def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any]
     return "{" + ",".join(parts) + "}\n"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+#: One encoder for every line (``json.dumps`` with options builds a new one per call).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def import_jsonl(store: Store, path: str | os.PathLike[str]) -> ImportSummary:
