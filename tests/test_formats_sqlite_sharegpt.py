@@ -46,6 +46,9 @@ def test_sqlite_export_holds_only_the_accepted_trajectories_and_their_work(store
     # the whole history, not only the current state: w2's reject and its undo, w1's auto tag and its un-tag
     assert count(out, "SELECT count(*) FROM reviews") == 4
     assert count(out, "SELECT count(*) FROM tags") == 4
+    # tables the store derives by trigger (the current decision) are rebuilt from the copied history
+    assert count(out, "SELECT group_concat(d) FROM (SELECT trajectory_id || ':' || decision AS d FROM review_state "
+                      "ORDER BY trajectory_id)") == "w1:accept,w2:accept"
 
 
 def test_the_curated_store_exports_the_same_jsonl_as_the_original(store, tmp_path):

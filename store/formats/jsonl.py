@@ -71,7 +71,7 @@ class _Reader:
 
     def __init__(self, store: Store, source: str, summary: ImportSummary):
         self.store, self.source, self.summary = store, source, summary
-        self.toolsets: dict[str, str] = {}  # name -> its tools as JSON, to spot a conflicting redefinition
+        self.toolsets: dict[str, list[dict[str, Any]]] = {}  # name -> its tools, to spot a conflicting redefinition
         self.lines: dict[str, int] = {}  # trajectory id -> the line it came from
 
     def trajectories(self, path: str | os.PathLike[str]) -> Iterator[Trajectory]:
@@ -93,11 +93,11 @@ class _Reader:
     def _ensure_toolset(self, name: str | None, tools: list[Tool], number: int) -> None:
         if name is None:
             return
-        wanted = dumps([t.to_openai() for t in tools])
+        wanted = [t.to_openai() for t in tools]
         if name not in self.toolsets:
             existing = self.store.toolset(name)
             if existing is not None:
-                self.toolsets[name] = dumps(existing.openai_tools()) or "[]"
+                self.toolsets[name] = existing.openai_tools()
             else:
                 self.toolsets[name] = wanted
                 if tools:  # a record without tools names a toolset that was not exported with it
