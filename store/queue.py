@@ -18,8 +18,9 @@ from .db import REVIEW_FILTERS, Store
 from .records import STATUSES
 from .taxonomy import check_code
 
-#: Queue orders: "queue" is oldest first (review), "recent" is last updated first (watch).
-ORDERS = {"queue": "t.rowid ASC", "recent": "t.updated_at DESC, t.rowid DESC"}
+#: Queue orders: "queue" is oldest first (review), "newest" is newest first (watch). Both are
+#: rowid orders, so a row keeps its place while its trajectory grows.
+ORDERS = {"queue": "t.rowid ASC", "newest": "t.rowid DESC"}
 _DECISION_OF_FILTER = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
 
 
@@ -60,7 +61,6 @@ class QueueRow:
     flags: int
     masked: int
     toolset: str | None
-    updated_at: str
 
 
 @dataclass(frozen=True)
@@ -91,15 +91,14 @@ def window(store: Store, queue: QueueFilter, offset: int, limit: int) -> list[Qu
     """Rows ``offset`` … ``offset + limit - 1`` of the queue, in its order."""
     where, params = _where(store, queue)
     sql = (
-        "SELECT t.id, t.instruction, t.status, s.decision, t.toolset, t.updated_at, "
+        "SELECT t.id, t.instruction, t.status, s.decision, t.toolset, "
         f"(SELECT count(*) FROM tags g WHERE g.trajectory_id = t.id AND {_EFFECTIVE}) AS flags, "
         "(SELECT count(*) FROM messages m WHERE m.trajectory_id = t.id AND m.weight = 0) AS masked "
         f"FROM trajectories t {_JOIN} {where} ORDER BY {ORDERS[queue.order]} LIMIT ? OFFSET ?"
     )
     cursor = store.conn.execute(sql, (*params, limit, offset))
     return [
-        QueueRow(id=r[0], instruction=r[1], status=r[2], decision=r[3], toolset=r[4], updated_at=r[5], flags=r[6],
-                 masked=r[7])
+        QueueRow(id=r[0], instruction=r[1], status=r[2], decision=r[3], toolset=r[4], flags=r[5], masked=r[6])
         for r in cursor
     ]
 
@@ -107,17 +106,15 @@ def window(store: Store, queue: QueueFilter, offset: int, limit: int) -> list[Qu
 def position(store: Store, queue: QueueFilter, trajectory_id: str) -> int | None:
     """The offset of one trajectory in the queue, or None when the filter leaves it out."""
     where, params = _where(store, queue)
+    joiner = "AND" if where else "WHERE"
     row = store.conn.execute(
-        f"SELECT t.rowid, t.updated_at FROM trajectories t {_JOIN} {where} {'AND' if where else 'WHERE'} t.id = ?",
-        (*params, trajectory_id),
+        f"SELECT t.rowid FROM trajectories t {_JOIN} {where} {joiner} t.id = ?", (*params, trajectory_id)
     ).fetchone()
     if row is None:
         return None
-    before = "t.rowid < ?" if queue.order == "queue" else "(t.updated_at > ? OR (t.updated_at = ? AND t.rowid > ?))"
-    before_params = (row[0],) if queue.order == "queue" else (row[1], row[1], row[0])
+    before = "t.rowid < ?" if queue.order == "queue" else "t.rowid > ?"
     return store.conn.execute(
-        f"SELECT count(*) FROM trajectories t {_JOIN} {where} {'AND' if where else 'WHERE'} {before}",
-        (*params, *before_params),
+        f"SELECT count(*) FROM trajectories t {_JOIN} {where} {joiner} {before}", (*params, row[0])
     ).fetchone()[0]
 
 

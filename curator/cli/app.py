@@ -1,0 +1,62 @@
+"""`curator review`, `curator watch`, `curator demo`, and the app that `curator` alone opens."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from curator.config import load
+from store import Store
+
+#: The store `curator demo` makes or reuses when --db is not given.
+DEMO_DB = "curator-demo.db"
+DEMO_TOOLSET = "everyday"
+DEMO_SIZE = 24
+
+
+def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None, simulate: Any = None) -> None:
+    """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
+    from curator.app import CuratorApp
+
+    config = load(obj.get("config"))
+    with Store.open(db or obj["db"]) as store:
+        CuratorApp(store, config, screen=screen, simulate=simulate).run()
+
+
+@click.command()
+@click.pass_obj
+def review(obj: dict[str, Any]) -> None:
+    """Open the app on the review queue (pending trajectories, oldest first)."""
+    open_app(obj, "review")
+
+
+@click.command()
+@click.pass_obj
+def watch(obj: dict[str, Any]) -> None:
+    """Open the app on the watch screen: simulations arriving live, from here or another terminal."""
+    open_app(obj, "watch")
+
+
+@click.command()
+@click.option("-n", "count", default=DEMO_SIZE, show_default=True, help="Trajectories to simulate on a new store.")
+@click.option("--toolset", default=DEMO_TOOLSET, show_default=True, help="A demo toolset.")
+@click.pass_context
+def demo(ctx: click.Context, count: int, toolset: str) -> None:
+    """The offline demo: a scripted simulation (no key, no GPU, no network) into ./curator-demo.db, live.
+
+    On a new store the app opens on the watch screen with the simulation running;
+    on a store that already holds trajectories it opens on the review queue.
+    """
+    from curator.sim import SimConfig
+
+    obj = ctx.obj
+    db = obj["db"] if ctx.parent and ctx.parent.get_parameter_source("db") != ParameterSource.DEFAULT else DEMO_DB
+    with Store.open(db) as store:
+        fresh = not store.conn.execute("SELECT 1 FROM trajectories LIMIT 1").fetchone()
+    config = load(obj.get("config"))
+    simulate = SimConfig.from_settings(config.simulate, toolset=toolset, n=count, backend="scripted") if fresh else None
+    open_app(obj, "watch" if fresh else "review", db=db, simulate=simulate)
+
+
+COMMANDS = [review, watch, demo]

@@ -1,0 +1,71 @@
+"""`e`: correct an assistant's tool call. The call is checked against the toolset's schema
+(store/toolcalls.py, the same judge as the executor and the flagger) and only a valid call is
+returned to be saved as a correction."""
+from __future__ import annotations
+
+import json
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Label, Static, TextArea
+
+from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_call
+
+
+class CallEditor(ModalScreen[ToolCall | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save correction"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, call: ToolCall, toolbox: Toolbox) -> None:
+        super().__init__()
+        self.call = call
+        self.toolbox = toolbox
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="call-editor"):
+            yield Label("Correct the call — Ctrl+S saves (checked against the schema), Esc cancels",
+                        classes="dialog-title")
+            yield Input(self.call.name, placeholder="tool name", id="name",
+                        suggester=SuggestFromList(self.toolbox.names, case_sensitive=True))
+            yield Static(id="schema")
+            yield TextArea(json.dumps(self.call.arguments, indent=2, ensure_ascii=False), id="arguments")
+            yield Static(id="problems")
+
+    def on_mount(self) -> None:
+        self._show_schema(self.call.name)
+        self.query_one("#arguments", TextArea).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._show_schema(event.value.strip())
+
+    def _show_schema(self, name: str) -> None:
+        if name not in self.toolbox:
+            text = f"'{name}' is not in the toolset: {', '.join(self.toolbox.names)}"
+        else:
+            required = set(self.toolbox.required(name))
+            params = [f"{p}{'*' if p in required else ''}: {s.get('type', 'any')}"
+                      for p, s in self.toolbox.properties(name).items()]
+            text = f"{name}({', '.join(params)})   * required"
+        self.query_one("#schema", Static).update(text)
+
+    def action_save(self) -> None:
+        name = self.query_one("#name", Input).value
+        arguments = self.query_one("#arguments", TextArea).text
+        try:
+            call = parse_call(name, arguments, id=self.call.id)
+        except CallParseError as exc:
+            self._problems([str(exc)])
+            return
+        problems = self.toolbox.check(call)
+        if problems:
+            self._problems([f"{p.code}: {p.detail}" for p in problems])
+            return
+        self.dismiss(call)
+
+    def _problems(self, lines: list[str]) -> None:
+        self.query_one("#problems", Static).update("Not saved — " + "; ".join(lines))

@@ -1,0 +1,54 @@
+"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5)."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label, Select
+
+from store.db import REVIEW_FILTERS
+from store.queue import QueueFilter
+from store.records import STATUSES
+from store.taxonomy import CODE_NAMES
+
+
+class FilterDialog(ModalScreen[QueueFilter | None]):
+    BINDINGS = [
+        Binding("ctrl+s", "apply", "Apply"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, queue: QueueFilter, toolsets: list[str]) -> None:
+        super().__init__()
+        self.queue = queue
+        self.toolsets = toolsets
+
+    def compose(self) -> ComposeResult:
+        q = self.queue
+        with Vertical(classes="dialog", id="filter"):
+            yield Label("Filter the queue — Enter in the text box or Ctrl+S applies, Esc cancels",
+                        classes="dialog-title")
+            yield Select([(r, r) for r in REVIEW_FILTERS], value=q.review, allow_blank=False, id="review",
+                         prompt="decision")
+            yield Select([(s, s) for s in STATUSES], value=q.status or Select.NULL, prompt="any status",
+                         id="status")
+            yield Select([(c, c) for c in CODE_NAMES], value=q.tag or Select.NULL, prompt="any tag", id="tag")
+            yield Select([(t, t) for t in self.toolsets], value=q.toolset or Select.NULL, prompt="any toolset",
+                         id="toolset")
+            yield Input(q.text, placeholder="text in any message (SQLite FTS5 query)", id="text")
+
+    def on_mount(self) -> None:
+        self.query_one("#text", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self.action_apply()
+
+    def action_apply(self) -> None:
+        def value(name: str) -> str | None:
+            chosen = self.query_one(f"#{name}", Select).value
+            return None if chosen is Select.NULL else str(chosen)
+
+        self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
+                                 toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
+                                 order=self.queue.order))

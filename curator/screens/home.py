@@ -1,0 +1,59 @@
+"""The first screen: what is in the store, and where to go from here."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Footer, Static
+
+from curator.screens.base import StoreScreen
+from store import Store
+from store.queue import Progress, QueueFilter, progress
+
+
+class HomeScreen(StoreScreen):
+    BINDINGS = [
+        Binding("r", "app.open('review')", "Review"),
+        Binding("w", "app.open('watch')", "Watch"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="home"):
+            yield Static(Text("curator", "bold"), id="home-title")
+            yield Static(f"store: {self.store.path}", id="home-store")
+            yield Static("counting…", id="home-summary")
+            yield Static(Text.assemble(
+                ("w", "bold"), "  watch simulations arrive live, start or stop one\n",
+                ("r", "bold"), "  review the queue: accept, reject, tag and correct by keyboard\n",
+                ("?", "bold"), "  every key          ", ("ctrl+p", "bold"), "  every action",
+            ), id="home-menu")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._summarise()
+
+    def on_screen_resume(self) -> None:
+        self._summarise()
+
+    @work(thread=True, exclusive=True)
+    def _summarise(self) -> None:
+        with Store.open(self.store.path) as store:
+            done = progress(store, QueueFilter(review="all"))
+            backends = store.conn.execute(
+                "SELECT backend, count(*) FROM trajectories WHERE backend IS NOT NULL GROUP BY backend"
+            ).fetchall()
+        self.app.call_from_thread(self._show, done, dict(backends))
+
+    def _show(self, done: Progress, backends: dict[str, int]) -> None:
+        rate = "–" if done.accept_rate is None else f"{done.accept_rate:.0%}"
+        text = Text(f"{done.total} trajectories · {done.total - done.reviewed} pending · "
+                    f"{done.accepted} accepted · {done.rejected} rejected · {done.skipped} skipped · "
+                    f"accept rate {rate}")
+        if backends:
+            text.append("\nmade by: " + ", ".join(f"{name} backend ({n})" for name, n in sorted(backends.items())))
+        if "scripted" in backends:
+            text.append("\nThe scripted backend is offline and deterministic: its conversations are simulated "
+                        "demo data, not a model's.", "italic")
+        self.query_one("#home-summary", Static).update(text)

@@ -1,0 +1,277 @@
+"""The review screen: a paged queue on the left, the trajectory as a conversation on the right.
+
+Every key is an action method here that calls one Store method; the write is
+committed before the screen moves on, so quitting, a crash or ``kill -9`` loses
+nothing that was shown as done. Two sessions on one store never clash: reviews
+are appended, never updated, and each screen follows the other's commits.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from curator.flagging import flag_trajectory
+from curator.screens.base import StoreScreen
+from curator.screens.call_editor import CallEditor
+from curator.screens.filter import FilterDialog
+from curator.screens.prompt import TextPrompt
+from curator.screens.tag_picker import TagPicker
+from curator.widgets.conversation import ConversationView, Shown
+from curator.widgets.progress import ReviewProgress
+from curator.widgets.queue_view import QueueView
+from store import Correction, Store
+from store.queue import Progress, QueueFilter, count, position, progress
+from store.taxonomy import default_mask_policy
+from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_openai_call
+
+#: How often the screen looks for other sessions' commits (one PRAGMA read).
+POLL_SECONDS = 1.0
+
+
+class ReviewScreen(StoreScreen):
+    AUTO_FOCUS = ""  # keys go to the screen; Tab focuses the queue to move in it with the arrows
+    BINDINGS = [
+        Binding("a", "decide('accept')", "Accept"),
+        Binding("x", "decide('reject')", "Reject"),
+        Binding("space", "decide('skip')", "Skip"),
+        Binding("u,backspace", "undo", "Undo", key_display="u"),
+        Binding("j,down", "step(1)", "Next message", key_display="j/↓"),
+        Binding("k,up", "step(-1)", "Previous message", key_display="k/↑"),
+        Binding("t", "tag", "Tag"),
+        Binding("m", "mask", "Mask"),
+        Binding("e", "edit_call", "Edit call"),
+        Binding("n", "note", "Note"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("J", "trajectory(1)", "Next trajectory", show=False),
+        Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
+        Binding("w", "app.open('watch')", "Watch", show=False),
+        Binding("escape", "app.open('home')", "Home", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.undo_stack: list[int] = []  # this session's review ids, newest last
+        self.shown: Shown | None = None
+
+    def compose(self) -> ComposeResult:
+        yield ReviewProgress(id="progress")
+        with Horizontal():
+            yield QueueView(self.store, QueueFilter(), id="queue")
+            with Vertical(id="trajectory"):
+                yield Static(id="trajectory-title")
+                yield ConversationView(id="conversation")
+        yield Footer()
+
+    @property
+    def queue(self) -> QueueView:
+        return self.query_one(QueueView)
+
+    @property
+    def conversation(self) -> ConversationView:
+        return self.query_one(ConversationView)
+
+    def on_mount(self) -> None:
+        self.store_changed()
+        self._reload()
+        self.set_interval(POLL_SECONDS, self._poll)
+
+    # -- decisions ---------------------------------------------------------------------------------
+    def action_decide(self, decision: str) -> None:
+        """`a` / `x` / `space`: append the decision (committed on return), then show the next trajectory."""
+        if self.shown is None:
+            self.notify("The queue is empty.", severity="warning")
+            return
+        trajectory_id = self.shown.trajectory.id
+        self.undo_stack.append(self.store.decide(trajectory_id, decision, annotator=self.annotator))
+        self._reload()
+        if self.shown is not None and self.shown.trajectory.id == trajectory_id:  # still queued: step past it
+            self.queue.select(self.queue.cursor + 1)
+
+    def action_undo(self) -> None:
+        """`u` / `backspace`: undo this session's last decision and go back to that trajectory."""
+        if not self.undo_stack:
+            self.notify("Nothing to undo in this session.", severity="warning")
+            return
+        trajectory_id = self.store.undo(self.undo_stack.pop(), annotator=self.annotator)
+        self._reload()
+        found = position(self.store, self.queue.queue, trajectory_id)
+        if found is not None:
+            self.queue.select(found)
+        self.notify(f"Undid the decision on {trajectory_id}.")
+
+    # -- moving --------------------------------------------------------------------------------------
+    def action_step(self, delta: int) -> None:
+        """`j` / `k`: the next or previous message."""
+        self.conversation.move(delta)
+
+    def action_trajectory(self, delta: int) -> None:
+        """`J` / `K`: the next or previous trajectory in the queue, without deciding."""
+        self.queue.select(self.queue.cursor + delta)
+
+    def on_queue_view_highlighted(self, event: QueueView.Highlighted) -> None:
+        self._show(event.row.id if event.row else None)
+
+    # -- step-level work ------------------------------------------------------------------------------
+    def action_tag(self) -> None:
+        """`t`: toggle an error code on the message (a human tag or un-tag), then recompute the mask."""
+        if (target := self._target()) is None:
+            return
+        trajectory_id, index = target
+        present = {t.code: t.source for t in self.shown.trajectory.tags if t.message_index == index}  # type: ignore[union-attr]
+
+        def toggle(code: str | None) -> None:
+            if code is None:
+                return
+            if code in present:
+                self.store.remove_tag(trajectory_id, code, index, annotator=self.annotator)
+            else:
+                self.store.add_tag(trajectory_id, code, index, source="human", annotator=self.annotator)
+            flag_trajectory(self.store, trajectory_id, default_mask_policy(self.config.flag.mask_instability))
+            self._show(trajectory_id)
+
+        self.app.push_screen(TagPicker(f"message #{index}", present), toggle)
+
+    def action_mask(self) -> None:
+        """`m`: toggle the training weight of an assistant message (a human setting, never re-flagged)."""
+        if (target := self._target()) is None:
+            return
+        message = self.conversation.message
+        if message is None or message.role != "assistant":
+            self.notify("Only assistant messages carry a training weight.", severity="warning")
+            return
+        self.store.set_weight(target[0], target[1], 1 if message.weight == 0 else 0, source="human")
+        self._show(target[0])
+
+    def action_edit_call(self) -> None:
+        """`e`: correct the message's tool call; saved as a correction only when the schema accepts it."""
+        if (target := self._target()) is None:
+            return
+        trajectory_id, index = target
+        message = self.conversation.message
+        if message is None or message.role != "assistant":
+            self.notify("Only an assistant message has a call to correct.", severity="warning")
+            return
+        toolset = self.store.toolset(self.shown.trajectory.toolset or "")  # type: ignore[union-attr]
+        if toolset is None:
+            self.notify("This trajectory's toolset is not in the store: nothing to check the call against.",
+                        severity="error")
+            return
+        calls = self._calls(index, message.tool_calls or [])
+
+        def save(call: ToolCall | None) -> None:
+            if call is None:
+                return
+            fixed = [call.to_openai(), *calls[1:]]
+            self.store.add_correction(Correction(trajectory_id, index, fixed, annotator=self.annotator))
+            self._show(trajectory_id)
+            self.notify(f"Saved the correction of message #{index}.")
+
+        self.app.push_screen(CallEditor(_first_call(calls), Toolbox(toolset.openai_tools())), save)
+
+    def action_note(self) -> None:
+        """`n`: a free-text note on the message."""
+        if (target := self._target()) is None:
+            return
+
+        def save(text: str | None) -> None:
+            if text:
+                self.store.add_note(target[0], text, target[1], annotator=self.annotator)
+                self._show(target[0])
+
+        self.app.push_screen(TextPrompt(f"Note on message #{target[1]}", "what is wrong, or worth knowing"), save)
+
+    def action_filter(self) -> None:
+        """`/`: change which trajectories the queue holds."""
+        def apply(queue: QueueFilter | None) -> None:
+            if queue is not None:
+                self._reload(queue)
+
+        self.app.push_screen(FilterDialog(self.queue.queue, self.store.toolset_names()), apply)
+
+    # -- loading -------------------------------------------------------------------------------------
+    def _reload(self, queue: QueueFilter | None = None) -> None:
+        """Page the queue again, show the row under the cursor, and recount in the background."""
+        self.queue.reload(queue)
+        current = self.queue.current
+        self._show(current.id if current else None)
+        self._count(self.queue.queue)
+
+    def _poll(self) -> None:
+        if self.store_changed():
+            self._reload()
+
+    def _show(self, trajectory_id: str | None) -> None:
+        trajectory = self.store.trajectory(trajectory_id) if trajectory_id else None
+        if trajectory is None:
+            self.shown = None
+            self.query_one("#trajectory-title", Static).update("Nothing to review here: the queue is empty.")
+            self.conversation.show(None)
+            return
+        notes: dict[int | None, list[str]] = defaultdict(list)
+        for note in self.store.notes(trajectory.id):
+            notes[note["message_index"]].append(note["text"])
+        corrections = {c.message_index: c for c in self.store.corrections(trajectory.id)}
+        self.shown = Shown(trajectory, corrections, dict(notes))
+        self.query_one("#trajectory-title", Static).update(_title(self.shown))
+        self.conversation.show(self.shown)
+
+    @work(thread=True, exclusive=True, group="count")
+    def _count(self, queue: QueueFilter) -> None:
+        """Count the queue and the progress on a connection of its own (tens of ms at 100,000 trajectories)."""
+        with Store.open(self.store.path) as store:
+            total, done = count(store, queue), progress(store, queue)
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._show_counts, queue, total, done)
+
+    def _show_counts(self, queue: QueueFilter, total: int, done: Progress) -> None:
+        if queue == self.queue.queue:
+            self.queue.set_total(total)
+            self.query_one(ReviewProgress).show(done, queue.describe(), total)
+
+    def _target(self) -> tuple[str, int] | None:
+        """The trajectory id and the index of the message under the cursor."""
+        message = self.conversation.message
+        if self.shown is None or message is None or message.index is None:
+            self.notify("No message selected.", severity="warning")
+            return None
+        return self.shown.trajectory.id, message.index
+
+    def _calls(self, index: int, original: list[dict[str, object]]) -> list[dict[str, object]]:
+        """The message's calls as last corrected, else as the model made them."""
+        assert self.shown is not None
+        correction = self.shown.corrections.get(index)
+        return list(correction.tool_calls) if correction else list(original)
+
+
+def _first_call(calls: list[dict[str, object]]) -> ToolCall:
+    """The call to edit: the first one, or a blank call when there is none or it does not parse."""
+    if not calls:
+        return ToolCall("")
+    try:
+        return parse_openai_call(calls[0])
+    except CallParseError:
+        function = calls[0].get("function")
+        name = function.get("name") if isinstance(function, dict) else ""
+        return ToolCall(str(name or ""), id=str(calls[0].get("id") or "") or None)
+
+
+def _title(shown: Shown) -> Text:
+    t = shown.trajectory
+    backend = f"{t.backend} backend" + (" (offline, simulated data)" if t.backend == "scripted" else "")
+    parts = [t.id, f"toolset {t.toolset or '–'}", t.status, backend if t.backend else t.source,
+             f"decision: {t.decision or 'pending'}"]
+    whole = [f"⚑ {g.code} ({g.source})" for g in t.tags if g.message_index is None]
+    text = Text(" · ".join(parts), "bold")
+    if t.reason:
+        text.append(f"\nreason: {t.reason}", "dim")
+    text.append(f"\n{t.instruction}")
+    if whole or shown.notes.get(None):
+        text.append("\n" + "  ".join(whole + [f"✍ {n}" for n in shown.notes.get(None, [])]))
+    return text

@@ -1,0 +1,174 @@
+"""The watch screen: simulations arriving live, newest first, the selected one growing on the right.
+
+The screen draws from the store, not from one simulation's events: a simulation
+started here writes through a connection of its own, exactly like a headless
+`curator simulate` in another terminal, and a timer notices either one's commits
+(``PRAGMA data_version``) and redraws. Events only make the redraw come sooner.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import Footer
+from textual.worker import get_current_worker
+
+from curator.screens.base import StoreScreen
+from curator.screens.simulate_form import SimulateForm
+from curator.sim import SimConfig, Simulation, SimulationDone
+from curator.sim.toolsets import demo_names
+from curator.widgets.conversation import ConversationView, Shown
+from curator.widgets.progress import Counts, WatchCounters
+from curator.widgets.queue_view import QueueView
+from store import Store
+from store.queue import QueueFilter, position
+
+#: Redraw at most this often while the store changes.
+POLL_SECONDS = 0.25
+#: The rates are measured over this many seconds of samples.
+RATE_WINDOW = 5.0
+
+
+class WatchScreen(StoreScreen):
+    BINDINGS = [
+        Binding("s", "start", "Start simulation"),
+        Binding("x", "stop", "Stop simulation"),
+        Binding("f", "follow", "Follow newest"),
+        Binding("r", "app.open('review')", "Review"),
+        Binding("escape", "app.open('home')", "Home", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.simulation: Simulation | None = None  # the one this screen started, while it runs
+        self.following = True
+        self._dirty = True
+        self._samples: deque[tuple[float, int, int]] = deque()  # (time, last message rowid, finished)
+        self._counts = Counts()
+
+    def compose(self) -> ComposeResult:
+        yield WatchCounters(id="counters")
+        with Horizontal():
+            yield QueueView(self.store, QueueFilter(review="all", order="newest"), id="queue")
+            yield ConversationView(id="conversation")
+        yield Footer()
+
+    @property
+    def queue(self) -> QueueView:
+        return self.query_one(QueueView)
+
+    def on_mount(self) -> None:
+        self.store_changed()
+        self.set_interval(POLL_SECONDS, self._poll)
+        self._redraw()
+        if self.curator.start_simulation is not None:
+            self.simulate(self.curator.start_simulation)
+            self.curator.start_simulation = None
+
+    # -- simulations -------------------------------------------------------------------------------
+    def action_start(self) -> None:
+        """`s`: choose a toolset, a count and a backend, then simulate into this store."""
+        if self.simulation is not None:
+            self.notify("A simulation is already running: stop it first (x).", severity="warning")
+            return
+        toolsets = sorted(set(self.store.toolset_names()) | set(demo_names()))
+        self.app.push_screen(SimulateForm(self.config.simulate, toolsets), self.simulate)
+
+    def action_stop(self) -> None:
+        """`x`: stop the simulation started here (running trajectories end failed / cancelled)."""
+        if self.simulation is None:
+            self.notify("No simulation started from this screen is running.", severity="warning")
+            return
+        self.simulation.cancel()
+
+    @work(exclusive=True, group="simulation")
+    async def simulate(self, config: SimConfig | None) -> None:
+        """Run a simulation into the store (``curator demo`` starts one on mount)."""
+        if config is None:
+            return
+        with Store.open(self.store.path) as store:  # its own connection: followed like any other writer
+            self.simulation = simulation = Simulation(store, config)
+            self.following = True
+            self._update_counters()
+            try:
+                async for event in simulation.events():
+                    self._dirty = True
+                    if isinstance(event, SimulationDone):
+                        self.notify(f"Simulation done: {event.summary.describe()}", timeout=8)
+            finally:
+                self.simulation = None
+                self._update_counters()
+
+    # -- following the store ----------------------------------------------------------------------
+    def action_follow(self) -> None:
+        """`f`: follow the newest trajectory again (moving in the list stops following)."""
+        self.following = True
+        self._dirty = True
+
+    def on_queue_view_highlighted(self, event: QueueView.Highlighted) -> None:
+        if self.queue.has_focus and self.queue.cursor != 0:
+            self.following = False
+        self._show(event.row.id if event.row else None)
+
+    def _poll(self) -> None:
+        if self.store_changed() or self._dirty:
+            self._dirty = False
+            self._redraw()
+
+    def _redraw(self) -> None:
+        shown = self.query_one(ConversationView).shown
+        selected = shown.trajectory.id if shown and not self.following else None
+        self.queue.reload()
+        if selected is not None and (found := position(self.store, self.queue.queue, selected)) is not None:
+            self.queue.set_reactive(QueueView.cursor, found)
+        elif self.following:
+            self.queue.set_reactive(QueueView.cursor, 0)
+        self.queue.refresh()
+        current = self.queue.current
+        self._show(current.id if current else None)
+        self._count()
+
+    def _show(self, trajectory_id: str | None) -> None:
+        trajectory = self.store.trajectory(trajectory_id) if trajectory_id else None
+        self.query_one(ConversationView).show(Shown(trajectory) if trajectory else None, follow=self.following)
+
+    @work(thread=True, exclusive=True, group="count")
+    def _count(self) -> None:
+        """Counters on a connection of their own; three indexed queries."""
+        with Store.open(self.store.path) as store:
+            by_status = dict(store.conn.execute("SELECT status, count(*) FROM trajectories GROUP BY status"))
+            flagged = store.conn.execute(
+                "SELECT count(DISTINCT trajectory_id) FROM tags WHERE source = 'auto'").fetchone()[0]
+            last_message = store.conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._take_sample, by_status, flagged, last_message)
+
+    def _take_sample(self, by_status: dict[str, int], flagged: int, last_message: int) -> None:
+        now = time.monotonic()
+        finished = by_status.get("complete", 0) + by_status.get("failed", 0)
+        self._samples.append((now, last_message, finished))
+        while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW:
+            self._samples.popleft()
+        first_time, first_message, first_finished = self._samples[0]
+        elapsed = now - first_time
+        self._counts = Counts(
+            running=by_status.get("running", 0), complete=by_status.get("complete", 0),
+            failed=by_status.get("failed", 0), flagged=flagged,
+            messages_per_s=(last_message - first_message) / elapsed if elapsed > 0 else 0.0,
+            finished_per_min=60 * (finished - first_finished) / elapsed if elapsed > 0 else 0.0,
+        )
+        self._update_counters()
+
+    def _update_counters(self) -> None:
+        if self.simulation is None:
+            label = "no simulation started here (a headless `curator simulate` shows up too)"
+        else:
+            config = self.simulation.config
+            label = f"simulating {config.n} on {config.toolset} with the {config.backend} backend"
+            if config.backend == "scripted":
+                label += " (offline: simulated demo data, not a model's)"
+        self.query_one(WatchCounters).show(self._counts, label)
