@@ -155,3 +155,10 @@ def test_an_exported_trajectory_keeps_its_insertion_order(tmp_path):
         out = tmp_path / "o.jsonl"
         export_jsonl(store, out, "all")
     assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["z3", "z1", "z2"]
+
+
+def test_a_byte_order_mark_and_windows_line_ends_are_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "messages": [{"role": "user", "content": "hi"}]}\r\n')
+    with Store.open(tmp_path / "s.db") as store:
+        assert import_jsonl(store, path).trajectories == 1

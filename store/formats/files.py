@@ -31,7 +31,7 @@ def open_input(path: str | os.PathLike[str]) -> Iterator[IO[str]]:
     """Open a UTF-8 text input; problems opening or decoding it name the file."""
     source = str(path)
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, encoding="utf-8-sig")  # a leading byte-order mark is not part of the JSON
     except FileNotFoundError:
         raise InputError(source, "no such file") from None
     except IsADirectoryError:
