@@ -91,19 +91,17 @@ class _Reader:
             yield trajectory
 
     def _ensure_toolset(self, name: str | None, tools: list[Tool], number: int) -> None:
-        if name is None:
+        """Create the record's toolset when it is new; a record without tools only names its toolset."""
+        if name is None or not tools:
             return
         wanted = [t.to_openai() for t in tools]
         if name not in self.toolsets:
             existing = self.store.toolset(name)
-            if existing is not None:
-                self.toolsets[name] = existing.openai_tools()
-            else:
-                self.toolsets[name] = wanted
-                if tools:  # a record without tools names a toolset that was not exported with it
-                    self.store.add_toolset(Toolset(name, tools, source=self.source))
-                    self.summary.toolsets += 1
-                    self.summary.tools += len(tools)
+            self.toolsets[name] = existing.openai_tools() if existing is not None else wanted
+            if existing is None:
+                self.store.add_toolset(Toolset(name, tools, source=self.source))
+                self.summary.toolsets += 1
+                self.summary.tools += len(tools)
         if self.toolsets[name] != wanted:
             raise InputError(self.source, f"the tools of toolset {name!r} differ from the toolset of that name "
                                           "already in the store or earlier in the file", number)
