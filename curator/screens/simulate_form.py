@@ -36,6 +36,9 @@ class SimulateForm(ModalScreen[SimConfig | None]):
             yield Static(f"models: {s.model or 'the scripted agents'} (from curator.toml)", classes="dim")
             yield Static(id="problem")
 
+    def on_mount(self) -> None:
+        self.query_one("#n", Input).focus()
+
     def on_input_submitted(self) -> None:
         self.action_start()
 

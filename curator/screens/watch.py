@@ -46,7 +46,7 @@ class WatchScreen(StoreScreen):
         super().__init__()
         self.simulation: Simulation | None = None  # the one this screen started, while it runs
         self.following = True
-        self._dirty = True
+        self._dirty = False  # a simulation event came: redraw at the next tick even before the commit is seen
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, last message rowid, finished)
         self._counts = Counts()
 
@@ -110,8 +110,8 @@ class WatchScreen(StoreScreen):
         self._dirty = True
 
     def on_queue_view_highlighted(self, event: QueueView.Highlighted) -> None:
-        if self.queue.has_focus and self.queue.cursor != 0:
-            self.following = False
+        if self.queue.has_focus:  # the annotator moved: follow only from the top (the newest)
+            self.following = self.queue.cursor == 0
         self._show(event.row.id if event.row else None)
 
     def _poll(self) -> None:

@@ -85,7 +85,10 @@ class ConversationView(ScrollView, can_focus=False):
 
     def watch_cursor(self) -> None:
         self._render_all()
-        if self._spans:
+        self.call_after_refresh(self._scroll_to_cursor)  # once the new virtual size is laid out
+
+    def _scroll_to_cursor(self) -> None:
+        if self.cursor < len(self._spans):
             top, height = self._spans[self.cursor]
             self.scroll_to_region(Region(0, top, 1, height), animate=False, top=height > self.size.height,
                                   immediate=True)
