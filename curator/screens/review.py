@@ -43,7 +43,7 @@ class ReviewScreen(StoreScreen):
         Binding("space", "decide('skip')", "Skip"),
         Binding("u,backspace", "undo", "Undo", key_display="u"),
         Binding("j,down", "step(1)", "Next message", key_display="j/↓"),
-        Binding("k,up", "step(-1)", "Previous message", key_display="k/↑"),
+        Binding("k,up", "step(-1)", "Previous message", key_display="k/↑", show=False),
         Binding("t", "tag", "Tag"),
         Binding("m", "mask", "Mask"),
         Binding("e", "edit_call", "Edit call"),

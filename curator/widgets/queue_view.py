@@ -20,7 +20,7 @@ from store import Store
 from store.queue import QueueFilter, QueueRow, window
 
 #: Rows fetched per page; a page around the cursor covers any screen.
-PAGE = 200
+PAGE = 100
 DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", None: "·"}
 
 
