@@ -1,0 +1,266 @@
+"""The simulation engine: asyncio, bounded concurrency, every message stored as it happens.
+
+``Simulation(store, config)`` runs in the caller's event loop. ``events()``
+runs it and yields what happens; ``run()`` runs it and returns the summary;
+``cancel()`` stops it cleanly. Store writes are synchronous calls made on the
+loop's thread between awaits, so a message is either fully written or not at
+all, and cancellation (which lands only at an await) can never split one.
+
+A trajectory goes ``running`` → ``complete``, or ``failed`` with a reason: the
+step limit, a model that failed for good after the backend's retries, or
+``cancelled``. When one finishes, and as soon as a tool answers with an error,
+``curator.flagging`` tags it and sets its MAE weights (a ``Flagged`` event).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import AsyncIterator, Callable
+
+from curator.flagging import flag_trajectory
+from store import Message, Store
+from store.toolcalls import Toolbox
+
+from . import prompts
+from .agents import AssistantAgent, ToolExecutor, UserAgent, is_question
+from .backends import make_backend
+from .backends.base import Backend, Episode, FatalModelError, Instruction, ModelError
+from .config import SimConfig
+from .events import (Event, Flagged, MessageAdded, SimulationDone, Summary, TrajectoryFinished,
+                     TrajectoryStarted)
+from .toolsets import SimToolset, resolve
+
+log = logging.getLogger(__name__)
+Emit = Callable[[Event], None]
+
+
+class Simulation:
+    def __init__(self, store: Store, config: SimConfig, backend: Backend | None = None):
+        self.store = store
+        self.config = config.checked()
+        self.toolset = SimToolset(resolve(store, self.config.toolset))
+        self.backend = backend or make_backend(self.config)
+        self._owns_backend = backend is None
+        self.summary = Summary(self.backend.name, self.backend.model("assistant"), self.config.toolset,
+                               self.config.n)
+        self._running: dict[str, Episode] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._cancelled = False
+        self._toolboxes: dict[str | None, Toolbox | None] = {}
+
+    # -- public ------------------------------------------------------------------------------
+    async def events(self) -> AsyncIterator[Event]:
+        """Run the simulation, yielding its events; the last one is ``SimulationDone``.
+
+        Closing the iterator early (``break`` inside ``contextlib.aclosing(sim.events())``) or
+        cancelling the consumer cancels the run, which marks the trajectories still running as
+        failed with reason ``cancelled``.
+        """
+        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._task = task = asyncio.ensure_future(self._run(queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))  # wakes us if the run dies of an error
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+                if isinstance(event, SimulationDone):
+                    break
+        finally:
+            if not task.done():
+                self.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        task.result()
+
+    async def run(self) -> Summary:
+        """Run the simulation to the end (or until ``cancel()``) and return its summary."""
+        async for _ in self.events():
+            pass
+        return self.summary
+
+    def cancel(self) -> None:
+        """Stop: no new trajectories, running ones end ``failed`` / ``cancelled``, ``SimulationDone`` follows."""
+        self._cancelled = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    # -- the run -------------------------------------------------------------------------------
+    async def _run(self, emit: Emit) -> None:
+        started = time.monotonic()
+        try:
+            toolset = self.toolset
+            user = UserAgent(self.backend, toolset)
+            assistant = AssistantAgent(self.backend)
+            executor = ToolExecutor(self.backend, toolset, self.config.instability_rate)
+            queue: asyncio.Queue[tuple[int, Instruction] | None] = asyncio.Queue(maxsize=self.config.concurrency * 2)
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._produce(user, queue))
+                    for _ in range(self.config.concurrency):
+                        group.create_task(self._work(queue, toolset, user, assistant, executor, emit))
+            except* FatalModelError as errors:
+                self.summary.error = str(_first(errors))
+        except asyncio.CancelledError:
+            self.summary.cancelled = True
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+        finally:
+            self._abandon(emit)
+            if self._owns_backend:
+                await _quietly(self.backend.aclose())
+        self._done(started, emit)
+
+    def _done(self, started: float, emit: Emit) -> None:
+        self.summary.elapsed = time.monotonic() - started
+        self.summary.requests = self.backend.requests
+        self.summary.retries = self.backend.retries
+        emit(SimulationDone(self.summary))
+
+    async def _produce(self, user: UserAgent, queue: asyncio.Queue[tuple[int, Instruction] | None]) -> None:
+        """Instructions in batches, several batches in flight so the workers never wait on one."""
+        n, size = self.config.n, self.config.instruction_batch
+        starts = iter(range(0, n, size))
+        written: list[str] = []
+
+        async def writer() -> None:
+            for start in starts:
+                got: list[Instruction] = []
+                count = min(size, n - start)
+                try:
+                    while len(got) < count:
+                        avoid = written + [g.text for g in got]
+                        more = await user.instructions(start + len(got), count - len(got), avoid)
+                        if not more:
+                            raise ModelError("user", "wrote no usable instructions")
+                        got += more[: count - len(got)]
+                except FatalModelError:
+                    raise
+                except ModelError as exc:  # already retried: stop writing, finish what was started
+                    self.summary.error = f"stopped writing instructions: {exc}"
+                    for _ in starts:
+                        pass
+                    return
+                written.extend(g.text for g in got)
+                for offset, instruction in enumerate(got):
+                    await queue.put((start + offset, instruction))
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(max(1, self.config.concurrency // size)):
+                group.create_task(writer())
+        for _ in range(self.config.concurrency):
+            await queue.put(None)  # one "no more work" per worker
+
+    async def _work(self, queue: asyncio.Queue[tuple[int, Instruction] | None], toolset: SimToolset,
+                    user: UserAgent, assistant: AssistantAgent, executor: ToolExecutor, emit: Emit) -> None:
+        while (item := await queue.get()) is not None:
+            index, instruction = item
+            episode = Episode(index, toolset, instruction, random.Random(f"{self.config.seed}:{index}:episode"))
+            trajectory_id = self._start(episode, emit)
+            try:
+                status, reason = await self._converse(trajectory_id, episode, user, assistant, executor, emit)
+            except FatalModelError as exc:
+                self._finish(trajectory_id, "failed", str(exc), emit)
+                raise
+            except ModelError as exc:
+                status, reason = "failed", str(exc)
+            except asyncio.CancelledError:
+                self._finish(trajectory_id, "failed", "cancelled", emit)
+                raise
+            except Exception as exc:  # a bug must not take the other trajectories down
+                log.exception("trajectory %s", trajectory_id)
+                status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
+            self._finish(trajectory_id, status, reason, emit)
+
+    def _start(self, episode: Episode, emit: Emit) -> str:
+        meta = {"index": episode.index, "seed": self.config.seed,
+                "user_model": self.backend.model("user"), "executor_model": self.backend.model("executor"),
+                **episode.instruction.meta}
+        trajectory_id = self.store.new_trajectory(
+            episode.toolset.name, episode.instruction.text, backend=self.backend.name,
+            model=self.backend.model("assistant"), meta=meta)
+        self._running[trajectory_id] = episode
+        self.summary.started += 1
+        emit(TrajectoryStarted(trajectory_id, episode.instruction.text))
+        self._add(trajectory_id, episode, Message("system", prompts.assistant_system(episode.toolset)), emit)
+        self._add(trajectory_id, episode, Message("user", episode.instruction.text), emit)
+        return trajectory_id
+
+    async def _converse(self, trajectory_id: str, episode: Episode, user: UserAgent, assistant: AssistantAgent,
+                        executor: ToolExecutor, emit: Emit) -> tuple[str, str | None]:
+        questions, acted = 0, False
+        for _ in range(self.config.max_steps):
+            await asyncio.sleep(0)  # an instant backend must not starve the loop (the TUI shares it)
+            message = self._add(trajectory_id, episode, await assistant.turn(episode), emit)
+            if message.tool_calls:
+                acted = True
+                failed = False
+                for call in message.tool_calls:
+                    content, code = await executor.run(episode, call)
+                    name = call["function"]["name"] or None
+                    reply = self._add(trajectory_id, episode, Message("tool", content, tool_call_id=call["id"],
+                                                                      name=name), emit)
+                    if code:
+                        episode.errors[reply.index] = code  # type: ignore[index]
+                        failed = True
+                if failed:
+                    self._flag(trajectory_id, emit)
+                continue
+            if message.raw is not None:
+                continue  # an unparseable reply: the step is kept (and masked), the model tries again
+            if is_question(message) and not acted and questions < self.config.max_questions:
+                questions += 1
+                answer = await user.answer(episode, message.content or "")
+                self._add(trajectory_id, episode, Message("user", answer), emit)
+                continue
+            return "complete", None
+        return "failed", f"no final answer within {self.config.max_steps} assistant steps"
+
+    # -- bookkeeping (synchronous: never split by a cancellation) ------------------------------
+    def _add(self, trajectory_id: str, episode: Episode, message: Message, emit: Emit) -> Message:
+        self.store.append_message(trajectory_id, message)
+        episode.messages.append(message)
+        self.summary.messages += 1
+        emit(MessageAdded(trajectory_id, message))
+        return message
+
+    def _finish(self, trajectory_id: str, status: str, reason: str | None, emit: Emit) -> None:
+        if self._running.pop(trajectory_id, None) is None:
+            return
+        self.store.set_status(trajectory_id, status, reason)
+        if status == "complete":
+            self.summary.complete += 1
+        else:
+            self.summary.failed += 1
+            key = (reason or "unknown").split(":")[0]
+            self.summary.reasons[key] = self.summary.reasons.get(key, 0) + 1
+        emit(TrajectoryFinished(trajectory_id, status, reason))
+        codes = self._flag(trajectory_id, emit)
+        if codes:
+            self.summary.flagged += 1
+
+    def _flag(self, trajectory_id: str, emit: Emit) -> list[str]:
+        if not self.config.flag:
+            return []
+        result = flag_trajectory(self.store, trajectory_id, toolboxes=self._toolboxes)
+        codes = sorted({code for _, code, _ in result.tags})
+        emit(Flagged(trajectory_id, codes))
+        return codes
+
+    def _abandon(self, emit: Emit) -> None:
+        """Mark every trajectory still running as failed / cancelled."""
+        for trajectory_id in list(self._running):
+            self._finish(trajectory_id, "failed", "cancelled", emit)
+
+
+def _first(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+async def _quietly(awaitable: object) -> None:
+    try:
+        await awaitable  # type: ignore[misc]
+    except Exception:  # closing connections must not mask how the run ended
+        log.debug("closing the backend failed", exc_info=True)
