@@ -1,0 +1,492 @@
+"""MAE / PKT ablation, TL-Training's Table 5 in miniature: run as ``python -m bench.ablation [--smoke]``.
+
+Pipeline: the scripted simulator writes trajectories over the 25-tool
+``everyday`` demo toolset (getWeatherForecast / getWeatherHistory / getWeatherAlerts …,
+getWord*, getBook*, getExchangeRate*, *CalendarEvent*) with planted mistakes
+followed by recoveries → ``curator.flagging`` flags them and sets the MAE
+weights → every trajectory is accepted and exported as JSONL → the tiny model is
+trained from scratch in four arms (plain SFT with every weight 1, +MAE, +PKT,
++MAE+PKT), several seeds each → every model is evaluated on held-out single-step
+gold items whose requests never occur in the training data → TS / PI / CF and the
+rates of the planted error kinds in the predictions, mean ± std over seeds.
+
+The chat template is the tiny model's ChatML with Hermes-style ``<tool_call>``
+blocks, except that its tools block (a paragraph of instructions and each
+tool's JSON schema) is cut to one line of tool names and one line showing the
+call format: the toolset is the same in every example, so the schemas carry
+nothing a model trained from scratch could use, and they would make sequences
+about seven times longer (≈3,400 instead of ≈480 tokens), which a 2-core CPU
+cannot train on in minutes.
+
+Hyperparameters are fixed in ``FULL`` (chosen before comparing arms) and written
+into the report. The report (``bench/ablation.md``) is regenerated on each full
+run; whatever follows its ``## Reading`` heading is kept.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from curator.flagging import flag_all  # noqa: E402
+from curator.sim import SimConfig, Simulation  # noqa: E402
+from curator.sim.gold import gold_items  # noqa: E402
+from curator.sim.toolsets import EVERYDAY, demo_toolset  # noqa: E402
+from store import GoldItem, Store, Toolset  # noqa: E402
+from store.formats.jsonl import export_jsonl  # noqa: E402
+from store.toolcalls import ToolCall, Toolbox, judge  # noqa: E402
+
+REPORT = Path(__file__).with_name("ablation.md")
+READING = "## Reading"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    mae: bool
+    w_max: float
+
+
+#: plain SFT is ``--no-mae --w-max 1``; PKT uses the paper's cap, w_max = 9.
+ARMS = (Arm("plain SFT", False, 1.0), Arm("+MAE", True, 1.0), Arm("+PKT", False, 9.0), Arm("+MAE+PKT", True, 9.0))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run is told; the report prints it."""
+
+    trajectories: int = 2000
+    gold: int = 300
+    error_rate: float = 0.25  # chance an intended call is preceded by a mistake: ≈20% of all calls
+    toolset: str = EVERYDAY
+    sim_seed: int = 0
+    gold_seed: int = 1000
+    seeds: tuple[int, ...] = (0, 1, 2)
+    tiny: dict[str, Any] = field(default_factory=lambda: {
+        "vocab_size": 2048, "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2})
+    max_steps: int = 240
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    warmup: float = 0.1
+    max_new_tokens: int = 96
+    eval_batch_size: int = 16
+    jobs: int = 2
+    threads: int = 1
+
+
+FULL = Setup()
+SMOKE = Setup(trajectories=24, gold=6, seeds=(0,), max_steps=2, batch_size=2, max_new_tokens=16, jobs=1,
+              tiny={"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                    "num_attention_heads": 2, "num_key_value_heads": 1})
+
+#: (key, column title, judge code or metric); rates are shares of the gold items.
+COLUMNS = (
+    ("ts", "TS", None), ("pi", "PI", None), ("cf", "CF", None),
+    ("wrong_tool", "wrong tool", "wrong_tool"), ("tool_hallucination", "halluc. tool", "tool_hallucination"),
+    ("param_hallucination", "halluc. param", "param_hallucination"), ("param_missing", "missing param", "param_missing"),
+    ("parse_error", "parse error", None), ("no_call", "no call", None), ("repeats", "repeats a planted error", None),
+)
+
+
+# -- data -----------------------------------------------------------------------------------------
+def compact_chatml() -> str:
+    """The tiny model's ChatML template with its tools block (instructions and one JSON schema a tool) cut to
+    one line of tool names and one line showing the call format."""
+    from training.templates import CHATML
+
+    start, end = CHATML.find("# Tools"), CHATML.find("</tool_call><|im_end|>")
+    if start == -1 or end == -1 or "tool | tojson" not in CHATML[start:end]:
+        raise RuntimeError("training.templates.CHATML changed: update compact_chatml()")
+    compact = ("# Tools: {% for tool in tools %}{{ tool['function']['name'] }}{{ ', ' if not loop.last }}{% endfor %}"
+               '\nCall a tool as <tool_call>{"name": ..., "arguments": {...}}')
+    return CHATML[:start] + compact + CHATML[end:]
+
+
+def simulate(db: Path, setup: Setup) -> dict[str, Any]:
+    """Simulate, flag and accept every trajectory; returns the engine's summary as a dict."""
+    config = SimConfig(toolset=setup.toolset, n=setup.trajectories, concurrency=16, seed=setup.sim_seed,
+                       error_rate=setup.error_rate)
+    with Store.open(db) as store:
+        summary = asyncio.run(Simulation(store, config).run())
+        flag_all(store)
+        for trajectory_id in store.trajectory_ids():
+            store.decide(trajectory_id, "accept", annotator="bench.ablation")
+    return dataclasses.asdict(summary)
+
+
+def export(db: Path, out: Path) -> list[dict[str, Any]]:
+    with Store.open(db) as store:
+        export_jsonl(store, out)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def user_texts(messages: Iterable[Mapping[str, Any]]) -> set[str]:
+    return {m["content"] for m in messages if m.get("role") == "user" and isinstance(m.get("content"), str)}
+
+
+def held_out(toolset: Toolset, records: Sequence[Mapping[str, Any]], setup: Setup) -> list[GoldItem]:
+    """``setup.gold`` items whose requests occur nowhere in the training data (asserted)."""
+    seen = set().union(*(user_texts(r["messages"]) for r in records))
+    items = [g for g in gold_items(toolset, setup.gold + setup.gold // 5, setup.gold_seed, avoid=seen)
+             if not user_texts(g.messages) & seen][: setup.gold]
+    if len(items) < setup.gold:
+        raise RuntimeError(f"only {len(items)} held-out gold items with unseen requests")
+    assert not set().union(*(user_texts(g.messages) for g in items)) & seen, "gold requests leak into training"
+    return items
+
+
+def write_gold(items: Sequence[GoldItem], out: Path) -> None:
+    """The gold JSONL ``training.evaluate`` reads: ``{"id", "tools", "messages", "calls"}``."""
+    lines = (json.dumps({"id": g.id, "tools": g.tools, "messages": g.messages,
+                         "calls": [{"name": c.name, "arguments": c.arguments} for c in g.calls]}) for g in items)
+    out.write_text("".join(line + "\n" for line in lines))
+
+
+def toolbox(tools: Sequence[Mapping[str, Any]], cache: dict[str, Toolbox]) -> Toolbox:
+    """One compiled ``Toolbox`` per distinct tool list (every item here shares one)."""
+    key = json.dumps(tools, sort_keys=True)
+    if key not in cache:
+        cache[key] = Toolbox(list(tools))
+    return cache[key]
+
+
+def signatures(verdict) -> set[tuple]:
+    """What a wrong call got wrong, specific enough to recognise the same mistake made again."""
+    out = set()
+    for p in verdict.problems:
+        if p.code in ("parse_error", "param_redundant"):
+            continue
+        value = json.dumps(verdict.call.arguments.get(p.param), sort_keys=True) if p.code == "content_error" else None
+        out.add((p.code, verdict.gold.name, p.tool, p.param, value))
+    return out
+
+
+def planted_mistakes(records: Sequence[Mapping[str, Any]]) -> tuple[Counter, set[tuple]]:
+    """Planted mistakes by kind, and the signatures of those the judge can read (all but parse errors)."""
+    kinds: Counter = Counter()
+    seen: set[tuple] = set()
+    boxes: dict[str, Toolbox] = {}
+    for record in records:
+        plan = record["meta"]["extra"]["plan"]
+        for mistake, intended in zip(plan["mistakes"], plan["calls"]):
+            if not mistake:
+                continue
+            kinds[mistake["kind"]] += 1
+            if isinstance(mistake["arguments"], dict):
+                wrong = ToolCall(mistake["name"], mistake["arguments"])
+                seen |= signatures(judge(wrong, ToolCall(**intended), toolbox(record["tools"], boxes)))
+    return kinds, seen
+
+
+def data_stats(records: Sequence[Mapping[str, Any]], summary: Mapping[str, Any]) -> dict[str, Any]:
+    assistant = [m for r in records for m in r["messages"] if m["role"] == "assistant"]
+    calls = [m for m in assistant if m.get("tool_calls")]
+    kinds, _ = planted_mistakes(records)
+    tags = Counter(t["code"] for r in records for t in r["meta"]["tags"])
+    return {
+        "trajectories": len(records),
+        "complete": sum(r["meta"]["status"] == "complete" for r in records),
+        "assistant_messages": len(assistant),
+        "calls": len(calls),
+        "planted": sum(kinds.values()),
+        "planted_kinds": dict(kinds.most_common()),
+        "masked_calls": sum(m.get("weight", 1) == 0 for m in calls),
+        "masked_messages": sum(m.get("weight", 1) == 0 for m in assistant),
+        "auto_tags": dict(tags.most_common()),
+        "sim_seconds": round(summary.get("elapsed", 0.0), 1),
+    }
+
+
+# -- one arm × seed ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Job:
+    arm: Arm
+    seed: int
+    data: str
+    gold: str
+    template: str
+    output: str
+    setup: Setup
+    planted: frozenset
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Train one arm for one seed from scratch and evaluate it; its log goes to ``output/log.txt``."""
+    import torch
+
+    torch.set_num_threads(job.setup.threads)
+    out = Path(job.output)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "log.txt").open("w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        started = time.perf_counter()
+        trained = train(job)
+        train_seconds = time.perf_counter() - started
+        metrics = evaluate(job)
+    return {"arm": job.arm.name, "seed": job.seed, "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - started - train_seconds, **trained, **metrics}
+
+
+def train(job: Job) -> dict[str, Any]:
+    from training.runs import RunRecorder
+    from training.sft import SFTConfig, train as sft_train
+    from training.tiny import TinyConfig
+
+    s = job.setup
+    config = SFTConfig(
+        base_model="tiny", data=job.data, output=str(Path(job.output) / "model"), max_steps=s.max_steps,
+        batch_size=s.batch_size, learning_rate=s.learning_rate, warmup=s.warmup, w_max=job.arm.w_max,
+        mae=job.arm.mae, full_finetune=True, tiny=TinyConfig(**s.tiny, seed=job.seed), chat_template=job.template,
+        seed=job.seed, logging_steps=max(1, s.max_steps // 10), save_steps=10**9,
+    )
+    recorder = RunRecorder(None, "train", "sft", "tiny", config.to_dict(), Path(config.output))
+    summary = sft_train(config, recorder)
+    return {"steps": summary["steps"], "train_loss": summary["train_loss"]}
+
+
+def evaluate(job: Job) -> dict[str, float]:
+    """TS / PI / CF and error rates through ``training.evaluate``; repeats of planted mistakes by signature."""
+    from training.evaluate import EvalConfig, LocalModel, gold_items as load_gold, score
+
+    items = load_gold(job.gold, None)
+    config = EvalConfig(model=str(Path(job.output) / "model"), max_new_tokens=job.setup.max_new_tokens,
+                        batch_size=job.setup.eval_batch_size, seed=job.seed)
+    generations = LocalModel(config).predict(items)
+    metrics, records = score(items, generations)
+    (Path(job.output) / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = {key: float(metrics[key]) for key in ("ts", "pi", "cf", "parse_error", "no_call", "reward")}
+    for key, _, code in COLUMNS:
+        if code:
+            out[key] = sum(code in r["codes"] for r in records) / len(records)
+    repeats, boxes = 0, {}
+    for item, gen in zip(items, generations):
+        if gen.calls and signatures(judge(gen.calls[0], item.calls, toolbox(item.tools, boxes))) & job.planted:
+            repeats += 1
+    out["repeats"] = repeats / len(items)
+    return out
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int) -> list[dict[str, Any]]:
+    """Every job, ``parallel`` at a time in fresh processes (one at a time in this process when 1)."""
+    if parallel <= 1:
+        return [_announce(run_job(job)) for job in jobs]
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_job, job) for job in jobs]
+        return [_announce(f.result()) for f in futures]
+
+
+def _announce(result: dict[str, Any]) -> dict[str, Any]:
+    print(f"  {result['arm']:<10} seed {result['seed']}: TS {result['ts']:.1%}  CF {result['cf']:.1%}  "
+          f"train {result['train_seconds']:.0f}s  eval {result['eval_seconds']:.0f}s", flush=True)
+    return result
+
+
+# -- the table -----------------------------------------------------------------------------------
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def cell(values: Sequence[float]) -> str:
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def by_arm(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    return {arm.name: sorted((r for r in results if r["arm"] == arm.name), key=lambda r: r["seed"])
+            for arm in ARMS if any(r["arm"] == arm.name for r in results)}
+
+
+def results_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """Arm × metric, mean ± std over seeds, in percent of the gold items."""
+    head = "| arm | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
+    rule = "|---|" + "---:|" * len(COLUMNS)
+    rows = [f"| {arm} | " + " | ".join(cell([r[key] for r in runs]) for key, _, _ in COLUMNS) + " |"
+            for arm, runs in by_arm(results).items()]
+    return "\n".join([head, rule, *rows])
+
+
+def delta_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """Each arm minus plain SFT on the same seed (same initial weights and data order), mean ± std."""
+    arms = by_arm(results)
+    base = {r["seed"]: r for r in arms.get(ARMS[0].name, [])}
+    keys = [k for k, _, _ in COLUMNS]
+    head = "| arm − plain | " + " | ".join(title for _, title, _ in COLUMNS) + " | CF ratio |"
+    rule = "|---|" + "---:|" * (len(COLUMNS) + 1)
+    rows = []
+    for arm, runs in list(arms.items())[1:]:
+        paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
+        if not paired:
+            continue
+        deltas = [cell([r[k] - b[k] for r, b in paired]) for k in keys]
+        cf_base = statistics.fmean(b["cf"] for _, b in paired)
+        ratio = statistics.fmean(r["cf"] for r, _ in paired) / cf_base if cf_base else float("nan")
+        rows.append(f"| {arm} | " + " | ".join(_signed(d) for d in deltas) + f" | {ratio:.2f}× |")
+    return "\n".join([head, rule, *rows])
+
+
+def _signed(text: str) -> str:
+    return text if text.startswith("-") else "+" + text
+
+
+def time_table(results: Sequence[Mapping[str, Any]]) -> str:
+    head = "| arm | train s / seed | eval s / seed | final train loss |\n|---|---:|---:|---:|"
+    rows = []
+    for arm, runs in by_arm(results).items():
+        train_s, eval_s = mean_std([r["train_seconds"] for r in runs]), mean_std([r["eval_seconds"] for r in runs])
+        losses = [r["train_loss"] for r in runs if r["train_loss"] is not None]
+        loss = f"{statistics.fmean(losses):.3f}" if losses else "-"
+        rows.append(f"| {arm} | {train_s[0]:.0f} ± {train_s[1]:.0f} | {eval_s[0]:.0f} ± {eval_s[1]:.0f} | {loss} |")
+    return "\n".join([head, *rows])
+
+
+def setup_text(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mapping[str, float]) -> str:
+    kinds = ", ".join(f"{k} {v}" for k, v in stats["planted_kinds"].items())
+    tags = ", ".join(f"{k} {v}" for k, v in stats["auto_tags"].items())
+    return "\n".join([
+        f"- Toolset: `{setup.toolset}` (25 tools; shared prefixes getWeather*, getWord*, getBook*, getExchangeRate*, "
+        "searchBooks*, *CalendarEvent*).",
+        f"- Training data: {stats['trajectories']} scripted trajectories (sim seed {setup.sim_seed}, "
+        f"{stats['complete']} complete, simulated in {stats['sim_seconds']} s), {stats['calls']} assistant calls, "
+        f"{stats['planted']} of them planted mistakes ({stats['planted'] / stats['calls']:.1%}; error_rate "
+        f"{setup.error_rate}), each followed by a recovery. Planted: {kinds}.",
+        f"- Auto-flagged and all accepted: {stats['masked_calls']} calls masked by MAE "
+        f"({stats['masked_calls'] / stats['calls']:.1%} of calls). Auto tags: {tags}.",
+        f"- Held-out: {gold} single-step gold items (gold seed {setup.gold_seed}); no gold request text occurs "
+        "anywhere in the training data (asserted).",
+        f"- Tokens: {tokens['mean']:.0f} per trajectory on average ({tokens['trainable']:.0f} assistant tokens), "
+        "chat template: the tiny ChatML with the tools block cut to a line of tool names (the toolset never changes, "
+        "so its JSON schemas carry nothing a model trained from scratch could use).",
+        f"- Model: tiny Llama trained from scratch (full fine-tune, no LoRA): {json.dumps(setup.tiny)}, "
+        f"{tokens['params'] / 1e6:.2f} M parameters, tokenizer trained on the data.",
+        f"- Training: {setup.max_steps} steps × batch {setup.batch_size} "
+        f"({setup.max_steps * setup.batch_size / stats['trajectories']:.2f} epochs), AdamW lr {setup.learning_rate}, "
+        f"linear decay, warm-up {setup.warmup:.0%}; seeds {', '.join(map(str, setup.seeds))} (a seed fixes the "
+        "initial weights and the data order, the same in every arm). Arms: plain SFT = every assistant weight 1 "
+        "(`--no-mae --w-max 1`); MAE = flagged calls weight 0; PKT = key tokens of tool names × "
+        "clip(|non-key|/|key|, 1, 9).",
+        f"- Evaluation: greedy decoding, at most {setup.max_new_tokens} new tokens; TS / PI / CF and error codes from "
+        "`store.toolcalls.judge`. \"repeats a planted error\": the prediction makes a mistake the training data "
+        "planted for the same gold tool (same hallucinated tool, same sibling tool, same hallucinated or missing "
+        "parameter, or the same invalid value).",
+        f"- Hardware: {setup.jobs} runs in parallel, {setup.threads} torch thread each, on a shared 2-core CPU.",
+    ])
+
+
+def report(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mapping[str, float],
+           results: Sequence[Mapping[str, Any]], previous: str | None) -> str:
+    reading = previous[previous.index(READING):] if previous and READING in previous else (
+        f"{READING}\n\n(to be written after looking at the numbers)\n")
+    return "\n\n".join([
+        "# MAE / PKT ablation (TL-Training Table 5, in miniature)",
+        "Generated by `python -m bench.ablation` (bench/ablation.py). All numbers are percentages of the held-out "
+        "gold items, mean ± sample std over seeds. TS, PI, CF: higher is better; every other column is an error "
+        "rate: lower is better.",
+        "## Results", results_table(results),
+        "Paired by seed (same initial weights and data order), each arm minus plain SFT, in percentage points; "
+        "CF ratio = mean CF of the arm / mean CF of plain SFT:",
+        delta_table(results),
+        "## Time", time_table(results),
+        "## Setup", setup_text(setup, stats, gold, tokens),
+        reading.rstrip() + "\n",
+    ])
+
+
+# -- main ----------------------------------------------------------------------------------------
+def token_stats(data: Path, template: Path, setup: Setup) -> dict[str, float]:
+    """Sequence lengths as the arms see them, and the model's size."""
+    from training import models
+    from training.data import Encoder
+    from training.tiny import TinyConfig
+
+    records = [json.loads(line) for line in data.read_text().splitlines()]
+    model, tokenizer = models.load("tiny", TinyConfig(**setup.tiny), records, chat_template=str(template))
+    examples = [Encoder(tokenizer).encode(r) for r in records]
+    return {"mean": statistics.fmean(len(e.input_ids) for e in examples),
+            "trainable": statistics.fmean(e.trainable for e in examples),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def prepare(work: Path, setup: Setup) -> tuple[dict[str, Any], list[Job], int]:
+    """Simulate, flag, export, write the gold set and the template; the jobs to run."""
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "sim.db"
+    if db.exists():
+        raise SystemExit(f"{db} exists: use a fresh --workdir")
+    summary = simulate(db, setup)
+    records = export(db, work / "train.jsonl")
+    toolset = demo_toolset(setup.toolset)
+    assert toolset is not None and len(toolset.tools) >= 20
+    gold = held_out(toolset, records, setup)
+    write_gold(gold, work / "gold.jsonl")
+    (work / "template.jinja").write_text(compact_chatml())
+    _, planted = planted_mistakes(records)
+    jobs = [Job(arm, seed, str(work / "train.jsonl"), str(work / "gold.jsonl"), str(work / "template.jinja"),
+                str(work / "runs" / f"{arm.name.strip('+').replace('+', '-').replace(' ', '-').lower()}-{seed}"),
+                setup, frozenset(planted))
+            for seed in setup.seeds for arm in ARMS]
+    return data_stats(records, summary), jobs, len(gold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ablation", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny end-to-end run in seconds (one seed, 2 steps)")
+    parser.add_argument("--workdir", help="where data, models and predictions go (default: a new temporary dir)")
+    parser.add_argument("--report", help=f"markdown report path (default: {REPORT.name} beside the script for a "
+                                         "full run, the workdir for --smoke)")
+    parser.add_argument("--arms", help="comma-separated subset of arms, e.g. 'plain SFT,+PKT'")
+    parser.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--steps", type=int, help="training steps per run (default %d)" % FULL.max_steps)
+    parser.add_argument("--trajectories", type=int)
+    parser.add_argument("--gold", type=int)
+    parser.add_argument("--jobs", type=int, help="runs in parallel (default 2, one torch thread each)")
+    args = parser.parse_args(argv)
+
+    setup = SMOKE if args.smoke else FULL
+    overrides = {"max_steps": args.steps, "trajectories": args.trajectories, "gold": args.gold, "jobs": args.jobs,
+                 "seeds": tuple(int(s) for s in args.seeds.split(",")) if args.seeds else None}
+    setup = dataclasses.replace(setup, **{k: v for k, v in overrides.items() if v is not None})
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="curator-ablation-"))
+    started = time.perf_counter()
+    print(f"bench.ablation: {setup.trajectories} trajectories, {setup.gold} gold items, "
+          f"{len(setup.seeds)} seed(s), {setup.max_steps} steps; work dir {work}", flush=True)
+    stats, jobs, gold = prepare(work, setup)
+    if args.arms:
+        wanted = {a.strip() for a in args.arms.split(",")}
+        jobs = [j for j in jobs if j.arm.name in wanted]
+    print(f"data: {stats['calls']} calls, {stats['planted']} planted mistakes, {stats['masked_calls']} masked; "
+          f"{gold} held-out gold items", flush=True)
+    tokens = token_stats(Path(jobs[0].data), Path(jobs[0].template), setup)
+    results = run_jobs(jobs, setup.jobs)
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print()
+    print(results_table(results))
+    print()
+    print(delta_table(results))
+    print()
+    print(time_table(results))
+    out = Path(args.report) if args.report else (work / "ablation.md" if args.smoke else REPORT)
+    previous = out.read_text() if out.exists() else None
+    out.write_text(report(setup, stats, gold, tokens, results, previous))
+    print(f"\nreport: {out}  (total {time.perf_counter() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
