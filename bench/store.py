@@ -165,14 +165,16 @@ def baseline_export(path: Path, out: Path) -> None:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def best_of(repeat: int, fn: Callable[[int], object]) -> float:
-    """The fastest of ``repeat`` runs of ``fn(run number)``: the machine's other load only ever adds time."""
-    times = []
+def best_of(repeat: int, *fns: Callable[[int], object]) -> list[float]:
+    """The fastest of ``repeat`` runs of each ``fn(run number)``, run in turns so that both sides of a
+    comparison meet the same load from the machine's other work (which only ever adds time)."""
+    best = [float("inf")] * len(fns)
     for attempt in range(repeat):
-        start = time.perf_counter()
-        fn(attempt)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn(attempt)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def peak_export_memory(n: int, workdir: Path) -> tuple[float, float, float]:
@@ -215,14 +217,21 @@ def main(argv: Iterable[str] | None = None) -> None:
     trajectories = list(synthetic(args.n))
     with tempfile.TemporaryDirectory(prefix="curator-bench-") as tmp:
         work = Path(tmp)
-        t_base_import = best_of(args.repeat, lambda i: baseline_import(work / f"baseline{i}.db", trajectories))
-        t_import = best_of(args.repeat, lambda i: store_import(work / f"store{i}.db", trajectories))
-        t_base_export = best_of(args.repeat, lambda i: baseline_export(work / "baseline0.db", work / "baseline.jsonl"))
-        t_export = best_of(args.repeat, lambda i: store_export(work / "store0.db", work / "store.jsonl"))
+        t_base_import, t_import = best_of(
+            args.repeat,
+            lambda i: baseline_import(work / f"baseline{i}.db", trajectories),
+            lambda i: store_import(work / f"store{i}.db", trajectories),
+        )
+        t_base_export, t_export = best_of(
+            args.repeat,
+            lambda i: baseline_export(work / "baseline0.db", work / "baseline.jsonl"),
+            lambda i: store_export(work / "store0.db", work / "store.jsonl"),
+        )
         exported_mb = (work / "store.jsonl").stat().st_size / 1e6
-        t_jsonl = best_of(1, lambda i: import_jsonl_file(work / "store.jsonl", work / "reimport.db"))
+        [t_jsonl] = best_of(1, lambda i: import_jsonl_file(work / "store.jsonl", work / "reimport.db"))
 
-        print(f"{args.n:,} trajectories x 10 messages, best of {args.repeat} runs; JSONL export {exported_mb:.1f} MB\n")
+        print(f"{args.n:,} trajectories x 10 messages, best of {args.repeat} alternating runs; "
+              f"JSONL export {exported_mb:.1f} MB\n")
         print(f"{'':<44}{'seconds':>9}{'throughput':>12} {'':<7}{'ratio':>7}")
         print(row("import: plain sqlite3 executemany", args.n, t_base_import, None))
         print(row("import: Store.insert_trajectories", args.n, t_import, t_base_import))
