@@ -1,0 +1,195 @@
+"""The ``openai`` backend: any OpenAI-compatible Chat Completions server, a model and base URL per role.
+
+vLLM, Ollama, llama.cpp's server and OpenAI itself all speak this API. The key
+comes from the environment variable the config names, is handed to the client
+and nowhere else (never stored, logged or put in an error message); a local
+server that needs none gets a placeholder.
+
+The client's own retries are off: this module retries (``retry.py``) so that
+every trajectory sees the same policy, retries are counted, and an exhausted
+budget becomes a trajectory's failure reason instead of an exception. All
+requests share one gate of ``concurrency`` slots, so instruction writing and
+trajectories together never exceed the configured concurrency.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+from typing import Any
+
+import openai
+from openai.types.chat import ChatCompletion, ChatCompletionMessage
+
+from store import Message
+from store.errors import InputError
+from store.toolcalls import ToolCall
+
+from .. import prompts
+from ..config import ROLES, SimConfig
+from ..retry import Backoff, retry_after, retryable_status
+from ..toolsets import SimToolset
+from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply
+
+#: A model's answer wrapped in a Markdown code fence.
+_FENCE = re.compile(r"\A\s*```[\w-]*\s*\n?(.*?)\n?```\s*\Z", re.DOTALL)
+#: How often a reply in the wrong format (not a JSON array, not JSON) is asked for again.
+FORMAT_ATTEMPTS = 3
+_FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+
+
+class MalformedResponse(Exception):
+    """The server answered 200 with something that is not a chat completion."""
+
+
+class OpenAIBackend(Backend):
+    name = "openai"
+
+    def __init__(self, config: SimConfig, backoff: Backoff | None = None):
+        self.config = config
+        self.backoff = backoff or Backoff()
+        self.requests = 0
+        self.retries = 0
+        self._gate = asyncio.Semaphore(config.concurrency)
+        self._rng = random.Random()
+        self._clients: dict[str | None, openai.AsyncOpenAI] = {}
+        self._functions: dict[str, str] = {}
+        for role in ROLES:
+            url = config.role_base_url(role)
+            if url not in self._clients:
+                self._clients[url] = self._client(url)
+
+    def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
+        key = self.config.api_key()
+        if key is None and base_url is None:
+            raise InputError("simulate", f"no API key: set the environment variable {self.config.api_key_env} "
+                             "(or give --base-url for a local server that needs none)", "api_key_env")
+        return openai.AsyncOpenAI(api_key=key or "no-key-needed", base_url=base_url, max_retries=0,
+                                  timeout=self.config.request_timeout)
+
+    def model(self, role: str) -> str:
+        return self.config.role_model(role) or ""
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+
+    # -- one request, retried ---------------------------------------------------------------
+    async def _chat(self, role: str, messages: list[dict[str, Any]], **extra: Any) -> ChatCompletionMessage:
+        client = self._clients[self.config.role_base_url(role)]
+        for attempt in range(self.config.max_retries + 1):
+            hinted: float | None = None
+            try:
+                self.requests += 1
+                async with self._gate:
+                    completion = await client.chat.completions.create(
+                        model=self.model(role), messages=messages, temperature=self.config.temperature,
+                        **extra)
+                if not isinstance(completion, ChatCompletion) or not completion.choices \
+                        or completion.choices[0].message is None:
+                    raise MalformedResponse("the server's answer is not a chat completion")
+                return completion.choices[0].message
+            except _FATAL as exc:
+                raise FatalModelError(role, _describe(exc)) from None
+            except openai.APIStatusError as exc:
+                if not retryable_status(exc.status_code):
+                    raise ModelError(role, _describe(exc)) from None
+                failure = _describe(exc)
+                hinted = retry_after(exc.response.headers)
+            except openai.APITimeoutError:
+                failure = f"timed out after {self.config.request_timeout:g} s"
+            except openai.APIConnectionError as exc:
+                failure = f"connection error ({exc.__cause__ or exc})"
+            except (MalformedResponse, ValueError, openai.APIResponseValidationError) as exc:
+                failure = f"malformed response ({type(exc).__name__}: {str(exc)[:120]})"
+            if attempt == self.config.max_retries:
+                raise ModelError(role, f"{failure}; gave up after {attempt + 1} attempts")
+            self.retries += 1
+            await asyncio.sleep(self.backoff.delay(attempt, hinted, self._rng))
+        raise AssertionError("unreachable")
+
+    async def _text(self, role: str, messages: list[dict[str, Any]]) -> str:
+        return (await self._chat(role, messages)).content or ""
+
+    # -- the roles ----------------------------------------------------------------------------
+    async def instructions(self, toolset: SimToolset, start: int, count: int,
+                           avoid: list[str]) -> list[Instruction]:
+        for _ in range(FORMAT_ATTEMPTS):
+            found = _string_list(await self._text("user", prompts.write_requests(toolset, count, avoid)))
+            fresh = list(dict.fromkeys(t for t in found if t not in avoid))
+            if fresh:
+                return [Instruction(text) for text in fresh[:count]]
+        raise ModelError("user", f"no JSON array of requests in {FORMAT_ATTEMPTS} answers")
+
+    async def answer(self, episode: Episode, question: str) -> str:
+        transcript = [m.to_openai() for m in episode.messages]
+        return await self._text("user", prompts.answer_question(episode.toolset, episode.instruction.text,
+                                                                 transcript, question))
+
+    async def act(self, episode: Episode) -> Reply:
+        reply = await self._chat("assistant", [_outgoing(m) for m in episode.messages],
+                                 tools=episode.toolset.openai_tools)
+        calls = [c.model_dump(exclude_none=True) for c in reply.tool_calls or []]
+        return Reply(content=reply.content, tool_calls=calls or None)
+
+    async def respond(self, episode: Episode, call: ToolCall) -> str:
+        text = ""
+        for _ in range(FORMAT_ATTEMPTS):
+            text = _unfenced(await self._text("executor", prompts.execute(episode.toolset, call, episode.memory)))
+            try:
+                json.loads(text)
+                return text
+            except ValueError:
+                continue
+        return text  # the tool answered in prose: kept as it is, the flagger reads it
+
+    async def design(self, name: str, description: str, feedback: str | None) -> str:
+        if name not in self._functions:
+            self._functions[name] = await self._text("user", prompts.describe_functions(name, description))
+        return _unfenced(await self._text("user", prompts.write_spec(name, description, self._functions[name],
+                                                                     feedback)))
+
+
+def _outgoing(message: Message) -> dict[str, Any]:
+    """A stored message as the API takes it (no training weight, no raw text)."""
+    out = message.to_openai()
+    out.pop("weight", None)
+    out.pop("weight_source", None)
+    out.pop("raw", None)
+    if out["role"] == "assistant" and out.get("content") is None and not out.get("tool_calls"):
+        out["content"] = ""
+    return out
+
+
+def _unfenced(text: str) -> str:
+    match = _FENCE.match(text)
+    return (match.group(1) if match else text).strip()
+
+
+def _string_list(text: str) -> list[str]:
+    """The strings of the first JSON array in ``text`` (objects count by their first string value)."""
+    start, end = text.find("["), text.rfind("]")
+    if start < 0 or end <= start:
+        return []
+    try:
+        items = json.loads(text[start:end + 1])
+    except ValueError:
+        return []
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            item = next((v for v in item.values() if isinstance(v, str)), None)
+        if isinstance(item, str) and item.strip():
+            out.append(item.strip())
+    return out
+
+
+def _describe(exc: openai.APIStatusError) -> str:
+    """``HTTP 404: model 'x' not found``: the status and the server's own message, nothing from the request."""
+    message = exc.message
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        message = str(inner.get("message") or message)
+    return f"HTTP {exc.status_code}: {message[:200]}"
