@@ -260,7 +260,9 @@ def _generic_params(props: dict[str, Any], required: list[str], rng: random.Rand
 def _generic_sentence(toolset: SimToolset, tool: str, shown: dict[str, str], rng: random.Random) -> str:
     description = toolset.by_name[tool].description.strip().split(". ")[0].rstrip(".")
     task = description[:1].lower() + description[1:] if description else f"help me with {humanize(tool)}"
-    text = f"{rng.choice(_OPENINGS)} {task}?"
+    opening = rng.choice(_OPENINGS)
+    mark = "?" if opening.startswith(("Could", "Can")) else "."
+    text = f"{opening} {task}{mark}"
     if shown:
         text += " Use " + ", ".join(f"{humanize(p)} {v}" for p, v in shown.items()) + "."
     return text
@@ -303,6 +305,7 @@ def design_spec(name: str, description: str, rng: random.Random) -> dict[str, An
         "id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
         "category": {"type": "string"}, "updated_at": {"type": "string", "format": "date-time"}}}
     about = description.strip().rstrip(".") or f"the {name} API"
+    about = about[:1].lower() + about[1:]
 
     def operation(op_id: str, summary: str, parameters: list[dict[str, Any]], schema: dict[str, Any]) -> dict[str, Any]:
         return {"operationId": op_id, "description": summary, "parameters": parameters,
