@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, fixture_path
 from curator.cli import main
-from data_helpers import snapshot, write_jsonl
+from data_helpers import rich_store, snapshot, write_jsonl
 
 EVAL = "toolalpaca/eval_simulated.json"
 TRAIN = "toolalpaca/train_format_sample.json"
@@ -71,8 +71,6 @@ def test_stats_as_json_and_as_a_table(db, capsys):
 
 
 def test_stats_counts_decisions_and_effective_tags(tmp_path, capsys):
-    from data_helpers import rich_store
-
     rich_store(tmp_path / "rich.db").close()
     counts = json.loads(run(capsys, "--db", str(tmp_path / "rich.db"), "stats", "--json")[1])
     assert counts["decision"] == {"accept": 2, "reject": 1, "pending": 1}
@@ -136,7 +134,7 @@ def test_bad_input_is_one_line_and_changes_nothing(db, tmp_path, capsys, case):
     for part in expected:
         assert part in err
     assert snapshot(tmp_path / "store.db") == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".jsonl", ".xml", ".part"))  == (
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".jsonl", ".xml", ".part")) == (
         ["x.jsonl"] if case == "JSONL line not an object" else [])
 
 
