@@ -51,6 +51,12 @@ class QueueFilter:
                  self.text and f'"{self.text}"']
         return " · ".join(p for p in parts if p)
 
+    def admits(self, decision: str | None) -> bool:
+        """Whether a trajectory with this current decision passes the filter's decision part."""
+        if self.review == "all":
+            return True
+        return decision == (None if self.review == "pending" else _DECISION_OF_FILTER[self.review])
+
 
 @dataclass(frozen=True)
 class QueueRow:
@@ -80,6 +86,15 @@ class Progress:
     def accept_rate(self) -> float | None:
         decided = self.accepted + self.rejected
         return self.accepted / decided if decided else None
+
+    def moved(self, old: str | None, new: str | None) -> "Progress":
+        """The progress after one trajectory's decision changed from ``old`` to ``new`` (no query)."""
+        counts = {"accept": self.accepted, "reject": self.rejected, "skip": self.skipped}
+        if old is not None:
+            counts[old] -= 1
+        if new is not None:
+            counts[new] += 1
+        return Progress(self.total, counts["accept"], counts["reject"], counts["skip"])
 
 
 def count(store: Store, queue: QueueFilter) -> int:

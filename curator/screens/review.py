@@ -26,7 +26,7 @@ from curator.screens.tag_picker import TagPicker
 from curator.widgets.conversation import ConversationView, Shown
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
-from store import Correction, Store
+from store import Correction, Message, Store
 from store.queue import Progress, QueueFilter, count, position, progress
 from store.taxonomy import default_mask_policy
 from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_openai_call
@@ -59,9 +59,11 @@ class ReviewScreen(StoreScreen):
         super().__init__()
         self.undo_stack: list[int] = []  # this session's review ids, newest last
         self.shown: Shown | None = None
+        self.progress: Progress | None = None  # the last count, kept current by this session's decisions
+        self._generation = 0  # bumped by every change, so a count started before it is not shown
 
     def compose(self) -> ComposeResult:
-        yield ReviewProgress(id="progress")
+        yield ReviewProgress("counting…", id="progress")
         with Horizontal():
             yield QueueView(self.store, QueueFilter(), id="queue")
             with Vertical(id="trajectory"):
@@ -79,7 +81,8 @@ class ReviewScreen(StoreScreen):
 
     def on_mount(self) -> None:
         self.store_changed()
-        self._reload()
+        self._reload(recount=False)
+        self.call_after_refresh(self._recount)  # the first paint does not wait for (or compete with) counting
         self.set_interval(POLL_SECONDS, self._poll)
 
     # -- decisions ---------------------------------------------------------------------------------
@@ -88,10 +91,10 @@ class ReviewScreen(StoreScreen):
         if self.shown is None:
             self.notify("The queue is empty.", severity="warning")
             return
-        trajectory_id = self.shown.trajectory.id
-        self.undo_stack.append(self.store.decide(trajectory_id, decision, annotator=self.annotator))
-        self._reload()
-        if self.shown is not None and self.shown.trajectory.id == trajectory_id:  # still queued: step past it
+        trajectory = self.shown.trajectory
+        self.undo_stack.append(self.store.decide(trajectory.id, decision, annotator=self.annotator))
+        self._decided(trajectory.decision, decision)
+        if self.shown is not None and self.shown.trajectory.id == trajectory.id:  # still queued: step past it
             self.queue.select(self.queue.cursor + 1)
 
     def action_undo(self) -> None:
@@ -99,12 +102,26 @@ class ReviewScreen(StoreScreen):
         if not self.undo_stack:
             self.notify("Nothing to undo in this session.", severity="warning")
             return
-        trajectory_id = self.store.undo(self.undo_stack.pop(), annotator=self.annotator)
-        self._reload()
+        review_id = self.undo_stack.pop()
+        trajectory_id = self.store.undo(review_id, annotator=self.annotator)
+        undone = self.store.conn.execute("SELECT decision FROM reviews WHERE id = ?", (review_id,)).fetchone()[0]
+        self._decided(undone, self.store.decision(trajectory_id))
         found = position(self.store, self.queue.queue, trajectory_id)
         if found is not None:
             self.queue.select(found)
         self.notify(f"Undid the decision on {trajectory_id}.")
+
+    def _decided(self, old: str | None, new: str | None) -> None:
+        """Our own decision moved one trajectory: update the counts without recounting, then page again."""
+        self._generation += 1
+        queue = self.queue.queue
+        self.queue.set_total(self.queue.total + int(queue.admits(new)) - int(queue.admits(old)))
+        if self.progress is not None:
+            self.progress = self.progress.moved(old, new)
+            self.query_one(ReviewProgress).show(self.progress, queue.describe(), self.queue.total)
+        else:
+            self._count(queue, self._generation)
+        self._reload(recount=False)
 
     # -- moving --------------------------------------------------------------------------------------
     def action_step(self, delta: int) -> None:
@@ -123,8 +140,9 @@ class ReviewScreen(StoreScreen):
         """`t`: toggle an error code on the message (a human tag or un-tag), then recompute the mask."""
         if (target := self._target()) is None:
             return
-        trajectory_id, index = target
-        present = {t.code: t.source for t in self.shown.trajectory.tags if t.message_index == index}  # type: ignore[union-attr]
+        shown, _, index = target
+        trajectory_id = shown.trajectory.id
+        present = {t.code: t.source for t in shown.trajectory.tags if t.message_index == index}
 
         def toggle(code: str | None) -> None:
             if code is None:
@@ -142,28 +160,29 @@ class ReviewScreen(StoreScreen):
         """`m`: toggle the training weight of an assistant message (a human setting, never re-flagged)."""
         if (target := self._target()) is None:
             return
-        message = self.conversation.message
-        if message is None or message.role != "assistant":
+        shown, message, index = target
+        if message.role != "assistant":
             self.notify("Only assistant messages carry a training weight.", severity="warning")
             return
-        self.store.set_weight(target[0], target[1], 1 if message.weight == 0 else 0, source="human")
-        self._show(target[0])
+        self.store.set_weight(shown.trajectory.id, index, 1 if message.weight == 0 else 0, source="human")
+        self._show(shown.trajectory.id)
 
     def action_edit_call(self) -> None:
         """`e`: correct the message's tool call; saved as a correction only when the schema accepts it."""
         if (target := self._target()) is None:
             return
-        trajectory_id, index = target
-        message = self.conversation.message
-        if message is None or message.role != "assistant":
+        shown, message, index = target
+        trajectory_id = shown.trajectory.id
+        if message.role != "assistant":
             self.notify("Only an assistant message has a call to correct.", severity="warning")
             return
-        toolset = self.store.toolset(self.shown.trajectory.toolset or "")  # type: ignore[union-attr]
+        toolset = self.store.toolset(shown.trajectory.toolset or "")
         if toolset is None:
             self.notify("This trajectory's toolset is not in the store: nothing to check the call against.",
                         severity="error")
             return
-        calls = self._calls(index, message.tool_calls or [])
+        correction = shown.corrections.get(index)
+        calls = list(correction.tool_calls if correction else message.tool_calls or [])  # as last corrected
 
         def save(call: ToolCall | None) -> None:
             if call is None:
@@ -179,13 +198,14 @@ class ReviewScreen(StoreScreen):
         """`n`: a free-text note on the message."""
         if (target := self._target()) is None:
             return
+        trajectory_id, index = target[0].trajectory.id, target[2]
 
         def save(text: str | None) -> None:
             if text:
-                self.store.add_note(target[0], text, target[1], annotator=self.annotator)
-                self._show(target[0])
+                self.store.add_note(trajectory_id, text, index, annotator=self.annotator)
+                self._show(trajectory_id)
 
-        self.app.push_screen(TextPrompt(f"Note on message #{target[1]}", "what is wrong, or worth knowing"), save)
+        self.app.push_screen(TextPrompt(f"Note on message #{index}", "what is wrong, or worth knowing"), save)
 
     def action_filter(self) -> None:
         """`/`: change which trajectories the queue holds."""
@@ -196,12 +216,17 @@ class ReviewScreen(StoreScreen):
         self.app.push_screen(FilterDialog(self.queue.queue, self.store.toolset_names()), apply)
 
     # -- loading -------------------------------------------------------------------------------------
-    def _reload(self, queue: QueueFilter | None = None) -> None:
-        """Page the queue again, show the row under the cursor, and recount in the background."""
+    def _reload(self, queue: QueueFilter | None = None, *, recount: bool = True) -> None:
+        """Page the queue again and show the row under the cursor; recount in the background."""
         self.queue.reload(queue)
         current = self.queue.current
         self._show(current.id if current else None)
-        self._count(self.queue.queue)
+        if recount:
+            self._recount()
+
+    def _recount(self) -> None:
+        self._generation += 1
+        self._count(self.queue.queue, self._generation)
 
     def _poll(self) -> None:
         if self.store_changed():
@@ -223,31 +248,32 @@ class ReviewScreen(StoreScreen):
         self.conversation.show(self.shown)
 
     @work(thread=True, exclusive=True, group="count")
-    def _count(self, queue: QueueFilter) -> None:
-        """Count the queue and the progress on a connection of its own (tens of ms at 100,000 trajectories)."""
+    def _count(self, queue: QueueFilter, generation: int) -> None:
+        """Count the queue and the progress on a connection of its own (tens of ms at 100,000 trajectories).
+
+        Runs when the filter changes or another session commits; this session's own decisions
+        update the counts in place (``_decided``), so reviewing never waits for a count.
+        """
         with Store.open(self.store.path) as store:
             total, done = count(store, queue), progress(store, queue)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._show_counts, queue, total, done)
+            self.app.call_from_thread(self._show_counts, generation, total, done)
 
-    def _show_counts(self, queue: QueueFilter, total: int, done: Progress) -> None:
-        if queue == self.queue.queue:
-            self.queue.set_total(total)
-            self.query_one(ReviewProgress).show(done, queue.describe(), total)
+    def _show_counts(self, generation: int, total: int, done: Progress) -> None:
+        if generation != self._generation:  # counted before a later change: count again
+            self._count(self.queue.queue, self._generation)
+            return
+        self.progress = done
+        self.queue.set_total(total)
+        self.query_one(ReviewProgress).show(done, self.queue.queue.describe(), total)
 
-    def _target(self) -> tuple[str, int] | None:
-        """The trajectory id and the index of the message under the cursor."""
+    def _target(self) -> tuple[Shown, Message, int] | None:
+        """What is shown, the message under the cursor and its index."""
         message = self.conversation.message
         if self.shown is None or message is None or message.index is None:
             self.notify("No message selected.", severity="warning")
             return None
-        return self.shown.trajectory.id, message.index
-
-    def _calls(self, index: int, original: list[dict[str, object]]) -> list[dict[str, object]]:
-        """The message's calls as last corrected, else as the model made them."""
-        assert self.shown is not None
-        correction = self.shown.corrections.get(index)
-        return list(correction.tool_calls) if correction else list(original)
+        return self.shown, message, message.index
 
 
 def _first_call(calls: list[dict[str, object]]) -> ToolCall:

@@ -19,6 +19,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from curator.widgets.line_styles import LineStyles
 from store import Correction, Message, Tag, Trajectory
 
 #: Long system prompts and tool answers are cut to this many lines.
@@ -35,7 +36,7 @@ class Shown:
     notes: dict[int | None, list[str]] = field(default_factory=dict)
 
 
-class ConversationView(ScrollView, can_focus=False):
+class ConversationView(LineStyles, ScrollView, can_focus=False):
     COMPONENT_CLASSES = {
         "conversation--border",
         "conversation--cursor",
@@ -55,7 +56,6 @@ class ConversationView(ScrollView, can_focus=False):
         self._strips: list[Strip] = []
         self._spans: list[tuple[int, int]] = []  # per message: first line, line count
         self._width = 0
-        self._styles: dict[str, Style] = {}
 
     # -- what to show ----------------------------------------------------------------------------
     def show(self, shown: Shown | None, *, cursor: int | None = None, follow: bool = False) -> None:
@@ -97,10 +97,14 @@ class ConversationView(ScrollView, can_focus=False):
         if self.scrollable_content_region.width != self._width:
             self._render_all()
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        if self.is_mounted and self.shown is not None:  # the strips hold the old theme's colours
+            self._render_all()
+
     def _render_all(self) -> None:
         width = self._width = max(self.scrollable_content_region.width, 20)
-        self._styles = {name.removeprefix("conversation--"): self.get_component_rich_style(name)
-                        for name in self.COMPONENT_CLASSES}
+        self._styles = self.line_styles()
         self._strips, self._spans = [], []
         if self.shown is not None:
             for i, message in enumerate(self.shown.trajectory.messages):
@@ -114,9 +118,10 @@ class ConversationView(ScrollView, can_focus=False):
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.scrollable_content_region.width
+        base = self.line_styles()[""]
         if index >= len(self._strips):
-            return Strip.blank(width, self.rich_style)
-        return self._strips[index].crop_extend(scroll_x, scroll_x + width, self.rich_style)
+            return Strip.blank(width, base)
+        return self._strips[index].crop_extend(scroll_x, scroll_x + width, base)
 
     def _message_strips(self, message: Message, selected: bool, width: int) -> list[Strip]:
         """A header line (role, flags, mask), the body behind a gutter, a blank line."""

@@ -16,6 +16,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from curator.widgets.line_styles import LineStyles
 from store import Store
 from store.queue import QueueFilter, QueueRow, window
 
@@ -24,7 +25,7 @@ PAGE = 100
 DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", None: "·"}
 
 
-class QueueView(ScrollView, can_focus=True):
+class QueueView(LineStyles, ScrollView, can_focus=True):
     BINDINGS = [
         Binding("up", "move(-1)", "Previous", show=False),
         Binding("down", "move(1)", "Next", show=False),
@@ -125,15 +126,14 @@ class QueueView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         index = self.scroll_offset.y + y
         row = self.row(index)
+        styles = self.line_styles()
         if row is None:
-            return Strip.blank(width, self.rich_style)
-        base = self.get_component_rich_style("queue--cursor") if index == self.cursor else self.rich_style
-        return Strip(self._segments(row, base)).crop_extend(0, width, base).apply_style(base)
+            return Strip.blank(width, styles[""])
+        base = styles["cursor"] if index == self.cursor else styles[""]
+        return Strip(self._segments(row, base, styles)).crop_extend(0, width, base).apply_style(base)
 
-    def _segments(self, row: QueueRow, base: Style) -> list[Segment]:
-        dim = self.get_component_rich_style("queue--dim")
-        flag = self.get_component_rich_style("queue--flag")
-        masked = self.get_component_rich_style("queue--masked")
+    def _segments(self, row: QueueRow, base: Style, styles: dict[str, Style]) -> list[Segment]:
+        dim, flag, masked = styles["dim"], styles["flag"], styles["masked"]
         return [
             Segment(f" {DECISION_MARKS.get(row.decision, '?')} ", base),
             Segment(f"⚑{row.flags:<2}" if row.flags else "   ", base + flag),
