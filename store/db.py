@@ -9,15 +9,14 @@ latest rows, so nothing an annotator did is ever overwritten.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import uuid
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .records import (
     DECISIONS,
@@ -40,6 +39,9 @@ from .schema import migrate
 from .taxonomy import check_code
 from .toolcalls import ToolCall
 
+if TYPE_CHECKING:
+    import sqlite_utils
+
 DEFAULT_PATH = "curator.db"
 #: Review filters accepted by exports and queries; "pending" means no current decision.
 REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "all")
@@ -60,7 +62,17 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
+
+    @functools.cached_property
+    def db(self) -> "sqlite_utils.Database":
+        """The same connection as a sqlite-utils ``Database``, for scripts and notebooks.
+
+        Imported on first use: sqlite-utils loads pandas when it is installed,
+        which would add half a second to every `curator` start.
+        """
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -98,7 +110,7 @@ class Store:
     def transaction(self) -> Iterator["Store"]:
         """One atomic write; nested calls become savepoints of the outer one."""
         if self.conn.in_transaction:
-            with self.db.atomic():
+            with self._savepoint():
                 yield self
             return
         self.conn.execute("BEGIN IMMEDIATE")
@@ -109,6 +121,19 @@ class Store:
                 self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        name = f"sp_{uuid.uuid4().hex}"
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute(f"ROLLBACK TO {name}")
+                self.conn.execute(f"RELEASE {name}")
+            raise
+        self.conn.execute(f"RELEASE {name}")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         cursor = self.conn.execute(sql, params)

@@ -228,3 +228,28 @@ def test_runs_and_metrics(store):
         store.update_run(rid, status="exploded")
     with pytest.raises(ValueError, match="unknown run field"):
         store.update_run(rid, api_key="sk-secret")
+
+
+def test_nested_transaction_rolls_back_only_the_inner_part(store):
+    with store.transaction():
+        store.new_trajectory("weather", "kept")
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.new_trajectory("weather", "dropped")
+                raise RuntimeError("inner failure")
+    assert [t.instruction for t in store.iter_trajectories()] == ["kept"]
+
+
+def test_sqlite_utils_view_of_the_same_store(store):
+    simple_trajectory(store)
+    assert store.db["messages"].count == 6
+    assert [r["role"] for r in store.db["messages"].rows_where("idx < 2", order_by="idx")] == ["user", "assistant"]
+
+
+def test_opening_the_cli_does_not_load_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = "import curator.cli, sys; print(sorted(m for m in ('torch', 'pandas', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
