@@ -10,6 +10,7 @@ Tools are OpenAI function schemas, either wrapped
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -287,8 +288,18 @@ def _value_problems(call: ToolCall, gold: ToolCall, box: Toolbox) -> list[Proble
     return [
         Problem("content_error", f"'{arg}' is {value!r}, expected {gold.arguments[arg]!r}", call.name, arg)
         for arg, value in call.arguments.items()
-        if normalize_value(value, props.get(arg)) != normalize_value(gold.arguments[arg], props.get(arg))
+        if not is_placeholder(gold.arguments[arg])
+        and normalize_value(value, props.get(arg)) != normalize_value(gold.arguments[arg], props.get(arg))
     ]
+
+
+_PLACEHOLDER = re.compile(r"\$\{[^{}]*\}")
+
+
+def is_placeholder(value: Any) -> bool:
+    """A gold value that stands for an earlier call's output, as ToolAlpaca's golden answers write it
+    (``"${animeId from searchAnime}"``): a single-step prediction cannot know it, so any value matches."""
+    return isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()) is not None
 
 
 # --- Value normalisation ------------------------------------------------------------------------

@@ -154,3 +154,11 @@ INT, NUM, BOOL, STR = ({"type": t} for t in ("integer", "number", "boolean", "st
 )
 def test_normalize_value(a, b, schema, equal):
     assert (normalize_value(a, schema) == normalize_value(b, schema)) is equal
+
+
+def test_a_placeholder_gold_value_accepts_any_value():
+    gold = forecast(city="${city from searchCities}", days=3)
+    verdict = judge(forecast(city="Lyon", days=3), gold, TOOLS)
+    assert (verdict.cf, verdict.reward) == (True, 1.0)
+    assert judge(forecast(city="Lyon", days=4), gold, TOOLS).codes == ("content_error",)
+    assert judge(forecast(days=3), gold, TOOLS).codes == ("param_missing",)
