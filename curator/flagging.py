@@ -476,11 +476,11 @@ def flag_trajectory(
     return FlagResult(trajectory_id, tags, weights)
 
 
-def flag_all(store: Any, policy: Iterable[str] | None = None) -> FlagSummary:
-    """Re-flag every trajectory in the store."""
+def flag_all(store: Any, policy: Iterable[str] | None = None, ids: Iterable[str] | None = None) -> FlagSummary:
+    """Re-flag every trajectory in the store, or only those in ``ids``."""
     summary = FlagSummary()
     toolboxes: dict[str | None, Toolbox | None] = {}
-    for trajectory_id in store.trajectory_ids():
+    for trajectory_id in store.trajectory_ids() if ids is None else ids:
         summary.add(flag_trajectory(store, trajectory_id, policy, toolboxes))
     return summary
 

@@ -42,6 +42,20 @@ def test_import_prints_what_it_imported_and_where(tmp_path, capsys):
                   f"(toolalpaca) into {db}\n"
 
 
+def test_a_toolalpaca_import_is_flagged_and_the_failed_calls_masked(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    code, out, _ = run(capsys, "--db", db, "import", str(fixture_path(TRAIN)))
+    assert code == 0
+    assert "3 trajectories flagged: 2 assistant messages tagged, 2 masked (weight 0)" in out
+    from store import Store
+
+    with Store.open(db) as store:
+        masked = [(t.id, m.index) for t in store.iter_trajectories() for m in t.messages if m.weight == 0]
+        codes = sorted(tag.code for t in store.iter_trajectories() for tag in t.tags)
+    assert len(masked) == 2
+    assert codes == ["param_hallucination", "tool_hallucination"]
+
+
 def test_export_each_format_and_status(db, tmp_path, capsys):
     assert run(capsys, "--db", db, "export", str(tmp_path / "a.jsonl"))[1] == \
         f"exported 0 trajectories (accepted) from {db} to {tmp_path / 'a.jsonl'} (jsonl)\n"

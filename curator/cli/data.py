@@ -8,6 +8,8 @@ from typing import Any
 
 import click
 
+from curator.cli.flag import mask_policy, render_summary
+from curator.flagging import flag_all
 from store import REVIEW_FILTERS, Store
 from store.errors import CuratorError, InputError
 from store.formats import EXPORTERS, IMPORTERS
@@ -63,9 +65,12 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
     try:
         with Store.open(db) as store:
             summary = IMPORTERS[fmt](store, file)
+            flags = flag_all(store, mask_policy(ctx.obj.get("config")), summary.unflagged)
     except sqlite3.Error as exc:  # e.g. the store is locked by a long writer: nothing was imported
         raise CuratorError(f"{db}: import of {file} failed, nothing was imported: {exc}") from None
     click.echo(f"imported {summary.describe()} from {file} ({fmt}) into {db}")
+    if flags.trajectories:
+        click.echo(render_summary(flags))
 
 
 @click.command("export")
@@ -115,7 +120,8 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{db}: {counts['trajectories']} trajectories, {counts['gold_items']} gold items")
+    click.echo(f"{db}: {counts['trajectories']} trajectories, {counts['gold_items']} gold items")
+    table = Table()
     table.add_column("by")
     table.add_column("value")
     table.add_column("count", justify="right")

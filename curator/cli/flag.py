@@ -23,11 +23,16 @@ def flag(ctx: click.Context, db: str | None, mask_instability: bool | None) -> N
     Human tags, un-tags and mask toggles are kept: a human decision always wins.
     """
     obj = ctx.obj or {}
-    if mask_instability is None:
-        mask_instability = load_config(obj.get("config")).flag.mask_instability
     with Store.open(db or obj.get("db") or DEFAULT_PATH, create=False) as store:
-        summary = flag_all(store, default_mask_policy(mask_instability))
+        summary = flag_all(store, mask_policy(obj.get("config"), mask_instability))
     click.echo(render_summary(summary))
+
+
+def mask_policy(config_path: str | None, mask_instability: bool | None = None) -> frozenset[str]:
+    """The codes that mask a message: every call error, and tool instability unless the config says no."""
+    if mask_instability is None:
+        mask_instability = load_config(config_path).flag.mask_instability
+    return default_mask_policy(mask_instability)
 
 
 def render_summary(summary: FlagSummary) -> str:

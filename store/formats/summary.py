@@ -1,7 +1,7 @@
 """What an import did, for the one-line summary the CLI prints."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -11,6 +11,8 @@ class ImportSummary:
     trajectories: int = 0
     skipped: int = 0
     gold: int = 0
+    #: New trajectories that arrived without flags (raw data), for the caller to auto-flag.
+    unflagged: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """``1 toolset (3 tools), 3 trajectories (2 already in the store, skipped), 100 gold items``."""

@@ -45,6 +45,7 @@ def import_toolalpaca(store: Store, path: str | os.PathLike[str]) -> ImportSumma
         new = [t for t in trajectories if not store.has_trajectory(t.id)]
         summary.trajectories = store.insert_trajectories(new)
         summary.skipped = len(trajectories) - len(new)
+        summary.unflagged = [t.id for t in new]
         store.add_gold(gold)
     return summary
 
