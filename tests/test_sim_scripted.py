@@ -190,3 +190,12 @@ def test_unknown_toolset_is_a_one_line_error(store):
 
     with pytest.raises(InputError, match="no toolset named 'nope'"):
         Simulation(store, SimConfig(toolset="nope", n=1))
+
+
+async def test_an_in_memory_store_is_written_inline():
+    with Store.open(":memory:") as store:
+        sim = Simulation(store, SimConfig(toolset="dictionary", n=5, seed=3))
+        assert (await sim.run()).complete == 5
+        assert len(store.trajectory_ids(status="complete")) == 5
+        with pytest.raises(RuntimeError, match="runs once"):
+            await sim.run()

@@ -2,9 +2,10 @@
 
 ``Simulation(store, config)`` runs in the caller's event loop. ``events()``
 runs it and yields what happens; ``run()`` runs it and returns the summary;
-``cancel()`` stops it cleanly. Store writes are synchronous calls made on the
-loop's thread between awaits, so a message is either fully written or not at
-all, and cancellation (which lands only at an await) can never split one.
+``cancel()`` stops it cleanly. Each store write is one transaction, made on the
+engine's writer thread (``writer.py``) and awaited before its event is emitted;
+a write once asked for always completes, so a message is whole or absent, and
+a trajectory's ``cancelled`` status is written after its last message.
 
 A trajectory goes ``running`` → ``complete``, or ``failed`` with a reason: the
 step limit, a model that failed for good after the backend's retries, or
@@ -20,7 +21,7 @@ import time
 from typing import AsyncIterator, Callable
 
 from curator.flagging import flag_trajectory
-from store import Message, Store
+from store import Message, Store, new_id
 from store.toolcalls import Toolbox
 
 from . import prompts
@@ -31,6 +32,7 @@ from .config import SimConfig
 from .events import (Event, Flagged, MessageAdded, SimulationDone, Summary, TrajectoryFinished,
                      TrajectoryStarted)
 from .toolsets import SimToolset, resolve
+from .writer import StoreWriter
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
@@ -48,7 +50,8 @@ class Simulation:
         self._running: dict[str, Episode] = {}
         self._task: asyncio.Task[None] | None = None
         self._cancelled = False
-        self._toolboxes: dict[str | None, Toolbox | None] = {}
+        self._toolboxes: dict[str | None, Toolbox | None] = {}  # flag_trajectory's cache, used on the writer thread
+        self._write = StoreWriter(store)
 
     # -- public ------------------------------------------------------------------------------
     async def events(self) -> AsyncIterator[Event]:
@@ -58,6 +61,8 @@ class Simulation:
         cancelling the consumer cancels the run, which marks the trajectories still running as
         failed with reason ``cancelled``.
         """
+        if self._task is not None:
+            raise RuntimeError("a Simulation runs once; make a new one to run again")
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._task = task = asyncio.ensure_future(self._run(queue.put_nowait))
         task.add_done_callback(lambda _: queue.put_nowait(None))  # wakes us if the run dies of an error
@@ -88,16 +93,15 @@ class Simulation:
     async def _run(self, emit: Emit) -> None:
         started = time.monotonic()
         try:
-            toolset = self.toolset
-            user = UserAgent(self.backend, toolset)
+            user = UserAgent(self.backend, self.toolset)
             assistant = AssistantAgent(self.backend)
-            executor = ToolExecutor(self.backend, toolset, self.config.instability_rate)
+            executor = ToolExecutor(self.backend, self.toolset, self.config.instability_rate)
             queue: asyncio.Queue[tuple[int, Instruction] | None] = asyncio.Queue(maxsize=self.config.concurrency * 2)
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._produce(user, queue))
                     for _ in range(self.config.concurrency):
-                        group.create_task(self._work(queue, toolset, user, assistant, executor, emit))
+                        group.create_task(self._work(queue, user, assistant, executor, emit))
             except* FatalModelError as errors:
                 self.summary.error = str(_first(errors))
         except asyncio.CancelledError:
@@ -106,7 +110,8 @@ class Simulation:
             if current is not None:
                 current.uncancel()
         finally:
-            self._abandon(emit)
+            await self._abandon(emit)
+            await self._write.aclose()
             if self._owns_backend:
                 await _quietly(self.backend.aclose())
         self._done(started, emit)
@@ -146,111 +151,110 @@ class Simulation:
                     await queue.put((start + offset, instruction))
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(max(1, self.config.concurrency // size)):
+            for _ in range(-(-self.config.concurrency // size)):  # enough to start every worker at once
                 group.create_task(writer())
         for _ in range(self.config.concurrency):
             await queue.put(None)  # one "no more work" per worker
 
-    async def _work(self, queue: asyncio.Queue[tuple[int, Instruction] | None], toolset: SimToolset,
-                    user: UserAgent, assistant: AssistantAgent, executor: ToolExecutor, emit: Emit) -> None:
+    async def _work(self, queue: asyncio.Queue[tuple[int, Instruction] | None], user: UserAgent,
+                    assistant: AssistantAgent, executor: ToolExecutor, emit: Emit) -> None:
         while (item := await queue.get()) is not None:
             index, instruction = item
-            episode = Episode(index, toolset, instruction, random.Random(f"{self.config.seed}:{index}:episode"))
-            trajectory_id = self._start(episode, emit)
+            episode = Episode(index, self.toolset, instruction, random.Random(f"{self.config.seed}:{index}:episode"))
+            trajectory_id = new_id()
             try:
+                await self._start(trajectory_id, episode, emit)
                 status, reason = await self._converse(trajectory_id, episode, user, assistant, executor, emit)
             except FatalModelError as exc:
-                self._finish(trajectory_id, "failed", str(exc), emit)
+                await self._finish(trajectory_id, "failed", str(exc), emit)
                 raise
             except ModelError as exc:
                 status, reason = "failed", str(exc)
             except asyncio.CancelledError:
-                self._finish(trajectory_id, "failed", "cancelled", emit)
+                await self._finish(trajectory_id, "failed", "cancelled", emit)
                 raise
             except Exception as exc:  # a bug must not take the other trajectories down
                 log.exception("trajectory %s", trajectory_id)
                 status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
-            self._finish(trajectory_id, status, reason, emit)
+            await self._finish(trajectory_id, status, reason, emit)
 
-    def _start(self, episode: Episode, emit: Emit) -> str:
+    async def _start(self, trajectory_id: str, episode: Episode, emit: Emit) -> None:
         meta = {"index": episode.index, "seed": self.config.seed,
                 "user_model": self.backend.model("user"), "executor_model": self.backend.model("executor"),
                 **episode.instruction.meta}
-        trajectory_id = self.store.new_trajectory(
-            episode.toolset.name, episode.instruction.text, backend=self.backend.name,
-            model=self.backend.model("assistant"), meta=meta)
         self._running[trajectory_id] = episode
         self.summary.started += 1
+        await self._write(lambda store: store.new_trajectory(
+            episode.toolset.name, episode.instruction.text, backend=self.backend.name,
+            model=self.backend.model("assistant"), meta=meta, id=trajectory_id))
         emit(TrajectoryStarted(trajectory_id, episode.instruction.text))
-        self._add(trajectory_id, episode, Message("system", prompts.assistant_system(episode.toolset)), emit)
-        self._add(trajectory_id, episode, Message("user", episode.instruction.text), emit)
-        return trajectory_id
+        await self._add(trajectory_id, episode, Message("system", prompts.assistant_system(episode.toolset)), emit)
+        await self._add(trajectory_id, episode, Message("user", episode.instruction.text), emit)
 
     async def _converse(self, trajectory_id: str, episode: Episode, user: UserAgent, assistant: AssistantAgent,
                         executor: ToolExecutor, emit: Emit) -> tuple[str, str | None]:
         questions, acted = 0, False
         for _ in range(self.config.max_steps):
             await asyncio.sleep(0)  # an instant backend must not starve the loop (the TUI shares it)
-            message = self._add(trajectory_id, episode, await assistant.turn(episode), emit)
+            message = await self._add(trajectory_id, episode, await assistant.turn(episode), emit)
             if message.tool_calls:
                 acted = True
                 failed = False
                 for call in message.tool_calls:
                     content, code = await executor.run(episode, call)
                     name = call["function"]["name"] or None
-                    reply = self._add(trajectory_id, episode, Message("tool", content, tool_call_id=call["id"],
-                                                                      name=name), emit)
+                    reply = await self._add(trajectory_id, episode,
+                                            Message("tool", content, tool_call_id=call["id"], name=name), emit)
                     if code:
                         episode.errors[reply.index] = code  # type: ignore[index]
                         failed = True
                 if failed:
-                    self._flag(trajectory_id, emit)
+                    await self._flag(trajectory_id, emit)
                 continue
             if message.raw is not None:
                 continue  # an unparseable reply: the step is kept (and masked), the model tries again
             if is_question(message) and not acted and questions < self.config.max_questions:
                 questions += 1
                 answer = await user.answer(episode, message.content or "")
-                self._add(trajectory_id, episode, Message("user", answer), emit)
+                await self._add(trajectory_id, episode, Message("user", answer), emit)
                 continue
             return "complete", None
         return "failed", f"no final answer within {self.config.max_steps} assistant steps"
 
-    # -- bookkeeping (synchronous: never split by a cancellation) ------------------------------
-    def _add(self, trajectory_id: str, episode: Episode, message: Message, emit: Emit) -> Message:
-        self.store.append_message(trajectory_id, message)
+    # -- bookkeeping: each write is one transaction, awaited before its event ---------------------
+    async def _add(self, trajectory_id: str, episode: Episode, message: Message, emit: Emit) -> Message:
+        await self._write(lambda store: store.append_message(trajectory_id, message))
         episode.messages.append(message)
         self.summary.messages += 1
         emit(MessageAdded(trajectory_id, message))
         return message
 
-    def _finish(self, trajectory_id: str, status: str, reason: str | None, emit: Emit) -> None:
+    async def _finish(self, trajectory_id: str, status: str, reason: str | None, emit: Emit) -> None:
         if self._running.pop(trajectory_id, None) is None:
             return
-        self.store.set_status(trajectory_id, status, reason)
         if status == "complete":
             self.summary.complete += 1
         else:
             self.summary.failed += 1
             key = (reason or "unknown").split(":")[0]
             self.summary.reasons[key] = self.summary.reasons.get(key, 0) + 1
+        await self._write(lambda store: store.set_status(trajectory_id, status, reason))
         emit(TrajectoryFinished(trajectory_id, status, reason))
-        codes = self._flag(trajectory_id, emit)
-        if codes:
+        if await self._flag(trajectory_id, emit):
             self.summary.flagged += 1
 
-    def _flag(self, trajectory_id: str, emit: Emit) -> list[str]:
+    async def _flag(self, trajectory_id: str, emit: Emit) -> list[str]:
         if not self.config.flag:
             return []
-        result = flag_trajectory(self.store, trajectory_id, toolboxes=self._toolboxes)
+        result = await self._write(lambda store: flag_trajectory(store, trajectory_id, toolboxes=self._toolboxes))
         codes = sorted({code for _, code, _ in result.tags})
         emit(Flagged(trajectory_id, codes))
         return codes
 
-    def _abandon(self, emit: Emit) -> None:
+    async def _abandon(self, emit: Emit) -> None:
         """Mark every trajectory still running as failed / cancelled."""
         for trajectory_id in list(self._running):
-            self._finish(trajectory_id, "failed", "cancelled", emit)
+            await self._finish(trajectory_id, "failed", "cancelled", emit)
 
 
 def _first(error: BaseException) -> BaseException:

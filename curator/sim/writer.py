@@ -1,0 +1,52 @@
+"""The engine's store writes, on one thread with its own connection to the store file.
+
+SQLite does its work with the GIL released, so writing on a thread takes the
+commits (about a quarter of a millisecond each, several per trajectory) off the
+event loop: the loop keeps serving model requests and, in the TUI, the screen,
+and is never blocked while another process holds the write lock. One thread, so
+writes happen in the order they were asked for. An in-memory store cannot be
+shared between connections; it is written inline.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
+
+from store import Store
+
+T = TypeVar("T")
+
+
+class StoreWriter:
+    def __init__(self, store: Store):
+        self._inline = store if store.path == ":memory:" else None
+        self._path = store.path
+        self._own: Store | None = None
+        self._thread = None if self._inline else ThreadPoolExecutor(1, thread_name_prefix="curator-store")
+
+    def _store(self) -> Store:
+        if self._inline is not None:
+            return self._inline
+        if self._own is None:
+            self._own = Store.open(self._path)
+        return self._own
+
+    async def __call__(self, write: Callable[[Store], T]) -> T:
+        """Run ``write(store)``. Once asked for, a write always happens, even if the caller is cancelled
+        while waiting (it is shielded), so a later write — marking the trajectory cancelled — follows it."""
+        if self._thread is None:
+            return write(self._store())
+        future = asyncio.get_running_loop().run_in_executor(self._thread, lambda: write(self._store()))
+        return await asyncio.shield(future)
+
+    async def aclose(self) -> None:
+        if self._thread is None:
+            return
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
+        self._thread.shutdown(wait=False)
+
+    def _close(self) -> None:
+        if self._own is not None:
+            self._own.close()
+            self._own = None
