@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import getpass
 from functools import partial
-from typing import Iterable
+from typing import Callable, Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
@@ -18,7 +18,7 @@ from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
 from curator.screens.watch import WatchScreen
-from curator.sim import SimConfig
+from curator.sim import Simulation
 from store import Store
 
 SCREENS = ("home", "watch", "review")
@@ -34,8 +34,8 @@ class CuratorApp(App[None]):
     ]
 
     def __init__(self, store: Store, config: Config, *, screen: str = "home", annotator: str | None = None,
-                 simulate: SimConfig | None = None) -> None:
-        """``simulate``: a simulation the watch screen starts when it opens (``curator demo``)."""
+                 simulate: Callable[[Store], Simulation] | None = None) -> None:
+        """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``)."""
         super().__init__()
         if screen not in SCREENS:
             raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {screen!r}")

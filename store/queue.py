@@ -176,8 +176,8 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
         clauses.append(f"EXISTS (SELECT 1 FROM tags g WHERE g.trajectory_id = t.id AND g.code = ? AND {_EFFECTIVE})")
         params.append(queue.tag)
     if queue.text:
-        clauses.append("t.id IN (SELECT m.trajectory_id FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-                       "WHERE messages_fts MATCH ?)")
+        clauses.append("t.id IN (SELECT m.trajectory_id FROM messages_fts "
+                       "JOIN messages m ON m.rowid = messages_fts.rowid WHERE messages_fts MATCH ?)")
         params.append(_fts_query(store.conn, queue.text))
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
 

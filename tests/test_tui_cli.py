@@ -1,6 +1,7 @@
 """`curator`, `curator review`, `curator watch` and `curator demo` open the app where they should."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from tui_fixtures import make_store
 from curator.app import CuratorApp
 from curator.cli import cli
 from curator.config import Config
-from curator.sim import SimConfig
+from curator.cli.app import PacedScripted
+from curator.sim import SimConfig, Simulation
 from curator.widgets.queue_view import QueueView
 from store import Store
 
@@ -43,7 +45,10 @@ def test_demo_simulates_into_a_new_store_then_reviews_it(tmp_path: Path, opened:
     assert CliRunner().invoke(cli, ["demo"], obj={}).exit_code == 0
     app = opened.pop()
     assert app.store.path == "curator-demo.db" and app.first_screen == "watch"
-    assert app.start_simulation.backend == "scripted" and app.start_simulation.toolset == "everyday"
+    with Store.open(tmp_path / "curator-demo.db") as store:
+        simulation = app.start_simulation(store)
+    assert isinstance(simulation.backend, PacedScripted)
+    assert simulation.config.backend == "scripted" and simulation.config.toolset == "everyday"
     with Store.open(tmp_path / "curator-demo.db") as store:
         store.new_trajectory("weather", "already here")
     assert CliRunner().invoke(cli, ["demo"], obj={}).exit_code == 0
@@ -55,8 +60,8 @@ def test_demo_simulates_into_a_new_store_then_reviews_it(tmp_path: Path, opened:
 
 async def test_the_demo_simulation_runs_when_the_watch_screen_opens(tmp_path: Path) -> None:
     with make_store(tmp_path / "demo.db") as store:
-        app = CuratorApp(store, Config(), screen="watch",
-                         simulate=SimConfig(toolset="weather", n=4, backend="scripted", seed=1))
+        config = SimConfig(toolset="weather", n=4, backend="scripted", seed=1)
+        app = CuratorApp(store, Config(), screen="watch", simulate=partial(Simulation, config=config))
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             await app.workers.wait_for_complete()

@@ -14,7 +14,6 @@ from curator.screens.call_editor import CallEditor
 from curator.screens.help import HelpScreen
 from curator.screens.review import ReviewScreen
 from curator.widgets.conversation import ConversationView
-from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import PAGE, QueueView
 from store import Message, Store, Trajectory
 

@@ -1,21 +1,31 @@
 """`curator review`, `curator watch`, `curator demo`, and the app that `curator` alone opens."""
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from functools import partial
+from typing import Any, Callable
 
 import click
 from click.core import ParameterSource
 
 from curator.config import load
+from curator.sim import SimConfig, Simulation
+from curator.sim.backends.base import Episode, Reply
+from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
+from store.toolcalls import ToolCall
 
 #: The store `curator demo` makes or reuses when --db is not given.
 DEMO_DB = "curator-demo.db"
 DEMO_TOOLSET = "everyday"
 DEMO_SIZE = 24
+DEMO_CONCURRENCY = 4
+#: Seconds the demo's scripted agents take per step, so trajectories visibly grow on the watch screen.
+DEMO_PACE = 0.25
 
 
-def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None, simulate: Any = None) -> None:
+def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
+             simulate: Callable[[Store], Simulation] | None = None) -> None:
     """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
     from curator.app import CuratorApp
 
@@ -48,15 +58,28 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     On a new store the app opens on the watch screen with the simulation running;
     on a store that already holds trajectories it opens on the review queue.
     """
-    from curator.sim import SimConfig
-
     obj = ctx.obj
     db = obj["db"] if ctx.parent and ctx.parent.get_parameter_source("db") != ParameterSource.DEFAULT else DEMO_DB
     with Store.open(db) as store:
         fresh = not store.conn.execute("SELECT 1 FROM trajectories LIMIT 1").fetchone()
-    config = load(obj.get("config"))
-    simulate = SimConfig.from_settings(config.simulate, toolset=toolset, n=count, backend="scripted") if fresh else None
-    open_app(obj, "watch" if fresh else "review", db=db, simulate=simulate)
+    if not fresh:
+        open_app(obj, "review", db=db)
+        return
+    config = SimConfig.from_settings(load(obj.get("config")).simulate, toolset=toolset, n=count, backend="scripted",
+                                     concurrency=DEMO_CONCURRENCY)
+    open_app(obj, "watch", db=db, simulate=partial(Simulation, config=config, backend=PacedScripted(config)))
+
+
+class PacedScripted(ScriptedBackend):
+    """The scripted backend taking ``DEMO_PACE`` seconds per assistant step and tool answer, for the demo."""
+
+    async def act(self, episode: Episode) -> Reply:
+        await asyncio.sleep(DEMO_PACE)
+        return await super().act(episode)
+
+    async def respond(self, episode: Episode, call: ToolCall) -> str:
+        await asyncio.sleep(DEMO_PACE)
+        return await super().respond(episode, call)
 
 
 COMMANDS = [review, watch, demo]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from functools import partial
+from typing import Callable
 
 from textual import work
 from textual.app import ComposeResult
@@ -37,7 +39,7 @@ class WatchScreen(StoreScreen):
     BINDINGS = [
         Binding("s", "start", "Start simulation"),
         Binding("x", "stop", "Stop simulation"),
-        Binding("f", "follow", "Follow newest"),
+        Binding("f", "follow", "Follow live"),
         Binding("r", "app.open('review')", "Review"),
         Binding("escape", "app.open('home')", "Home", show=False),
     ]
@@ -76,7 +78,11 @@ class WatchScreen(StoreScreen):
             self.notify("A simulation is already running: stop it first (x).", severity="warning")
             return
         toolsets = sorted(set(self.store.toolset_names()) | set(demo_names()))
-        self.app.push_screen(SimulateForm(self.config.simulate, toolsets), self.simulate)
+        def start(config: SimConfig | None) -> None:
+            if config is not None:
+                self.simulate(partial(Simulation, config=config))
+
+        self.app.push_screen(SimulateForm(self.config.simulate, toolsets), start)
 
     def action_stop(self) -> None:
         """`x`: stop the simulation started here (running trajectories end failed / cancelled)."""
@@ -86,12 +92,10 @@ class WatchScreen(StoreScreen):
         self.simulation.cancel()
 
     @work(exclusive=True, group="simulation")
-    async def simulate(self, config: SimConfig | None) -> None:
-        """Run a simulation into the store (``curator demo`` starts one on mount)."""
-        if config is None:
-            return
+    async def simulate(self, make: Callable[[Store], Simulation]) -> None:
+        """Run the simulation ``make`` builds on a store (``curator demo`` passes one to start on mount)."""
         with Store.open(self.store.path) as store:  # its own connection: followed like any other writer
-            self.simulation = simulation = Simulation(store, config)
+            self.simulation = simulation = make(store)
             self.following = True
             self._update_counters()
             try:
@@ -105,32 +109,45 @@ class WatchScreen(StoreScreen):
 
     # -- following the store ----------------------------------------------------------------------
     def action_follow(self) -> None:
-        """`f`: follow the newest trajectory again (moving in the list stops following)."""
+        """`f`: follow the simulation again: a running trajectory as it grows (moving in the list stops following)."""
         self.following = True
         self._dirty = True
 
     def on_queue_view_highlighted(self, event: QueueView.Highlighted) -> None:
-        if self.queue.has_focus:  # the annotator moved: follow only from the top (the newest)
-            self.following = self.queue.cursor == 0
+        if self.queue.has_focus:  # the annotator moved in the list: show what they chose
+            self.following = False
         self._show(event.row.id if event.row else None)
 
     def _poll(self) -> None:
         if self.store_changed() or self._dirty:
             self._dirty = False
             self._redraw()
+        elif self._counts.messages_per_s or self._counts.finished_per_min:
+            self._count()  # nothing new: let the rates fall to zero
 
     def _redraw(self) -> None:
         shown = self.query_one(ConversationView).shown
-        selected = shown.trajectory.id if shown and not self.following else None
+        selected = self._follow_target() if self.following else shown.trajectory.id if shown else None
         self.queue.reload()
-        if selected is not None and (found := position(self.store, self.queue.queue, selected)) is not None:
-            self.queue.set_reactive(QueueView.cursor, found)
-        elif self.following:
-            self.queue.set_reactive(QueueView.cursor, 0)
+        found = position(self.store, self.queue.queue, selected) if selected else None
+        self.queue.set_reactive(QueueView.cursor, found or 0)
         self.queue.refresh()
         current = self.queue.current
         self._show(current.id if current else None)
         self._count()
+
+    def _follow_target(self) -> str | None:
+        """The followed trajectory stays until it finishes; then the running one updated last (None: the newest)."""
+        shown = self.query_one(ConversationView).shown
+        candidates = [shown.trajectory.id] if shown else []
+        last = self.store.conn.execute(
+            "SELECT id FROM trajectories WHERE status = 'running' ORDER BY updated_at DESC LIMIT 1").fetchone()
+        candidates += [last[0]] if last else []
+        for trajectory_id in candidates:
+            row = self.store.conn.execute("SELECT status FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
+            if row and row[0] == "running":
+                return trajectory_id
+        return None
 
     def _show(self, trajectory_id: str | None) -> None:
         trajectory = self.store.trajectory(trajectory_id) if trajectory_id else None

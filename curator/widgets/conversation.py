@@ -16,10 +16,9 @@ from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region, Size
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from curator.widgets.line_styles import LineStyles
+from curator.widgets.line_view import LineView
 from store import Correction, Message, Tag, Trajectory
 
 #: Long system prompts and tool answers are cut to this many lines.
@@ -36,7 +35,7 @@ class Shown:
     notes: dict[int | None, list[str]] = field(default_factory=dict)
 
 
-class ConversationView(LineStyles, ScrollView, can_focus=False):
+class ConversationView(LineView, can_focus=False):
     COMPONENT_CLASSES = {
         "conversation--border",
         "conversation--cursor",

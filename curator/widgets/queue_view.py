@@ -13,10 +13,9 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from curator.widgets.line_styles import LineStyles
+from curator.widgets.line_view import LineView
 from store import Store
 from store.queue import QueueFilter, QueueRow, window
 
@@ -25,7 +24,7 @@ PAGE = 100
 DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", None: "·"}
 
 
-class QueueView(LineStyles, ScrollView, can_focus=True):
+class QueueView(LineView, can_focus=True):
     BINDINGS = [
         Binding("up", "move(-1)", "Previous", show=False),
         Binding("down", "move(1)", "Next", show=False),

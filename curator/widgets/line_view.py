@@ -1,20 +1,17 @@
-"""Rich styles for line-API widgets, looked up once instead of on every line of every frame."""
+"""The base of the app's line-API views: a ScrollView whose Rich styles are looked up once."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.style import Style
-from textual.widget import Widget
+from textual.scroll_view import ScrollView
 
 
-class LineStyles(Widget):
-    """``line_styles()``: the widget's base style under ``""`` and each component class by its short name.
+class LineView(ScrollView):
+    """``line_styles()``: the base style under ``""`` and each component class by its short name.
 
     Looking a style up walks the DOM (about 0.2 ms); a frame of a line-API view asks for
     dozens. The cache is dropped whenever Textual restyles the widget (theme, focus, classes).
     """
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = set()
     _line_styles: dict[str, Style] | None = None
 
     def line_styles(self) -> dict[str, Style]:
