@@ -93,6 +93,8 @@ class Simulation:
     async def _run(self, emit: Emit) -> None:
         started = time.monotonic()
         try:
+            if self._cancelled:  # cancel() before the run began
+                raise asyncio.CancelledError
             user = UserAgent(self.backend, self.toolset)
             assistant = AssistantAgent(self.backend)
             executor = ToolExecutor(self.backend, self.toolset, self.config.instability_rate)
@@ -142,7 +144,7 @@ class Simulation:
                 except FatalModelError:
                     raise
                 except ModelError as exc:  # already retried: stop writing, finish what was started
-                    self.summary.error = f"stopped writing instructions: {exc}"
+                    self.summary.error = f"could not write instructions: {exc}"
                     for _ in starts:
                         pass
                     return
