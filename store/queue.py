@@ -185,7 +185,7 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
 def _fts_query(conn: sqlite3.Connection, text: str) -> str:
     """``text`` when it is a valid FTS5 query, else the text quoted as one phrase."""
     try:
-        conn.execute("SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT 0", (text,)).fetchall()
+        conn.execute("SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT 1", (text,)).fetchall()
         return text
     except sqlite3.OperationalError:
         return '"' + text.replace('"', '""') + '"'
