@@ -1,4 +1,4 @@
-"""The real `curator` console script in a pseudo-terminal: decide by key, then kill -9 — nothing shown as done is lost."""
+"""The real `curator` in a pseudo-terminal: decide by key, then kill -9; nothing shown as done is lost."""
 from __future__ import annotations
 
 import os

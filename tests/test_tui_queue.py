@@ -29,7 +29,8 @@ def test_pending_queue_pages_oldest_first_and_follows_decisions(store: Store) ->
     assert ids(store, pending) == ["traj-01", "traj-03", "traj-04"]
     assert ids(store, QueueFilter(review="rejected")) == ["traj-02"]
     store.decide("traj-02", "accept")  # the latest decision wins
-    assert ids(store, QueueFilter(review="accepted")) == ["traj-02"] and ids(store, QueueFilter(review="rejected")) == []
+    assert ids(store, QueueFilter(review="accepted")) == ["traj-02"]
+    assert ids(store, QueueFilter(review="rejected")) == []
     store.undo(review + 1)  # undo the accept: back to the reject
     assert store.decision("traj-02") == "reject" and ids(store, QueueFilter(review="rejected")) == ["traj-02"]
     store.undo(review)
