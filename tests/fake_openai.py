@@ -185,6 +185,8 @@ class FakeOpenAI:
             if "List the" in messages[0].get("content", ""):
                 return _text("searchThings: search things; inputs: query; output: list")
             return _text(json.dumps(SPEC))
+        if not body.get("tools"):
+            return _text("Hello from the fake server.")
         last = messages[-1] if messages else {}
         calls = sum(1 for m in messages if m.get("tool_calls"))
         if last.get("role") == "tool" and (not _looks_failed(last.get("content")) or calls >= 3):
