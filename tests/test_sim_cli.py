@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from curator.cli import cli
 from fake_openai import FakeOpenAI
 from store import Store
+from store.errors import InputError
 
 
 def invoke(db: Path, *args: str) -> tuple[int, str, str]:
@@ -111,3 +112,14 @@ def test_ctrl_c_stops_cleanly_and_says_what_was_kept(tmp_path):
 def test_rates_are_checked(tmp_path, flag):
     code, _, err = invoke(tmp_path / "r.db", "simulate", flag, "1.5")
     assert code == 2 and "1.5" in err
+
+
+def test_error_mix_plants_only_the_kinds_named(tmp_path):
+    db = tmp_path / "m.db"
+    code, _, err = invoke(db, "simulate", "-n", "20", "--error-rate", "1", "--error-mix", "param_missing=1,parse_error")
+    assert code == 0, err
+    with Store.open(db) as store:
+        kinds = {m["kind"] for t in store.iter_trajectories() for m in t.meta["plan"]["mistakes"] if m}
+    assert kinds == {"param_missing", "parse_error"}
+    with pytest.raises(InputError, match="unknown error kind"):
+        invoke(db, "simulate", "--error-mix", "typo=1")

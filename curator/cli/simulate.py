@@ -56,6 +56,9 @@ def _toolset_from_file(path: Path, name: str | None) -> Toolset:
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Assistant turns before giving up.")
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=None,
               help="Scripted: chance of a planted mistake before each intended call.")
+@click.option("--error-mix", default=None, metavar="KIND=WEIGHT,...",
+              help="Scripted: relative weights of the planted mistakes, e.g. wrong_tool=3,parse_error=1 "
+                   "(kinds not named get 0).")
 @click.option("--instability-rate", type=click.FloatRange(0, 1), default=None,
               help="Share of well-formed calls answered with a timeout or 5xx.")
 @click.option("--timeout", "request_timeout", type=click.FloatRange(min=0.1), default=None,
@@ -86,6 +89,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
             loaded = _toolset_from_file(openapi or functions, None)  # type: ignore[arg-type]
             store.add_toolset(loaded)
             toolset = loaded.name
+        options["error_mix"] = _error_mix(options["error_mix"])
         sim_config = SimConfig.from_settings(config.simulate, toolset=toolset, **options)
         sim = Simulation(store, sim_config)
         backend = sim.backend
@@ -108,6 +112,19 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
         sys.exit(130)  # click's non-standalone mode would turn ctx.exit's code into a return value
     if summary.error and summary.complete == 0:
         raise CuratorError(summary.error)
+
+
+def _error_mix(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    mix = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, weight = part.partition("=")
+        try:
+            mix[kind.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise InputError("--error-mix", f"weight of {kind.strip()!r} is not a number: {weight!r}") from None
+    return mix
 
 
 async def _run(sim: Any, console: Console) -> Any:
