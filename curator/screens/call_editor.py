@@ -3,8 +3,6 @@
 returned to be saved as a correction."""
 from __future__ import annotations
 
-import json
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,23 +19,24 @@ class CallEditor(ModalScreen[ToolCall | None]):
         Binding("escape", "dismiss(None)", "Cancel"),
     ]
 
-    def __init__(self, call: ToolCall, toolbox: Toolbox) -> None:
+    def __init__(self, name: str, arguments: str, call_id: str | None, toolbox: Toolbox) -> None:
+        """``arguments`` is the JSON text as the model wrote it (it may not parse: that is often the fix)."""
         super().__init__()
-        self.call = call
+        self.tool_name, self.arguments, self.call_id = name, arguments, call_id
         self.toolbox = toolbox
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="call-editor"):
             yield Label("Correct the call — Ctrl+S saves (checked against the schema), Esc cancels",
                         classes="dialog-title")
-            yield Input(self.call.name, placeholder="tool name", id="name",
+            yield Input(self.tool_name, placeholder="tool name", id="name",
                         suggester=SuggestFromList(self.toolbox.names, case_sensitive=True))
             yield Static(id="schema")
-            yield TextArea(json.dumps(self.call.arguments, indent=2, ensure_ascii=False), id="arguments")
+            yield TextArea(self.arguments, id="arguments")
             yield Static(id="problems")
 
     def on_mount(self) -> None:
-        self._show_schema(self.call.name)
+        self._show_schema(self.tool_name)
         self.query_one("#arguments", TextArea).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -57,7 +56,7 @@ class CallEditor(ModalScreen[ToolCall | None]):
         name = self.query_one("#name", Input).value
         arguments = self.query_one("#arguments", TextArea).text
         try:
-            call = parse_call(name, arguments, id=self.call.id)
+            call = parse_call(name, arguments, id=self.call_id)
         except CallParseError as exc:
             self._problems([str(exc)])
             return

@@ -7,6 +7,7 @@ are appended, never updated, and each screen follows the other's commits.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 from rich.text import Text
@@ -23,13 +24,13 @@ from curator.screens.call_editor import CallEditor
 from curator.screens.filter import FilterDialog
 from curator.screens.prompt import TextPrompt
 from curator.screens.tag_picker import TagPicker
-from curator.widgets.conversation import ConversationView, Shown
+from curator.widgets.conversation import ConversationView, Shown, pretty_json
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
 from store import Correction, Message, Store
 from store.queue import Progress, QueueFilter, count, position, progress
 from store.taxonomy import default_mask_policy
-from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_openai_call
+from store.toolcalls import ToolCall, Toolbox
 
 #: How often the screen looks for other sessions' commits (one PRAGMA read).
 POLL_SECONDS = 1.0
@@ -57,7 +58,7 @@ class ReviewScreen(StoreScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.undo_stack: list[int] = []  # this session's review ids, newest last
+        self.undo_stack: list[tuple[int, str]] = []  # this session's (review id, trajectory id), newest last
         self.shown: Shown | None = None
         self.progress: Progress | None = None  # the last count, kept current by this session's decisions
         self._generation = 0  # bumped by every change, so a count started before it is not shown
@@ -92,7 +93,8 @@ class ReviewScreen(StoreScreen):
             self.notify("The queue is empty.", severity="warning")
             return
         trajectory = self.shown.trajectory
-        self.undo_stack.append(self.store.decide(trajectory.id, decision, annotator=self.annotator))
+        review_id = self.store.decide(trajectory.id, decision, annotator=self.annotator)
+        self.undo_stack.append((review_id, trajectory.id))
         self._decided(trajectory.decision, decision)
         if self.shown is not None and self.shown.trajectory.id == trajectory.id:  # still queued: step past it
             self.queue.select(self.queue.cursor + 1)
@@ -102,10 +104,10 @@ class ReviewScreen(StoreScreen):
         if not self.undo_stack:
             self.notify("Nothing to undo in this session.", severity="warning")
             return
-        review_id = self.undo_stack.pop()
-        trajectory_id = self.store.undo(review_id, annotator=self.annotator)
-        undone = self.store.conn.execute("SELECT decision FROM reviews WHERE id = ?", (review_id,)).fetchone()[0]
-        self._decided(undone, self.store.decision(trajectory_id))
+        review_id, trajectory_id = self.undo_stack.pop()
+        before = self.store.decision(trajectory_id)
+        self.store.undo(review_id, annotator=self.annotator)
+        self._decided(before, self.store.decision(trajectory_id))
         found = position(self.store, self.queue.queue, trajectory_id)
         if found is not None:
             self.queue.select(found)
@@ -183,6 +185,9 @@ class ReviewScreen(StoreScreen):
             return
         correction = shown.corrections.get(index)
         calls = list(correction.tool_calls if correction else message.tool_calls or [])  # as last corrected
+        first = calls[0] if calls else {}
+        function = first.get("function") or {}
+        arguments = function.get("arguments") or "{}"
 
         def save(call: ToolCall | None) -> None:
             if call is None:
@@ -192,7 +197,9 @@ class ReviewScreen(StoreScreen):
             self._show(trajectory_id)
             self.notify(f"Saved the correction of message #{index}.")
 
-        self.app.push_screen(CallEditor(_first_call(calls), Toolbox(toolset.openai_tools())), save)
+        editor = CallEditor(str(function.get("name") or ""), pretty_json(arguments) if isinstance(arguments, str)
+                            else json.dumps(arguments, indent=2), first.get("id"), Toolbox(toolset.openai_tools()))
+        self.app.push_screen(editor, save)
 
     def action_note(self) -> None:
         """`n`: a free-text note on the message."""
@@ -274,18 +281,6 @@ class ReviewScreen(StoreScreen):
             self.notify("No message selected.", severity="warning")
             return None
         return self.shown, message, message.index
-
-
-def _first_call(calls: list[dict[str, object]]) -> ToolCall:
-    """The call to edit: the first one, or a blank call when there is none or it does not parse."""
-    if not calls:
-        return ToolCall("")
-    try:
-        return parse_openai_call(calls[0])
-    except CallParseError:
-        function = calls[0].get("function")
-        name = function.get("name") if isinstance(function, dict) else ""
-        return ToolCall(str(name or ""), id=str(calls[0].get("id") or "") or None)
 
 
 def _title(shown: Shown) -> Text:

@@ -154,7 +154,7 @@ class ConversationView(LineView, can_focus=False):
         dim = self._styles["dim"]
         parts: list[Text] = []
         if message.content and message.role == "tool":
-            parts.append(_cut(Text(_pretty(message.content)), dim))
+            parts.append(_cut(Text(pretty_json(message.content)), dim))
         elif message.content:
             text = Text(message.content)
             parts.append(_cut(text, dim) if message.role == "system" else text)
@@ -186,11 +186,11 @@ def _call(call: dict[str, Any], prefix: str, style: Style) -> Text:
     function = call.get("function") or {}
     arguments = function.get("arguments")
     return Text.assemble((prefix, style), (str(function.get("name")), style + _BOLD), "\n",
-                         (_pretty(arguments) if isinstance(arguments, str) else json.dumps(arguments, indent=2),
+                         (pretty_json(arguments) if isinstance(arguments, str) else json.dumps(arguments, indent=2),
                           style))
 
 
-def _pretty(text: str) -> str:
+def pretty_json(text: str) -> str:
     """JSON indented when it parses, else the text as it is."""
     try:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
