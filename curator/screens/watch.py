@@ -78,6 +78,7 @@ class WatchScreen(StoreScreen):
             self.notify("A simulation is already running: stop it first (x).", severity="warning")
             return
         toolsets = sorted(set(self.store.toolset_names()) | set(demo_names()))
+
         def start(config: SimConfig | None) -> None:
             if config is not None:
                 self.simulate(partial(Simulation, config=config))

@@ -64,7 +64,7 @@ class QueueView(LineView, can_focus=True):
             self.total = 0
         self._fetch(max(0, self.cursor - PAGE // 2))
         known = self._start + len(self._rows)
-        if len(self._rows) < PAGE:  # the page reached the end: the total is known exactly
+        if len(self._rows) < PAGE and (self._rows or self._start == 0):  # the page reached the end
             self.total = known
         self.total = max(self.total, known)
         self._resize()
