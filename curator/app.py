@@ -21,8 +21,6 @@ from curator.screens.watch import WatchScreen
 from curator.sim import Simulation
 from store import Store
 
-SCREENS = ("home", "watch", "review")
-
 
 class CuratorApp(App[None]):
     TITLE = "curator"
@@ -37,8 +35,8 @@ class CuratorApp(App[None]):
                  simulate: Callable[[Store], Simulation] | None = None) -> None:
         """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``)."""
         super().__init__()
-        if screen not in SCREENS:
-            raise ValueError(f"screen must be one of {', '.join(SCREENS)}, got {screen!r}")
+        if screen not in self.MODES:
+            raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
         self.store = store
         self.config = config
         self.annotator = annotator or getpass.getuser()

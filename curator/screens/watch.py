@@ -31,6 +31,8 @@ from store.queue import QueueFilter, position
 
 #: Redraw at most this often while the store changes.
 POLL_SECONDS = 0.25
+#: Count at most this often (three queries over the whole store: ~0.1 s at 100,000 trajectories).
+COUNT_SECONDS = 1.0
 #: The rates are measured over this many seconds of samples.
 RATE_WINDOW = 5.0
 
@@ -51,6 +53,8 @@ class WatchScreen(StoreScreen):
         self._dirty = False  # a simulation event came: redraw at the next tick even before the commit is seen
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, last message rowid, finished)
         self._counts = Counts()
+        self._counted_at = 0.0
+        self._stale = False  # the store changed since the counters were last counted
 
     def compose(self) -> ComposeResult:
         yield WatchCounters(id="counters")
@@ -67,6 +71,7 @@ class WatchScreen(StoreScreen):
         self.store_changed()
         self.set_interval(POLL_SECONDS, self._poll)
         self._redraw()
+        self._count()
         if self.curator.start_simulation is not None:
             self.simulate(self.curator.start_simulation)
             self.curator.start_simulation = None
@@ -122,9 +127,12 @@ class WatchScreen(StoreScreen):
     def _poll(self) -> None:
         if self.store_changed() or self._dirty:
             self._dirty = False
+            self._stale = True
             self._redraw()
-        elif self._counts.messages_per_s or self._counts.finished_per_min:
-            self._count()  # nothing new: let the rates fall to zero
+        moving = self._counts.messages_per_s or self._counts.finished_per_min  # let the rates fall to zero
+        if (self._stale or moving) and time.monotonic() - self._counted_at >= COUNT_SECONDS:
+            self._stale = False
+            self._count()
 
     def _redraw(self) -> None:
         shown = self.query_one(ConversationView).shown
@@ -135,7 +143,6 @@ class WatchScreen(StoreScreen):
         self.queue.refresh()
         current = self.queue.current
         self._show(current.id if current else None)
-        self._count()
 
     def _follow_target(self) -> str | None:
         """The followed trajectory stays until it finishes; then the running one updated last (None: the newest)."""
@@ -157,6 +164,7 @@ class WatchScreen(StoreScreen):
     @work(thread=True, exclusive=True, group="count")
     def _count(self) -> None:
         """Counters on a connection of their own; three indexed queries."""
+        self._counted_at = time.monotonic()
         with Store.open(self.store.path) as store:
             by_status = dict(store.conn.execute("SELECT status, count(*) FROM trajectories GROUP BY status"))
             flagged = store.conn.execute(
