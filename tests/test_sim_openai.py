@@ -77,7 +77,7 @@ async def test_429_waits_as_long_as_retry_after_says(store, server):
 async def test_500s_timeouts_malformed_bodies_and_dropped_connections_are_retried(store, server):
     server.script(Step.error(500), Step.slow(1.5), Step.malformed(), Step.drop_connection(), Step.error(503),
                   role="assistant")
-    summary = await simulation(store, server, n=2, concurrency=1, request_timeout=0.5).run()
+    summary = await simulation(store, server, n=2, concurrency=1, request_timeout=1.0).run()
     assert summary.complete == 2 and summary.retries == 5
     check_all_accounted_for(store, 2)
 
@@ -117,10 +117,10 @@ async def test_retries_run_out_into_a_failed_trajectory_and_the_rest_go_on(store
 
 async def test_a_mixed_bag_of_failures_loses_and_duplicates_nothing(store, server):
     server.script(Step.error(429, retry_after=0.01), Step.malformed(), role="writer")
-    server.script(*[Step.error(500), Step.slow(0.6), Step.malformed(), Step.tool_call("nope", {})] * 4,
+    server.script(*[Step.error(500), Step.slow(1.3), Step.malformed(), Step.tool_call("nope", {})] * 4,
                   role="assistant")
     server.script(Step.error(502), Step.answer("not json at all"), role="executor")
-    summary = await simulation(store, server, n=20, concurrency=5, request_timeout=0.4, max_retries=3,
+    summary = await simulation(store, server, n=20, concurrency=5, request_timeout=1.0, max_retries=3,
                                instruction_batch=3).run()
     trajectories = check_all_accounted_for(store, 20)
     assert summary.started == 20 == summary.complete + summary.failed
