@@ -97,6 +97,7 @@ async def test_events_follow_the_store(store):
         seen[type(event).__name__] += 1
         if isinstance(event, TrajectoryStarted):
             started.add(event.trajectory_id)
+            assert event.trajectory_id in sim.running and len(sim.running) <= 4
             assert store.trajectory(event.trajectory_id).instruction == event.instruction
         elif isinstance(event, MessageAdded):
             assert event.trajectory_id in started

@@ -83,6 +83,11 @@ class Simulation:
             pass
         return self.summary
 
+    @property
+    def running(self) -> list[str]:
+        """Ids of the trajectories in progress right now."""
+        return list(self._running)
+
     def cancel(self) -> None:
         """Stop: no new trajectories, running ones end ``failed`` / ``cancelled``, ``SimulationDone`` follows."""
         self._cancelled = True
