@@ -84,7 +84,6 @@ class ScriptedBackend(Backend):
         action = actions[position]
         state["position"] = position + 1
         state["last"] = {**action, "tries": 1}
-        call = ToolCall(**plan["calls"][action["call"]]) if "call" in action else None
         if action["kind"] == "ask":
             return Reply(content=episode.rng.choice([
                 f"Which {humanize(action['param'])} do you mean?",
@@ -92,8 +91,8 @@ class ScriptedBackend(Backend):
                 f"Happy to help - what {humanize(action['param'])} should I use?",
             ]))
         if action["kind"] == "mistake":
-            return self._mistake(episode, action["mistake"], call)
-        return self._call(episode, call, after_mistake=action.get("after_mistake"))
+            return self._mistake(episode, action["mistake"])
+        return self._call(episode, ToolCall(**plan["calls"][action["call"]]), after_mistake=action["after_mistake"])
 
     def _call(self, episode: Episode, call: ToolCall, retry: bool = False, after_mistake: str | None = None) -> Reply:
         content = None
@@ -103,13 +102,11 @@ class ScriptedBackend(Backend):
             content = episode.rng.choice([None, "That was not the information I needed; using the right tool now."])
         return Reply(content=content, tool_calls=[mistakes.call_dict(_call_id(episode), call.name, call.arguments)])
 
-    def _mistake(self, episode: Episode, planted: dict[str, Any], call: ToolCall) -> Reply:
-        call_id = _call_id(episode)
-        if planted["kind"] == "parse_error":
-            return Reply(tool_calls=[mistakes.call_dict(call_id, call.name, planted["arguments"])])
+    def _mistake(self, episode: Episode, planted: dict[str, Any]) -> Reply:
+        """The planted erroneous call (its ``arguments`` are the raw text for a ``parse_error``)."""
         if planted["kind"] == "tool_call_failure":
             episode.state.setdefault("failing", []).append(planted)
-        return Reply(tool_calls=[mistakes.call_dict(call_id, planted["name"], planted["arguments"])])
+        return Reply(tool_calls=[mistakes.call_dict(_call_id(episode), planted["name"], planted["arguments"])])
 
     # -- executor --------------------------------------------------------------------------
     async def respond(self, episode: Episode, call: ToolCall) -> str:
