@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tui_fixtures import make_store
+from tui_fixtures import make_store, wait_until
 
 from curator.app import CuratorApp
 from curator.cli import cli
@@ -65,7 +65,6 @@ async def test_the_demo_simulation_runs_when_the_watch_screen_opens(tmp_path: Pa
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             await app.workers.wait_for_complete()
-            await pilot.pause(0.6)
-            assert app.screen.query_one(QueueView).total == 8
+            await wait_until(pilot, lambda: app.screen.query_one(QueueView).total == 8)
         made = store.conn.execute("SELECT count(*) FROM trajectories WHERE backend = 'scripted'").fetchone()[0]
         assert made == 8

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Select, Static, TextArea
-from tui_fixtures import make_store, screen_text
+from tui_fixtures import make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
 from curator.config import Config
@@ -209,9 +209,7 @@ async def test_another_session_deciding_moves_this_one_on(store: Store) -> None:
         assert shown_id(app) == "traj-01"
         with Store.open(store.path) as other:
             other.decide("traj-01", "accept", annotator="someone else")
-        await pilot.pause(1.5)  # the screen polls once a second
-        await settle(pilot, app)
-        assert shown_id(app) == "traj-02"
+        await wait_until(pilot, lambda: shown_id(app) == "traj-02")  # the screen polls once a second
         await pilot.press("a")  # and this session's decision lands beside theirs
         await settle(pilot, app)
         assert store.decision("traj-02") == "accept"

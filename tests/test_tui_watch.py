@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select
-from tui_fixtures import make_store, screen_text
+from tui_fixtures import make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
 from curator.config import Config
@@ -29,14 +29,6 @@ def watch_app(store: Store) -> CuratorApp:
     return CuratorApp(store, Config(), screen="watch", annotator="ann")
 
 
-async def wait_until(pilot, condition, seconds: float = 20.0) -> None:  # noqa: ANN001
-    for _ in range(int(seconds / 0.1)):
-        if condition():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("timed out waiting for the screen")
-
-
 async def test_start_a_scripted_simulation_from_the_app(store: Store) -> None:
     app = watch_app(store)
     async with app.run_test(size=SIZE) as pilot:
@@ -57,9 +49,9 @@ async def test_start_a_scripted_simulation_from_the_app(store: Store) -> None:
             "SELECT status, count(*) FROM trajectories WHERE backend = 'scripted' AND id NOT LIKE 'traj-%' "
             "GROUP BY status").fetchall()
         assert sum(n for _, n in new) == 3 and {s for s, _ in new} <= {"complete", "failed"}
-        text = screen_text(app)
         complete = store.conn.execute("SELECT count(*) FROM trajectories WHERE status = 'complete'").fetchone()[0]
-        assert f"✓ complete {complete}" in text and "● running 0" in text
+        await wait_until(pilot, lambda: f"✓ complete {complete}" in screen_text(app))  # counted once a second
+        assert "● running 0" in screen_text(app)
         queue = screen.query_one(QueueView)
         assert queue.total == 7
         newest = store.conn.execute("SELECT id FROM trajectories ORDER BY rowid DESC LIMIT 1").fetchone()[0]

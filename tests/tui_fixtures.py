@@ -80,3 +80,12 @@ def screen_text(app) -> str:  # noqa: ANN001 (any App)
     """What the terminal shows now, as plain text."""
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+async def wait_until(pilot, condition, seconds: float = 20.0) -> None:  # noqa: ANN001 (a Pilot, a callable)
+    """Let the app run until ``condition()`` holds (timers and workers run meanwhile)."""
+    for _ in range(int(seconds / 0.1)):
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError("timed out waiting for the screen")
