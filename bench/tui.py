@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--presses", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3, help="small and big alternate this many times")
+    parser.add_argument("--rounds", type=int, default=5, help="small and big alternate this many times")
     args = parser.parse_args()
     if args.presses > 0.6 * args.small:
         sys.exit("--presses must leave pending trajectories in the small store (about 70% are pending)")

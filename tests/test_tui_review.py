@@ -279,3 +279,16 @@ async def test_a_big_queue_is_paged_not_loaded(tmp_path: Path) -> None:
             await settle(pilot, app)
             assert store.decision(decided) == "accept" and shown_id(app) != decided
             assert queue.total == n - 1
+
+
+async def test_a_hidden_review_screen_catches_up_when_shown_again(store: Store) -> None:
+    app = review_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("w")  # to the watch screen; the review screen stops polling
+        with Store.open(store.path) as other:
+            other.decide("traj-01", "reject", annotator="someone else")
+        await pilot.pause(1.2)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: shown_id(app) == "traj-02")
+        await settle(pilot, app)
+        assert "reviewed 1 / 4" in text_of(app, "ReviewProgress")

@@ -236,8 +236,11 @@ class ReviewScreen(StoreScreen):
         self._count(self.queue.queue, self._generation)
 
     def _poll(self) -> None:
-        if self.store_changed():
+        if self.is_current and self.store_changed():  # a hidden screen catches up when it is shown again
             self._reload()
+
+    def on_screen_resume(self) -> None:
+        self._poll()
 
     def _show(self, trajectory_id: str | None) -> None:
         trajectory = self.store.trajectory(trajectory_id) if trajectory_id else None

@@ -124,7 +124,12 @@ class WatchScreen(StoreScreen):
             self.following = False
         self._show(event.row.id if event.row else None)
 
+    def on_screen_resume(self) -> None:
+        self._poll()
+
     def _poll(self) -> None:
+        if not self.is_current:  # the simulation goes on; the screen catches up when it is shown again
+            return
         if self.store_changed() or self._dirty:
             self._dirty = False
             self._stale = True
