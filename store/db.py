@@ -331,7 +331,7 @@ class Store:
             )
         decisions = dict(
             self.conn.execute(
-                f"SELECT trajectory_id, decision FROM current_decisions WHERE trajectory_id IN ({marks})", ids
+                f"SELECT trajectory_id, decision FROM review_state WHERE trajectory_id IN ({marks})", ids
             ).fetchall()
         )
         by_id = {
@@ -346,16 +346,20 @@ class Store:
         return [(by_id[i], messages[i]) for i in ids if i in by_id]
 
     def search(self, text: str, limit: int = 1000) -> list[str]:
-        """Trajectory ids whose messages match an FTS5 query (quoted as a phrase when it is not valid FTS)."""
-        sql = (
-            "SELECT DISTINCT m.trajectory_id FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-            "WHERE messages_fts MATCH ? LIMIT ?"
-        )
+        """Trajectory ids whose messages match ``text`` (see ``fts_query``)."""
+        return [r[0] for r in self.conn.execute(
+            f"SELECT DISTINCT trajectory_id FROM messages WHERE rowid IN ({FTS_ROWIDS}) LIMIT ?",
+            (self.fts_query(text), limit),
+        )]
+
+    def fts_query(self, text: str) -> str:
+        """``text`` when it is a valid FTS5 query (``paris OR rome``, ``getWeather*``), else quoted as one phrase,
+        so a stray quote or colon typed in a filter searches for itself instead of failing."""
         try:
-            return [r[0] for r in self.conn.execute(sql, (text, limit))]
+            self.conn.execute("SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT 1", (text,)).fetchall()
+            return text
         except sqlite3.OperationalError:
-            phrase = '"' + text.replace('"', '""') + '"'
-            return [r[0] for r in self.conn.execute(sql, (phrase, limit))]
+            return '"' + text.replace('"', '""') + '"'
 
     # -- weights -------------------------------------------------------------------------------
     def set_weight(self, trajectory_id: str, index: int, weight: int, source: str = "human") -> None:
@@ -442,7 +446,7 @@ class Store:
 
     def decision(self, trajectory_id: str) -> str | None:
         row = self.conn.execute(
-            "SELECT decision FROM current_decisions WHERE trajectory_id = ?", (trajectory_id,)
+            "SELECT decision FROM review_state WHERE trajectory_id = ?", (trajectory_id,)
         ).fetchone()
         return row[0] if row else None
 
@@ -557,6 +561,9 @@ class Store:
         ]
 
 
+#: Message rowids matching one FTS5 query parameter.
+FTS_ROWIDS = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
+
 _MESSAGE_COLUMNS = ("trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, "
                     "created_at")
 _INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -609,7 +616,7 @@ def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
         clauses.append("d.decision = ?")
         params.append(_FILTER_DECISION[review])
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    join = "LEFT JOIN current_decisions d ON d.trajectory_id = t.id" if review != "all" else ""
+    join = "LEFT JOIN review_state d ON d.trajectory_id = t.id" if review != "all" else ""
     return f"SELECT t.id FROM trajectories t {join} {where} ORDER BY t.rowid", params
 
 

@@ -10,11 +10,10 @@ worker.
 """
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .db import REVIEW_FILTERS, Store
+from .db import FTS_ROWIDS, REVIEW_FILTERS, Store
 from .records import STATUSES
 from .taxonomy import check_code
 
@@ -107,7 +106,7 @@ def window(store: Store, queue: QueueFilter, offset: int, limit: int) -> list[Qu
     where, params = _where(store, queue)
     sql = (
         "SELECT t.id, t.instruction, t.status, s.decision, t.toolset, "
-        f"(SELECT count(*) FROM tags g WHERE g.trajectory_id = t.id AND {_EFFECTIVE}) AS flags, "
+        "(SELECT count(*) FROM effective_tags g WHERE g.trajectory_id = t.id) AS flags, "
         "(SELECT count(*) FROM messages m WHERE m.trajectory_id = t.id AND m.weight = 0) AS masked "
         f"FROM trajectories t {_JOIN} {where} ORDER BY {ORDERS[queue.order]} LIMIT ? OFFSET ?"
     )
@@ -144,18 +143,6 @@ def progress(store: Store, queue: QueueFilter) -> Progress:
 
 
 _JOIN = "LEFT JOIN review_state s ON s.trajectory_id = t.id"
-#: Tag row ``g`` is in effect: the latest human row for its (message, code) says present, or it is
-#: auto and no human has touched that (message, code). The same rule as the ``effective_tags`` view,
-#: written per row so SQLite probes ``tags_lookup`` for the rows on screen instead of building the
-#: whole view.
-_EFFECTIVE = """(
-    (g.source = 'human' AND g.present = 1 AND NOT EXISTS (
-        SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
-        AND h.message_index IS g.message_index AND h.source = 'human' AND h.id > g.id))
-    OR (g.source = 'auto' AND NOT EXISTS (
-        SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
-        AND h.message_index IS g.message_index AND h.source = 'human'))
-)"""
 
 
 def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
@@ -173,19 +160,9 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
         clauses.append("t.toolset = ?")
         params.append(queue.toolset)
     if queue.tag:
-        clauses.append(f"EXISTS (SELECT 1 FROM tags g WHERE g.trajectory_id = t.id AND g.code = ? AND {_EFFECTIVE})")
+        clauses.append("EXISTS (SELECT 1 FROM effective_tags g WHERE g.trajectory_id = t.id AND g.code = ?)")
         params.append(queue.tag)
     if queue.text:
-        clauses.append("t.id IN (SELECT m.trajectory_id FROM messages_fts "
-                       "JOIN messages m ON m.rowid = messages_fts.rowid WHERE messages_fts MATCH ?)")
-        params.append(_fts_query(store.conn, queue.text))
+        clauses.append(f"t.id IN (SELECT trajectory_id FROM messages WHERE rowid IN ({FTS_ROWIDS}))")
+        params.append(store.fts_query(queue.text))
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
-def _fts_query(conn: sqlite3.Connection, text: str) -> str:
-    """``text`` when it is a valid FTS5 query, else the text quoted as one phrase."""
-    try:
-        conn.execute("SELECT 1 FROM messages_fts WHERE messages_fts MATCH ? LIMIT 1", (text,)).fetchall()
-        return text
-    except sqlite3.OperationalError:
-        return '"' + text.replace('"', '""') + '"'

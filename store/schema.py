@@ -198,7 +198,25 @@ END;
 CREATE INDEX tags_lookup ON tags(trajectory_id, code, message_index, source);
 """
 
-MIGRATIONS: tuple[str, ...] = (V1, V2)
+V3 = """
+DROP VIEW effective_tags;
+CREATE VIEW effective_tags AS
+    SELECT g.trajectory_id, g.message_index, g.code, g.source, g.note, g.annotator, g.id AS tag_id
+    FROM tags g
+    WHERE (g.source = 'human' AND g.present = 1 AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human' AND h.id > g.id))
+       OR (g.source = 'auto' AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human'));
+DROP VIEW current_decisions;
+"""
+"""V3: ``effective_tags`` says its rule per tag row (the latest human row for a (message, code)
+wins; an auto row counts while no human touched it), so SQLite flattens the view into a query and
+probes ``tags_lookup`` for the rows it needs instead of grouping every tag. The current decision
+is ``review_state`` (V2), kept by triggers, so the ``current_decisions`` view goes."""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

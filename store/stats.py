@@ -14,7 +14,7 @@ def store_stats(store: Store) -> dict[str, Any]:
         return {str(key): int(n) for key, n in conn.execute(sql)}
 
     total = conn.execute("SELECT count(*) FROM trajectories").fetchone()[0]
-    decisions = counts("SELECT decision, count(*) FROM current_decisions GROUP BY decision ORDER BY decision")
+    decisions = counts("SELECT decision, count(*) FROM review_state GROUP BY decision ORDER BY decision")
     decided = sum(decisions.values())
     return {
         "trajectories": total,
