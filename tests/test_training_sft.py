@@ -170,7 +170,8 @@ def test_cli_sft_from_scratch_with_ablation_flags_records_the_run(data: Path, tm
     [
         (["--base-model", "/no/such/model"], None, "model not found: /no/such/model"),
         ([], [], "the dataset is empty"),
-        ([], "masked", "no trainable token"),
+        ([], "masked", "no trainable token: every assistant message is masked"),
+        (["--max-length", "8"], None, "no trainable token within --max-length 8"),
         (["--base-model", "tiny-tokenizer-without-template"], None, "has no chat template"),
     ],
 )

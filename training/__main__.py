@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     sft.add_argument("--curriculum", action="store_true", help="easy -> medium -> hard order (iTool)")
     sft.add_argument("--from-scratch", "--full-finetune", dest="full_finetune", action="store_true",
                      help="train every weight of the freshly built tiny model, no LoRA")
-    sft.add_argument("--max-length", type=int, default=2048)
+    sft.add_argument("--max-length", type=int, default=4096)
     sft.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --output")
 
     grpo = sub.add_parser("grpo", help="GRPO with the judge's error-type reward")

@@ -297,9 +297,22 @@ class Encoder:
             raise TrainingError("the dataset is empty")
         pairs = [(r, e) for r in records if (e := self.encode(r)).trainable]
         if not pairs:
-            raise TrainingError("no trainable token: every assistant message is masked (or cut by --max-length)")
+            raise TrainingError(self._no_trainable_token(records))
         kept, examples = zip(*pairs)
         return list(kept), list(examples)
+
+    def _no_trainable_token(self, records: Sequence[Mapping[str, Any]]) -> str:
+        """Why nothing is trainable: all masked, or every trajectory's answers start past ``max_length``."""
+        limit, self.max_length = self.max_length, None
+        try:
+            lengths = [len(e.ids) for r in records if (e := self.encode(r)).trainable]
+        finally:
+            self.max_length = limit
+        if lengths:
+            return (f"no trainable token within --max-length {limit}: the tools and prompt fill it before the first "
+                    f"assistant message (the shortest trainable trajectory has {min(lengths)} tokens); "
+                    "raise --max-length")
+        return "no trainable token: every assistant message is masked"
 
 
 def rendered_texts(records: Iterable[Mapping[str, Any]], renderer: Renderer, limit: int = 2000) -> Iterator[str]:
