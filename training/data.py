@@ -305,7 +305,7 @@ class Encoder:
         """Why nothing is trainable: all masked, or every trajectory's answers start past ``max_length``."""
         limit, self.max_length = self.max_length, None
         try:
-            lengths = [len(e.ids) for r in records if (e := self.encode(r)).trainable]
+            lengths = [len(e.input_ids) for r in records if (e := self.encode(r)).trainable]
         finally:
             self.max_length = limit
         if lengths:
