@@ -84,7 +84,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _lora(args: argparse.Namespace):
-    from training.sft import LoraOptions
+    from training.options import LoraOptions
 
     return LoraOptions(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout)
 

@@ -10,7 +10,7 @@ Prompts and completions are rendered with the model's chat template as text.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -18,34 +18,18 @@ from training import models
 from training.callbacks import GracefulStop, MetricsCallback
 from training.data import DB_SUFFIXES, Renderer, decision, load_records
 from training.errors import TrainingError
-from training.sft import LoraOptions, wrap_lora
-from training.tiny import TinyConfig
+from training.options import RunOptions
+from training.sft import wrap_lora
 
 
 @dataclass
-class DPOOptions:
+class DPOOptions(RunOptions):
     """A preference run's settings (named so as not to shadow TRL's ``DPOConfig``)."""
 
-    base_model: str = "tiny"
-    data: str | None = None
-    db: str | None = None
     output: str = "runs/dpo"
-    max_steps: int = -1
-    epochs: float = 1.0
-    batch_size: int = 4
-    grad_accum: int = 1
     learning_rate: float = 5e-6
     beta: float = 0.1
     max_length: int | None = 2048
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-    chat_template: str | None = None
-    seed: int = 0
-    logging_steps: int = 1
-    save_steps: int = 100
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -187,12 +171,4 @@ def train(options: DPOOptions, recorder) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=[MetricsCallback(recorder), stop],
     )
-    result = trainer.train()
-    models.save(trainer.model, tokenizer, output, tiny_base=tiny_base)
-    return {
-        "status": "cancelled" if stop.stopped else "completed",
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "pairs": len(pairs),
-        "output": str(output),
-    }
+    return {**models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base), "pairs": len(pairs)}

@@ -8,7 +8,7 @@ the annotators approved: unparseable −2 … correct +1 (TL-Training).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,38 +17,23 @@ from training import models
 from training.callbacks import GracefulStop, MetricsCallback
 from training.data import Renderer, iter_steps, load_records, sft_records
 from training.errors import TrainingError
-from training.sft import LoraOptions, wrap_lora
+from training.options import RunOptions
+from training.sft import wrap_lora
 from training.templates import parse_generation
-from training.tiny import TinyConfig
 
 
 @dataclass
-class GRPOOptions:
+class GRPOOptions(RunOptions):
     """An RL run's settings (named so as not to shadow TRL's ``GRPOConfig``)."""
 
-    base_model: str = "tiny"
-    data: str | None = None
-    db: str | None = None
     output: str = "runs/grpo"
     max_steps: int = 50
-    epochs: float = 1.0
-    batch_size: int = 4
-    grad_accum: int = 1
     num_generations: int = 4
     max_prompt_length: int | None = None
     max_completion_length: int = 96
     learning_rate: float = 1e-5
     beta: float = 0.0
     temperature: float = 1.0
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-    chat_template: str | None = None
-    seed: int = 0
-    logging_steps: int = 1
-    save_steps: int = 100
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def prompts(records: list[dict[str, Any]], renderer: Renderer) -> list[dict[str, str]]:
@@ -120,11 +105,4 @@ def train(options: GRPOOptions, recorder) -> dict[str, Any]:
         processing_class=tokenizer,
         callbacks=[MetricsCallback(recorder), stop],
     )
-    result = trainer.train()
-    models.save(trainer.model, tokenizer, output, tiny_base=tiny_base)
-    return {
-        "status": "cancelled" if stop.stopped else "completed",
-        "steps": result.global_step,
-        "train_loss": result.training_loss,
-        "output": str(output),
-    }
+    return models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base)

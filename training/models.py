@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -129,3 +130,17 @@ def save(model, tokenizer, output: Path, tiny_base: bool = False) -> None:
         config = json.loads(path.read_text())
         config["base_model_name_or_path"] = BASE_DIR
         path.write_text(json.dumps(config, indent=2))
+
+
+def train_and_save(trainer, tokenizer, output: Path, stop, *, tiny_base: bool,
+                   resume: str | None = None) -> dict[str, Any]:
+    """Run a trainer to the end (or to a graceful stop), save what it trained, and summarise the run."""
+    result = trainer.train(resume_from_checkpoint=resume)
+    save(trainer.model, tokenizer, output, tiny_base=tiny_base)
+    loss = result.training_loss
+    return {
+        "status": "cancelled" if stop.stopped else "completed",
+        "steps": result.global_step,
+        "train_loss": None if loss is None or math.isnan(loss) else float(loss),
+        "output": str(output),
+    }

@@ -7,8 +7,7 @@ weighted sum divided by that total, so accumulation changes nothing.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,42 +22,15 @@ from training.callbacks import GracefulStop, MetricsCallback
 from training.curriculum import CurriculumOrder, stages
 from training.data import IGNORE, Encoder, Example, load_records, sft_records
 from training.errors import TrainingError
+from training.options import LoraOptions, RunOptions
 from training.runs import RunRecorder
-from training.tiny import TinyConfig
 
 
 @dataclass
-class LoraOptions:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: str | list[str] = "all-linear"
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=self.target_modules,
-            task_type="CAUSAL_LM",
-        )
-
-
-@dataclass
-class SFTConfig:
+class SFTConfig(RunOptions):
     """Everything an SFT run is told; stored as the run's config."""
 
-    base_model: str = "tiny"
-    data: str | None = None
-    db: str | None = None
     output: str = "runs/sft"
-    max_steps: int = -1
-    epochs: float = 1.0
-    batch_size: int = 4
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
     warmup: float = 0.0  # steps, or a fraction of them when < 1
     weight_decay: float = 0.0
     max_length: int | None = 2048
@@ -66,17 +38,8 @@ class SFTConfig:
     mae: bool = True
     curriculum: bool = False
     full_finetune: bool = False
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-    chat_template: str | None = None
-    seed: int = 0
-    logging_steps: int = 1
-    save_steps: int = 100
     save_total_limit: int = 2
     resume: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class ExampleDataset(Dataset):
@@ -236,13 +199,5 @@ def train(config: SFTConfig, recorder: RunRecorder) -> dict[str, Any]:
         sampler=sampler,
     )
     resume = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
-    result = trainer.train(resume_from_checkpoint=resume)
-    models.save(trainer.model, tokenizer, output, tiny_base=tiny_base)
-    loss = result.training_loss
-    return {
-        "status": "cancelled" if stop.stopped else "completed",
-        "steps": result.global_step,
-        "train_loss": None if loss is None or math.isnan(loss) else float(loss),
-        "output": str(output),
-        "resumed_from": resume,
-    }
+    summary = models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base, resume=resume)
+    return {**summary, "resumed_from": resume}
