@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from curator.cli.train import COMMANDS, training_command
+from curator.cli.train import COMMANDS
+from curator.runs import training_command
 from store import Store
 from training_fixtures import records, write_jsonl
 

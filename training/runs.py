@@ -49,19 +49,26 @@ class RunRecorder:
         self.store = None
         self.run_id = run_id
         self._started = time.time()
+        self._launched_dataset: dict[str, Any] = {}
         if db:
             self.store = Store.open(db)
             if self.run_id is None:
                 self.run_id = self.store.create_run(
                     kind, algorithm, base_model, public_config(config), output_dir=str(output_dir)
                 )
-            else:  # the launcher's row: complete it with the resolved config
-                self.store.update_run(self.run_id, config=public_config(config), output_dir=str(output_dir))
+            else:  # the launcher's row: complete it with the resolved config, keeping what the launcher recorded
+                launched = self.store.run(self.run_id)
+                self._launched_dataset = dict(launched.dataset or {}) if launched else {}
+                self.store.update_run(
+                    self.run_id,
+                    config={**(launched.config if launched else {}), **public_config(config)},
+                    output_dir=str(output_dir),
+                )
 
     def start(self, dataset: Mapping[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": now()}
         if dataset is not None:
-            fields["dataset"] = dict(dataset)
+            fields["dataset"] = {**self._launched_dataset, **dataset}
         self._update(**fields)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:

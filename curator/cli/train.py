@@ -2,72 +2,37 @@
 
 Training and evaluation run as `python -m training …` in a subprocess (or
 `accelerate launch` with several GPUs or an accelerate config), so this module
-never imports torch. The run's row is created here (status queued) before the
-process starts, so it is listed at once and a launch that fails is recorded.
+never imports torch. ``curator.runs.start_run`` creates the run's row (status
+queued) before the process starts, so it is listed at once and a launch that
+fails is recorded.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from curator.config import load as load_config
+from curator.runs import LOG_FILE, RunError, result, start_run, train_args
 from store import DEFAULT_PATH, Store
-
-#: How long a foreground launcher waits for its run to stop after passing on a signal.
-STOP_GRACE_S = 120
-
-
-def training_command(algorithm: str, args: list[str], accelerate_config: str | None = None) -> list[str]:
-    """The argv that runs ``python -m training <algorithm> <args>``, through accelerate when it should."""
-    if accelerate_config or visible_gpus() > 1:
-        launcher = ["accelerate", "launch"]
-        if accelerate_config:
-            launcher += ["--config_file", accelerate_config]
-        return [*launcher, "--module", "training", algorithm, *args]
-    return [sys.executable, "-m", "training", algorithm, *args]
-
-
-def visible_gpus() -> int:
-    """GPUs a launched run would see (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
-    if not shutil.which("nvidia-smi"):
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 def launch(db: str, kind: str, algorithm: str, model: str, args: list[str], output: str,
            accelerate_config: str | None = None, detach: bool = False) -> int:
-    """Create the run row, start the process, and (unless detached) wait for it, passing on SIGINT/SIGTERM."""
-    with Store.open(db) as store:
-        run_id = store.create_run(kind, algorithm, model, {"argv": args}, output_dir=output)
-    argv = training_command(algorithm, [*args, "--db", db, "--run-id", run_id, "--output", output], accelerate_config)
-    Path(output).mkdir(parents=True, exist_ok=True)
+    """Start the run and (unless detached) wait for it, passing on SIGINT/SIGTERM; the exit status."""
     try:
-        if detach:
-            log = open(Path(output) / "run.log", "ab")
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            click.echo(f"run {run_id} started (pid {proc.pid}); log: {Path(output) / 'run.log'}")
-            return 0
-        proc = subprocess.Popen(argv)
-    except OSError as exc:
-        with Store.open(db) as store:
-            store.update_run(run_id, status="failed", error=f"could not start {argv[0]}: {exc}")
-        raise click.ClickException(f"could not start {argv[0]}: {exc}") from None
+        run_id, proc = start_run(db, kind, algorithm, model, args, output, accelerate_config, detach=detach)
+    except RunError as exc:
+        raise click.ClickException(str(exc)) from None
+    if detach:
+        click.echo(f"run {run_id} started (pid {proc.pid}); log: {Path(output) / LOG_FILE}")
+        return 0
     return _wait(proc)
 
 
@@ -140,21 +105,14 @@ def _train_command(algorithm: str) -> Callable:
                 detach: bool) -> None:
         obj = ctx.obj or {}
         defaults = load_config(obj.get("config")).train
-        base_model = base_model or defaults.base_model
-        args = _flags(
-            data=data, base_model=base_model, max_steps=max_steps if max_steps is not None else defaults.max_steps,
-            epochs=epochs if epochs is not None else defaults.epochs, lr=lr, tiny_config=tiny_config,
-            chat_template=chat_template, seed=seed,
-        )
-        if algorithm == "sft":
-            args += _flags(lr=None if lr is not None else defaults.learning_rate, lora_r=defaults.lora_rank)
-            if "--w-max" not in ctx.args:
-                args += ["--w-max", str(defaults.w_max)]
-            if not defaults.mae and "--no-mae" not in ctx.args:
-                args.append("--no-mae")
+        settings = replace(defaults, base_model=base_model or defaults.base_model,
+                           max_steps=defaults.max_steps if max_steps is None else max_steps,
+                           epochs=defaults.epochs if epochs is None else epochs)
+        args = [*_flags(data=data, tiny_config=tiny_config, chat_template=chat_template, seed=seed),
+                *train_args(algorithm, settings, lr)]
         store = db or obj.get("db") or DEFAULT_PATH
-        code = launch(store, "train", algorithm, base_model, [*args, *ctx.args], output or _default_output(algorithm),
-                      accelerate_config, detach)
+        code = launch(store, "train", algorithm, settings.base_model, [*args, *ctx.args],
+                      output or _default_output(algorithm), accelerate_config, detach)
         ctx.exit(code)
 
     command.__doc__ = {
@@ -205,19 +163,7 @@ def runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
     click.echo(f"{'id':<16}  {'kind':<5}  {'algo':<4}  {'status':<9}  {'model':<24}  {'created':<19}  result")
     for run in found:
         click.echo(f"{run.id:<16}  {run.kind:<5}  {run.algorithm:<4}  {run.status:<9}  {run.base_model[:24]:<24}  "
-                   f"{(run.created_at or '')[:19]:<19}  {_result(run)}")
-
-
-def _result(run: Any) -> str:
-    if run.error:
-        return run.error[:60]
-    summary = run.summary or {}
-    if "metrics" in summary:
-        m = summary["metrics"]
-        return f"TS {m['ts']:.0%}  PI {m['pi']:.0%}  CF {m['cf']:.0%}  (n={m['n']})"
-    if summary.get("train_loss") is not None:
-        return f"loss {summary['train_loss']:.3f} after {summary.get('steps')} steps"
-    return ""
+                   f"{(run.created_at or '')[:19]:<19}  {result(run)}")
 
 
 COMMANDS = [train, eval_, runs]

@@ -1,0 +1,295 @@
+"""Training and evaluation runs as curator starts, follows and stops them (no torch, no Textual here).
+
+`T` in the app is ``export_and_train``: ``export_snapshot`` writes the accepted
+trajectories to ``exports/<time>/`` beside the store (SQLite + JSONL), then
+``start_run`` creates the run row (status queued, the snapshot on its
+``dataset``) and starts ``python -m training <algorithm> … --run-id ID`` in a
+session of its own, logging to ``run.log`` in the run's output directory. From
+then on the training process keeps its row current (running → completed |
+failed | cancelled) and streams its metrics into the store; the runs screen
+only reads them, so quitting the app leaves the run going and the next session
+finds it in the store. `curator train` and `curator eval` start theirs through
+``start_run`` too.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Collection
+
+from curator.config import TrainConfig
+from curator.flagging import flag_all
+from store import CuratorError, Run, Store, now
+from store.formats import export_jsonl, export_sqlite
+from store.queue import QueueFilter, count
+from store.taxonomy import default_mask_policy
+
+#: A run in one of these states has (or is about to have) a process.
+ACTIVE = ("queued", "running")
+LOG_FILE = "run.log"
+METRICS_FILE = "metrics.jsonl"  # written by training.runs beside the run's output
+EXPORTS_DIR = "exports"
+RUNS_DIR = "runs"
+SNAPSHOT_DB = "accepted.db"
+SNAPSHOT_JSONL = "accepted.jsonl"
+#: Where a tiny-model SFT run keeps the exact base its adapter was trained on (training.models.BASE_DIR).
+TINY_BASE_DIR = "base"
+
+
+class RunError(CuratorError):
+    """A run that cannot be started, cancelled or evaluated, said in one line."""
+
+
+# -- starting ------------------------------------------------------------------------------------------
+def training_command(algorithm: str, args: list[str], accelerate_config: str | None = None) -> list[str]:
+    """The argv that runs ``python -m training <algorithm> <args>``, through accelerate when it should."""
+    if accelerate_config or visible_gpus() > 1:
+        launcher = ["accelerate", "launch"]
+        if accelerate_config:
+            launcher += ["--config_file", accelerate_config]
+        return [*launcher, "--module", "training", algorithm, *args]
+    return [sys.executable, "-m", "training", algorithm, *args]
+
+
+def visible_gpus() -> int:
+    """GPUs a launched run would see (CUDA_VISIBLE_DEVICES, else nvidia-smi), without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if not shutil.which("nvidia-smi"):
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def start_run(db: str, kind: str, algorithm: str, model: str, args: list[str], output: str,
+              accelerate_config: str | None = None, *, detach: bool = False,
+              dataset: dict[str, Any] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
+    """Create the run row (queued, with ``args`` kept for a re-run), start its process and record its pid.
+
+    Detached, the process gets a session of its own (closing the terminal or the app
+    does not stop it) and writes its output to ``run.log`` in ``output``.
+    """
+    with Store.open(db) as store:
+        run_id = store.create_run(kind, algorithm, model, {"argv": args}, dataset=dataset, output_dir=output)
+        argv = training_command(algorithm, [*args, "--db", db, "--run-id", run_id, "--output", output],
+                                accelerate_config)
+        try:
+            Path(output).mkdir(parents=True, exist_ok=True)
+            if detach:
+                with open(Path(output) / LOG_FILE, "ab") as log:
+                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+            else:
+                proc = subprocess.Popen(argv)
+        except OSError as exc:
+            store.update_run(run_id, status="failed", error=f"could not start {argv[0]}: {exc}", finished_at=now())
+            raise RunError(f"could not start {argv[0]}: {exc}") from None
+        store.update_run(run_id, pid=proc.pid)
+    return run_id, proc
+
+
+def launch_detached(db: str, kind: str, algorithm: str, model: str, args: list[str],
+                    dataset: dict[str, Any] | None = None) -> str:
+    """``start_run`` detached, into a new ``runs/<algorithm>-<time>/`` beside the store; returns the run id."""
+    output = fresh_dir(Path(db).resolve().parent / RUNS_DIR, f"{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_id, proc = start_run(db, kind, algorithm, model, args, str(output), detach=True, dataset=dataset)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reaps it when it ends while this process lives
+    return run_id
+
+
+def train_args(algorithm: str, settings: TrainConfig, lr: float | None = None) -> list[str]:
+    """The ``python -m training <algorithm>`` options a ``[train]`` table stands for.
+
+    Its learning rate is SFT's (GRPO and DPO keep their own defaults unless ``lr``
+    is given); ``w_max`` and MAE belong to the SFT loss; max steps ≤ 0 lets the
+    epochs decide.
+    """
+    args = ["--base-model", settings.base_model, "--max-steps", str(settings.max_steps if settings.max_steps > 0 else -1),
+            "--epochs", str(settings.epochs), "--lora-r", str(settings.lora_rank)]
+    if lr is None and algorithm == "sft":
+        lr = settings.learning_rate
+    if lr is not None:
+        args += ["--lr", str(lr)]
+    if algorithm == "sft":
+        args += ["--w-max", str(settings.w_max)] + ([] if settings.mae else ["--no-mae"])
+    return args
+
+
+def accepted_count(store: Store) -> int:
+    """How many trajectories are accepted now (one indexed count)."""
+    return count(store, QueueFilter(review="accepted"))
+
+
+def export_snapshot(db: str, mask_instability: bool) -> dict[str, Any]:
+    """Write the accepted trajectories to a new ``exports/<time>/`` beside the store, as SQLite and JSONL.
+
+    The SQLite file is a curated store (corrections and gold items included: what DPO
+    and evaluation read), re-flagged with the chosen mask policy (human tags and mask
+    toggles kept), and the JSONL is written from it, so both carry the same weights.
+    Returns what the run records as its ``dataset["snapshot"]``.
+    """
+    folder = fresh_dir(Path(db).resolve().parent / EXPORTS_DIR, time.strftime("%Y%m%d-%H%M%S"))
+    sqlite_path, jsonl_path = folder / SNAPSHOT_DB, folder / SNAPSHOT_JSONL
+    with Store.open(db) as store:
+        exported = export_sqlite(store, sqlite_path, "accepted")
+    if not exported:
+        shutil.rmtree(folder)
+        raise RunError("nothing to train on: no accepted trajectory")
+    with Store.open(sqlite_path) as snapshot:
+        flag_all(snapshot, default_mask_policy(mask_instability))
+        export_jsonl(snapshot, jsonl_path, "accepted")
+        snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
+    return {"dir": str(folder), "sqlite": str(sqlite_path), "jsonl": str(jsonl_path), "trajectories": exported,
+            "mask_instability": mask_instability}
+
+
+def export_and_train(db: str, settings: TrainConfig, mask_instability: bool) -> str:
+    """`T`: snapshot the accepted trajectories and start a detached training run on the snapshot; its id."""
+    snapshot = export_snapshot(db, mask_instability)
+    return launch_detached(db, "train", settings.algorithm, settings.base_model,
+                           ["--data", snapshot["sqlite"], *train_args(settings.algorithm, settings)],
+                           {"snapshot": snapshot})
+
+
+def rerun(db: str, run: Run) -> str:
+    """Start ``run`` again: same kind, algorithm, model, arguments and snapshot, in a new output directory."""
+    args = run.config.get("argv")
+    if not isinstance(args, list):
+        raise RunError(f"run {run.id} has no recorded arguments to run again")
+    snapshot = (run.dataset or {}).get("snapshot")
+    return launch_detached(db, run.kind, run.algorithm, run.base_model, args,
+                           {"snapshot": snapshot} if snapshot else None)
+
+
+# -- evaluating --------------------------------------------------------------------------------------
+def eval_base(run: Run) -> str:
+    """The model an SFT run's adapter was trained on: a tiny run's own saved base, else its base model."""
+    if run.output_dir and (base := Path(run.output_dir) / TINY_BASE_DIR).is_dir():
+        return str(base)
+    return run.base_model
+
+
+def latest_eval(runs: list[Run], model: str | None) -> Run | None:
+    """The newest evaluation of ``model`` that did not fail or get cancelled (``runs`` newest first)."""
+    return next((r for r in runs if r.kind == "eval" and r.base_model == model
+                 and r.status not in ("failed", "cancelled")), None)
+
+
+def evaluate_against_base(db: str, run: Run, runs: list[Run]) -> list[str]:
+    """Evaluate a completed SFT run's model on the gold set, and its base model unless already evaluated.
+
+    Returns the ids of the evaluation runs started (none when both exist).
+    """
+    if (run.kind, run.algorithm, run.status) != ("train", "sft", "completed") or not run.output_dir:
+        raise RunError("only a completed SFT run is evaluated against its base model")
+    return [launch_detached(db, "eval", "eval", model, ["--model", model])
+            for model in (run.output_dir, eval_base(run)) if latest_eval(runs, model) is None]
+
+
+# -- following and stopping --------------------------------------------------------------------------
+def is_run_process(pid: int, run_id: str) -> bool:
+    """True when ``pid`` is alive and is run ``run_id``'s process (its command line names the run).
+
+    So a pid the system gave to another process since is never signalled.
+    """
+    try:
+        if Path("/proc/self").exists():
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        else:
+            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
+            args = out.stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return run_id in args
+
+
+def cancel_run(db: str, run_id: str, poll_s: float = 0.2) -> None:
+    """SIGTERM to the run's process, then wait for it to end (a training run stops after its step, with a checkpoint).
+
+    A process that ends without recording it (killed before it set up its handler, or
+    an evaluation) leaves its run marked cancelled here.
+    """
+    with Store.open(db) as store:
+        run = store.run(run_id)
+        if run is None or run.status not in ACTIVE:
+            raise RunError(f"run {run_id} is {run.status if run else 'gone'}: nothing to cancel")
+        if not run.pid or not is_run_process(run.pid, run_id):
+            raise RunError(f"run {run_id}'s process is not running here")
+        os.kill(run.pid, signal.SIGTERM)
+        while is_run_process(run.pid, run_id):
+            time.sleep(poll_s)
+        ended = store.run(run_id)
+        if ended is not None and ended.status in ACTIVE:
+            store.update_run(run_id, status="cancelled", finished_at=now())
+
+
+def mark_lost(db: str, skip: Collection[str] = ()) -> list[str]:
+    """Mark failed the active runs whose process is gone without recording an end (killed, machine restarted).
+
+    A process that ends normally records its end before it exits, so the row is read
+    again after the process is found gone. Returns the ids marked.
+    """
+    lost = []
+    with Store.open(db) as store:
+        for run in store.runs():
+            if run.status not in ACTIVE or not run.pid or run.id in skip or is_run_process(run.pid, run.id):
+                continue
+            current = store.run(run.id)
+            if current is not None and current.status in ACTIVE:
+                store.update_run(run.id, status="failed", finished_at=now(),
+                                 error=f"its process (pid {run.pid}) ended without recording a result")
+                lost.append(run.id)
+    return lost
+
+
+def log_tail(run: Run, lines: int = 12) -> tuple[str | None, list[str]]:
+    """The last ``lines`` lines of the run's ``run.log`` (else its ``metrics.jsonl``) and which file it was."""
+    if not run.output_dir:
+        return None, []
+    for name in (LOG_FILE, METRICS_FILE):
+        path = Path(run.output_dir) / name
+        try:
+            with path.open("rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 16_384))
+                text = fh.read().decode(errors="replace")
+        except OSError:
+            continue
+        return str(path), [line.rstrip("\r") for line in text.splitlines()[-lines:]]
+    return None, []
+
+
+# -- describing --------------------------------------------------------------------------------------
+def result(run: Run) -> str:
+    """One line: the error, the evaluation's TS/PI/CF, or the training loss."""
+    if run.error:
+        return run.error.splitlines()[0][:80]
+    summary = run.summary or {}
+    if "metrics" in summary:
+        m = summary["metrics"]
+        return f"TS {m['ts']:.0%}  PI {m['pi']:.0%}  CF {m['cf']:.0%}  (n={m['n']})"
+    if summary.get("train_loss") is not None:
+        return f"loss {summary['train_loss']:.3f} after {summary.get('steps')} steps"
+    return ""
+
+
+def fresh_dir(parent: Path, stem: str) -> Path:
+    """A new directory ``parent/stem`` (``stem-2``, ``stem-3`` … when it is taken)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while True:
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
