@@ -1,7 +1,8 @@
-"""The Textual app: one store, a screen per area (home, watch, review), help and the command palette.
+"""The Textual app: one store, a screen per area (home, watch, review, runs), help and the command palette.
 
 Screens are modes, so a simulation started on the watch screen keeps running
-while you review, and each screen keeps its place when you come back.
+while you review, and each screen keeps its place when you come back. `T`
+(export and train) is the app's, so the review and runs screens share it.
 """
 from __future__ import annotations
 
@@ -9,23 +10,27 @@ import getpass
 from functools import partial
 from typing import Callable, Iterable
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from curator.config import Config
+from curator.config import Config, TrainConfig
+from curator.runs import accepted_count, export_and_train
 from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
+from curator.screens.runs import RunsScreen
+from curator.screens.train_form import TrainChoice, TrainForm
 from curator.screens.watch import WatchScreen
 from curator.sim import Simulation
-from store import Store
+from store import CuratorError, Store
 
 
 class CuratorApp(App[None]):
     TITLE = "curator"
     CSS_PATH = "styles/app.tcss"
-    MODES = {"home": HomeScreen, "watch": WatchScreen, "review": ReviewScreen}
+    MODES = {"home": HomeScreen, "watch": WatchScreen, "review": ReviewScreen, "runs": RunsScreen}
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
@@ -42,13 +47,57 @@ class CuratorApp(App[None]):
         self.annotator = annotator or getpass.getuser()
         self.first_screen = screen
         self.start_simulation = simulate
+        self.train_chosen = False  # `T` asks for the settings once a session, then starts at once
 
     def on_mount(self) -> None:
         self.switch_mode(self.first_screen)
 
     def action_open(self, screen: str) -> None:
-        """Go to one of the app's screens (``home``, ``watch``, ``review``)."""
+        """Go to one of the app's screens (``home``, ``watch``, ``review``, ``runs``)."""
         self.switch_mode(screen)
+
+    # -- export and train ----------------------------------------------------------------------------
+    def action_train(self, choose: bool = False) -> None:
+        """`T`: export the accepted trajectories and train on them (the settings dialog first, once a session)."""
+        accepted = accepted_count(self.store)
+        if not accepted:
+            self.notify("Nothing to train on: no trajectory is accepted yet (a accepts one).", severity="error")
+            return
+        if choose or not self.train_chosen:
+            self.push_screen(TrainForm(self.config.train, self.config.flag.mask_instability, accepted),
+                             self._train_chosen)
+            return
+        t = self.config.train
+        self.notify(f"Exporting the {accepted:,} accepted trajectories and training {t.algorithm} on {t.base_model} "
+                    "with the settings chosen before (t on the runs screen changes them).")
+        self._export_and_train(t, self.config.flag.mask_instability)
+
+    def _train_chosen(self, choice: TrainChoice | None) -> None:
+        if choice is None:
+            return
+        self.config.train, self.config.flag.mask_instability = choice
+        self.train_chosen = True
+        self._export_and_train(choice.train, choice.mask_instability, save=True)
+
+    @work(thread=True, group="train")
+    def _export_and_train(self, settings: TrainConfig, mask_instability: bool, save: bool = False) -> None:
+        """Save the settings, snapshot the accepted trajectories and start the run, off the UI thread."""
+        if save:
+            try:
+                self.config.save()
+            except OSError as exc:
+                self.call_from_thread(self.notify, f"Settings not saved: {exc}", severity="warning")
+        try:
+            run_id = export_and_train(self.store.path, settings, mask_instability)
+        except (CuratorError, OSError) as exc:
+            self.call_from_thread(self.notify, f"Not started — {exc}", severity="error")
+            return
+        self.call_from_thread(self._show_run, run_id)
+
+    async def _show_run(self, run_id: str) -> None:
+        await self.switch_mode("runs")
+        if isinstance(self.screen, RunsScreen):
+            self.screen.show_run(run_id)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -10,6 +10,7 @@ from textual.widgets import Label, Static
 
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
+from curator.screens.runs import RunsScreen
 from curator.screens.watch import WatchScreen
 from curator.widgets.queue_view import QueueView
 
@@ -22,6 +23,7 @@ class HelpScreen(ModalScreen[None]):
             ("Review", ReviewScreen.BINDINGS),
             ("Review queue (after Tab)", QueueView.BINDINGS),
             ("Watch", WatchScreen.BINDINGS),
+            ("Runs", RunsScreen.BINDINGS),
             ("Home", HomeScreen.BINDINGS),
             ("Everywhere", [*self.app.BINDINGS, Binding("ctrl+p", "command_palette", "Command palette")]),
         ]

@@ -17,6 +17,7 @@ class HomeScreen(StoreScreen):
     BINDINGS = [
         Binding("r", "app.open('review')", "Review"),
         Binding("w", "app.open('watch')", "Watch"),
+        Binding("R", "app.open('runs')", "Runs"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -26,7 +27,8 @@ class HomeScreen(StoreScreen):
             yield Static("counting…", id="home-summary")
             yield Static(Text.assemble(
                 ("w", "bold"), "  watch simulations arrive live, start or stop one\n",
-                ("r", "bold"), "  review the queue: accept, reject, tag and correct by keyboard\n",
+                ("r", "bold"), "  review the queue: accept, reject, tag and correct by keyboard; T trains on the accepted\n",
+                ("R", "bold"), "  training and evaluation runs: live loss, cancel, run again, evaluate against the base\n",
                 ("?", "bold"), "  every key          ", ("ctrl+p", "bold"), "  every action",
             ), id="home-menu")
         yield Footer()

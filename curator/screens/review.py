@@ -50,9 +50,11 @@ class ReviewScreen(StoreScreen):
         Binding("e", "edit_call", "Edit call"),
         Binding("n", "note", "Note"),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("T", "app.train", "Train"),
         Binding("J", "trajectory(1)", "Next trajectory", show=False),
         Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
         Binding("w", "app.open('watch')", "Watch", show=False),
+        Binding("R", "app.open('runs')", "Runs", show=False),
         Binding("escape", "app.open('home')", "Home", show=False),
     ]
 

@@ -43,6 +43,7 @@ class WatchScreen(StoreScreen):
         Binding("x", "stop", "Stop simulation"),
         Binding("f", "follow", "Follow live"),
         Binding("r", "app.open('review')", "Review"),
+        Binding("R", "app.open('runs')", "Runs", show=False),
         Binding("escape", "app.open('home')", "Home", show=False),
     ]
 

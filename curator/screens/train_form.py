@@ -1,0 +1,111 @@
+"""The training settings `T` asks for once a session (and `t` on the runs screen): [train] of curator.toml."""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import NamedTuple
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Checkbox, Input, Label, Select, Static
+
+from curator.config import TrainConfig
+
+ALGORITHMS = [
+    ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
+    ("GRPO: the judge's error-type reward", "grpo"),
+    ("DPO: corrections, accepted over rejected", "dpo"),
+]
+
+
+#: The form's text fields: setting, label, Input type.
+FIELDS = [
+    ("base_model", "base model", "text"),
+    ("epochs", "epochs", "number"),
+    ("max_steps", "max steps", "integer"),
+    ("lora_rank", "LoRA rank", "integer"),
+    ("w_max", "w_max (PKT)", "number"),
+]
+
+
+class TrainChoice(NamedTuple):
+    train: TrainConfig
+    mask_instability: bool
+
+
+class EnterCheckbox(Checkbox, inherit_bindings=False):
+    """A checkbox that Space toggles, so Enter reaches the form and starts the run."""
+
+    BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
+
+
+class TrainForm(ModalScreen[TrainChoice | None]):
+    BINDINGS = [
+        Binding("enter,ctrl+s", "start", "Start"),
+        Binding("escape", "dismiss(None)", "Cancel"),
+    ]
+
+    def __init__(self, settings: TrainConfig, mask_instability: bool, accepted: int) -> None:
+        super().__init__()
+        self.settings = settings
+        self.mask_instability = mask_instability
+        self.accepted = accepted
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        with Vertical(classes="dialog", id="train-form"):
+            yield Label(f"Export the {self.accepted:,} accepted trajectories and train on them — "
+                        "Enter starts, Esc cancels", classes="dialog-title")
+            with Grid(id="train-fields"):
+                yield Label("algorithm")
+                yield Select(ALGORITHMS, value=s.algorithm if s.algorithm in {v for _, v in ALGORITHMS} else "sft",
+                             allow_blank=False, compact=True, id="algorithm")
+                for name, label, kind in FIELDS:
+                    yield Label(label)
+                    value = getattr(s, name)
+                    yield Input(f"{value:g}" if isinstance(value, float) else str(value), type=kind, compact=True,
+                                id=name)
+            yield EnterCheckbox("MAE: leave masked calls out of the SFT loss", s.mae, compact=True, id="mae")
+            yield EnterCheckbox("mask tool instability (calls that failed for reasons outside the call)",
+                                self.mask_instability, compact=True, id="mask_instability")
+            yield Static("tiny: a small offline model for demos · max steps 0: the epochs decide · w_max 1: no PKT\n"
+                         "Saved to [train] and [flag] mask_instability in the config file.", markup=False,
+                         classes="dim")
+            yield Static(id="problem")
+
+    def on_mount(self) -> None:
+        self.query_one("#base_model", Input).focus()
+
+    def on_input_submitted(self) -> None:
+        self.action_start()
+
+    def action_start(self) -> None:
+        value = {name: self.query_one(f"#{name}", Input).value.strip() for name, _, _ in FIELDS}
+        try:
+            settings = replace(
+                self.settings, algorithm=str(self.query_one("#algorithm", Select).value),
+                base_model=value["base_model"], epochs=float(value["epochs"]), max_steps=int(value["max_steps"]),
+                lora_rank=int(value["lora_rank"]), w_max=float(value["w_max"]),
+                mae=self.query_one("#mae", Checkbox).value,
+            )
+        except ValueError:
+            self.query_one("#problem", Static).update("Not started — epochs, max steps, rank and w_max are numbers")
+            return
+        problem = _problem(settings)
+        if problem:
+            self.query_one("#problem", Static).update(f"Not started — {problem}")
+            return
+        self.dismiss(TrainChoice(settings, self.query_one("#mask_instability", Checkbox).value))
+
+
+def _problem(settings: TrainConfig) -> str | None:
+    if not settings.base_model:
+        return "name a base model (tiny for the small offline one)"
+    if settings.epochs <= 0 and settings.max_steps <= 0:
+        return "give some epochs or a number of steps"
+    if settings.lora_rank < 1:
+        return "the LoRA rank is at least 1"
+    if settings.w_max < 1:
+        return "w_max is at least 1"
+    return None

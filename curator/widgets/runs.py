@@ -1,0 +1,187 @@
+"""The runs screen's parts: the list of runs, the selected run's details, its loss curve and its log."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
+
+from curator.runs import ACTIVE, result
+from store import Run
+
+COLUMNS = [("run", "run"), ("kind", "kind"), ("algorithm", "algo"), ("status", "status"),
+           ("model", "base model"), ("dataset", "dataset"), ("started", "started"), ("duration", "duration"),
+           ("result", "result")]
+METRICS = [("ts", "TS"), ("pi", "PI"), ("cf", "CF")]
+
+
+class RunList(DataTable[Text | str]):
+    """Every run, newest first; the screen sets the rows and the cursor, the annotator moves it."""
+
+    COMPONENT_CLASSES = {"runs--queued", "runs--running", "runs--completed", "runs--failed", "runs--cancelled"}
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, runs: list[Run], selected: str | None) -> None:
+        """Rebuild the rows (a few hundred at most) with the cursor on ``selected``, announcing nothing."""
+        with self.prevent(DataTable.RowHighlighted):
+            self.clear()
+            for run in runs:
+                self.add_row(*self._cells(run), key=run.id)
+            index = next((i for i, run in enumerate(runs) if run.id == selected), 0)
+            if runs:
+                self.move_cursor(row=index, animate=False)
+
+    def tick(self, runs: list[Run]) -> None:
+        """Advance the durations of the active runs."""
+        for run in runs:
+            if run.status in ACTIVE and run.id in self.rows:
+                self.update_cell(run.id, "duration", duration(run_seconds(run)))
+
+    def _cells(self, run: Run) -> list[Text | str]:
+        status = Text(run.status, self.get_component_rich_style(f"runs--{run.status}", partial=True))
+        started = parse_stamp(run.started_at)
+        return [run.id[:8], run.kind, run.algorithm, status, shorten(run.base_model, 24), dataset_size(run),
+                started.astimezone().strftime("%m-%d %H:%M") if started else "–", duration(run_seconds(run)),
+                clip(result(run), 32)]
+
+
+class RunDetails(Static):
+    """The selected run: what it trained on and how, its error, and for an SFT run TS/PI/CF against its base."""
+
+    def show(self, run: Run | None, trained: Run | None = None, base: Run | None = None,
+             base_model: str | None = None) -> None:
+        if run is None:
+            self.update("No runs yet: T on the review screen exports the accepted trajectories and trains on them.")
+            return
+        text = Text.assemble((f"{run.kind} {run.algorithm} · {run.status}", "bold"), f" · run {run.id}\n")
+        text.append(f"base model {run.base_model}\n")
+        if run.output_dir:
+            text.append(f"output {run.output_dir}\n", "dim")
+        text.append(_dataset(run))
+        text.append(_settings(run))
+        if run.error:
+            text.append(f"\nerror: {run.error}", "bold red")
+        parts: list[Text | Table] = [text]
+        if trained is not None or base is not None:
+            parts.append(_comparison(trained, base, base_model or run.base_model))
+        self.update(Group(*parts))
+
+
+class LossCurve(PlotextPlot):
+    """The selected run's training loss by step (from ``run_metrics``)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.points: list[tuple[int, float]] = []
+        self.heading = ""
+
+    def show(self, points: list[tuple[int, float]], heading: str) -> None:
+        if points == self.points and heading == self.heading:
+            return
+        self.points, self.heading = points, heading
+        plt = self.plt
+        plt.clear_data()
+        plt.title(heading)
+        plt.xlabel("step")
+        if points:
+            plt.plot([step for step, _ in points], [value for _, value in points], marker="braille")
+        self.refresh()
+
+
+class LogTail(Static):
+    """The last lines of the selected run's log."""
+
+    def show(self, source: str | None, lines: list[str]) -> None:
+        if source is None:
+            self.update(Text("no log yet", "dim"))
+            return
+        self.update(Text.assemble((f"{source}\n", "dim"), "\n".join(lines)))
+
+
+# -- formatting ----------------------------------------------------------------------------------------
+def parse_stamp(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def run_seconds(run: Run) -> float | None:
+    """How long the run ran: to its end, or to now while it is active."""
+    started = parse_stamp(run.started_at)
+    end = parse_stamp(run.finished_at)
+    if end is None and run.status in ACTIVE:
+        end = datetime.now(timezone.utc)
+    return (end - started).total_seconds() if started and end else None
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole // 60 % 60:02d}m"
+
+
+def dataset_size(run: Run) -> str:
+    """What the run learned from or was scored on, counted (the export's count until the run reports its own)."""
+    dataset = run.dataset or {}
+    for key, unit in (("items", "gold"), ("pairs", "pairs"), ("trajectories", "traj")):
+        if isinstance(dataset.get(key), int):
+            return f"{dataset[key]:,} {unit}"
+    exported = (dataset.get("snapshot") or {}).get("trajectories")
+    return f"{exported:,} traj" if isinstance(exported, int) else "–"
+
+
+def shorten(text: str, width: int) -> str:
+    """The end of ``text`` (a path's last parts say most), within ``width``."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def clip(text: str, width: int) -> str:
+    """The start of ``text`` within ``width``."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _dataset(run: Run) -> Text:
+    dataset = run.dataset or {}
+    text = Text(f"dataset {dataset_size(run)}")
+    if isinstance(dataset.get("tokens"), int):
+        text.append(f" · {dataset['tokens']:,} tokens, {dataset.get('trainable_tokens', 0):,} trained on")
+    snapshot = dataset.get("snapshot")
+    if snapshot:
+        masking = "tool instability masked" if snapshot.get("mask_instability") else "tool instability kept"
+        text.append(f"\nsnapshot {snapshot.get('dir')} ({masking})", "dim")
+    return text + "\n"
+
+
+def _settings(run: Run) -> Text:
+    config = run.config
+    shown = [f"{label} {config[key]}" for key, label in (
+        ("max_steps", "max steps"), ("epochs", "epochs"), ("learning_rate", "lr"), ("w_max", "w_max"),
+    ) if config.get(key) is not None]
+    if isinstance(config.get("lora"), dict) and "r" in config["lora"]:
+        shown.append(f"LoRA rank {config['lora']['r']}")
+    if "mae" in config:
+        shown.append("MAE on" if config["mae"] else "MAE off")
+    return Text(" · ".join(shown), "dim")
+
+
+def _comparison(trained: Run | None, base: Run | None, base_model: str) -> Table:
+    table = Table(title="on the gold set", title_justify="left", box=None, padding=(0, 2, 0, 0))
+    table.add_column("model")
+    for _, label in METRICS:
+        table.add_column(label, justify="right")
+    table.add_column("")
+    for name, run in (("trained", trained), (f"base {shorten(base_model, 24)}", base)):
+        metrics = ((run.summary or {}).get("metrics") if run and run.status == "completed" else None) or {}
+        table.add_row(name, *(f"{metrics[key]:.0%}" if key in metrics else "…" for key, _ in METRICS),
+                      f"n={metrics['n']}" if "n" in metrics else (run.status if run else "not evaluated"))
+    return table

@@ -1,0 +1,156 @@
+"""`T` end to end: the settings dialog, the snapshot, a real tiny-model run followed on the runs screen, cancel, crash.
+
+Each test starts real `python -m training` processes (the tiny model, a few steps on CPU).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tomllib
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from textual.widgets import Input
+from tui_fixtures import make_store, screen_text, wait_until
+
+from curator.app import CuratorApp
+from curator.config import Config, TrainConfig
+from curator.runs import ACTIVE, is_run_process
+from curator.screens.runs import RunsScreen
+from curator.screens.train_form import TrainForm
+from curator.widgets.runs import LossCurve
+from store import Store
+
+SIZE = (130, 40)
+#: A run's process takes a few seconds to import torch and build the tiny model; a loaded machine is slower.
+RUN_TIMEOUT = 90.0
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_behind(tmp_path: Path) -> Iterator[None]:
+    """A test that fails half-way does not leave its training processes running."""
+    yield
+    if (tmp_path / "c.db").exists():
+        with Store.open(tmp_path / "c.db") as store:
+            for run in store.runs():
+                if run.status in ACTIVE and run.pid and is_run_process(run.pid, run.id):
+                    os.kill(run.pid, signal.SIGKILL)
+
+
+def accepted_store(tmp_path: Path) -> Store:
+    store = make_store(tmp_path / "c.db")
+    for trajectory_id in ("traj-01", "traj-02", "traj-04"):
+        store.decide(trajectory_id, "accept", annotator="ann")
+    return store
+
+
+def app_on(store: Store, tmp_path: Path, train: TrainConfig | None = None) -> CuratorApp:
+    config = Config(path=tmp_path / "curator.toml", train=train or TrainConfig())
+    return CuratorApp(store, config, screen="review", annotator="ann")
+
+
+def status(store: Store, run_id: str) -> str | None:
+    run = store.run(run_id)
+    return run.status if run else None
+
+
+async def start_from_dialog(pilot, app: CuratorApp, store: Store, **fields: str) -> str:  # noqa: ANN001 (a Pilot)
+    """Press T, fill the dialog, press Enter; the started run's id once the runs screen shows it."""
+    before = {r.id for r in store.runs()}
+    await pilot.press("T")
+    await wait_until(pilot, lambda: isinstance(app.screen, TrainForm))
+    for name, value in fields.items():
+        app.screen.query_one(f"#{name}", Input).value = value
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.selected not in before | {None})
+    return app.screen.selected
+
+
+async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: Path) -> None:
+    store = accepted_store(tmp_path)
+    app = app_on(store, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await start_from_dialog(pilot, app, store, max_steps="3", lora_rank="4")
+        saved = tomllib.loads((tmp_path / "curator.toml").read_text())
+        assert saved["train"]["max_steps"] == 3 and saved["train"]["lora_rank"] == 4
+        assert saved["flag"]["mask_instability"] is True
+
+        run = store.run(run_id)
+        snapshot = run.dataset["snapshot"]
+        assert Path(snapshot["dir"]).parent == tmp_path / "exports" and snapshot["trajectories"] == 3
+        lines = Path(snapshot["jsonl"]).read_text().splitlines()
+        assert sorted(json.loads(line)["id"] for line in lines) == ["traj-01", "traj-02", "traj-04"]
+        assert Path(snapshot["sqlite"]).is_file() and run.config["argv"][:2] == ["--data", snapshot["sqlite"]]
+
+        await wait_until(pilot, lambda: status(store, run_id) == "completed", RUN_TIMEOUT)
+        curve = app.screen.query_one(LossCurve)
+        await wait_until(pilot, lambda: len(curve.points) == 3)
+        assert [step for step, _ in curve.points] == [1, 2, 3] and "training loss (3 steps)" in screen_text(app)
+        assert store.run(run_id).config["lora"]["r"] == 4
+
+        # again: no dialog, the remembered settings; then cancel the new run with x on the runs screen
+        await pilot.press("r", "T")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.selected != run_id)
+        second = app.screen.selected
+        assert store.run(second).config["argv"][2:] == run.config["argv"][2:]
+        await pilot.press("x")
+        await wait_until(pilot, lambda: status(store, second) == "cancelled", RUN_TIMEOUT)
+
+
+async def test_quitting_leaves_the_run_going_and_a_new_session_follows_and_cancels_it(tmp_path: Path) -> None:
+    store = accepted_store(tmp_path)
+    async with (app := app_on(store, tmp_path, TrainConfig(max_steps=100_000))).run_test(size=SIZE) as pilot:
+        run_id = await start_from_dialog(pilot, app, store)
+    assert is_run_process(store.run(run_id).pid, run_id), "the run outlives the app"
+
+    async with (app := CuratorApp(store, Config(), screen="runs", annotator="ann")).run_test(size=SIZE) as pilot:
+        screen = app.screen
+        assert isinstance(screen, RunsScreen) and screen.selected == run_id
+        curve = screen.query_one(LossCurve)
+        await wait_until(pilot, lambda: status(store, run_id) == "running" and len(curve.points) >= 2, RUN_TIMEOUT)
+        await pilot.press("x")
+        await wait_until(pilot, lambda: status(store, run_id) == "cancelled", RUN_TIMEOUT)
+        assert list(Path(store.run(run_id).output_dir).glob("checkpoint-*")), "a cancelled run keeps a checkpoint"
+        await wait_until(pilot, lambda: "cancelled" in screen_text(app))
+
+
+async def test_a_run_that_crashes_shows_failed_and_its_error(tmp_path: Path) -> None:
+    store = accepted_store(tmp_path)
+    app = app_on(store, tmp_path)
+    missing = str(tmp_path / "no-such-model")
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await start_from_dialog(pilot, app, store, base_model=missing)
+        await wait_until(pilot, lambda: status(store, run_id) == "failed", RUN_TIMEOUT)
+        assert "model not found" in store.run(run_id).error
+        await wait_until(pilot, lambda: "error: model not found" in screen_text(app))
+
+
+async def test_T_refuses_when_nothing_is_accepted(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "c.db")
+    app = app_on(store, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("T")
+        await pilot.pause()
+        assert not isinstance(app.screen, TrainForm)
+        assert store.runs() == [] and not (tmp_path / "exports").exists()
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("base_model", "", "name a base model"),
+    ("lora_rank", "0", "LoRA rank is at least 1"),
+    ("w_max", "0.5", "w_max is at least 1"),
+])
+async def test_the_dialog_refuses_bad_settings(tmp_path: Path, field: str, value: str, problem: str) -> None:
+    store = accepted_store(tmp_path)
+    app = app_on(store, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("T")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainForm))
+        app.screen.query_one(f"#{field}", Input).value = value
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, TrainForm) and problem in screen_text(app)
+        await pilot.press("escape")
+        assert store.runs() == [] and not (tmp_path / "curator.toml").exists()
