@@ -36,7 +36,7 @@ LOG_FILE = "run.log"
 METRICS_FILE = "metrics.jsonl"  # written by training.runs beside the run's output
 EXPORTS_DIR = "exports"
 RUNS_DIR = "runs"
-SNAPSHOT_DB = "accepted.db"
+SNAPSHOT_DB = "snapshot.db"
 SNAPSHOT_JSONL = "accepted.jsonl"
 #: Where a tiny-model SFT run keeps the exact base its adapter was trained on (training.models.BASE_DIR).
 TINY_BASE_DIR = "base"
@@ -130,32 +130,37 @@ def accepted_count(store: Store) -> int:
     return count(store, QueueFilter(review="accepted"))
 
 
-def export_snapshot(db: str, mask_instability: bool) -> dict[str, Any]:
+def export_snapshot(db: str, mask_instability: bool, with_rejected: bool = False) -> dict[str, Any]:
     """Write the accepted trajectories to a new ``exports/<time>/`` beside the store, as SQLite and JSONL.
 
     The SQLite file is a curated store (corrections and gold items included: what DPO
     and evaluation read), re-flagged with the chosen mask policy (human tags and mask
     toggles kept), and the JSONL is written from it, so both carry the same weights.
-    Returns what the run records as its ``dataset["snapshot"]``.
+    ``with_rejected`` (DPO: accepted over rejected pairs) keeps every trajectory in
+    the SQLite file, whose readers pick them by decision. Returns what the run
+    records as its ``dataset["snapshot"]``.
     """
     folder = fresh_dir(Path(db).resolve().parent / EXPORTS_DIR, time.strftime("%Y%m%d-%H%M%S"))
     sqlite_path, jsonl_path = folder / SNAPSHOT_DB, folder / SNAPSHOT_JSONL
+    review = "all" if with_rejected else "accepted"
     with Store.open(db) as store:
-        exported = export_sqlite(store, sqlite_path, "accepted")
-    if not exported:
+        export_sqlite(store, sqlite_path, review)
+    with Store.open(sqlite_path) as snapshot:
+        accepted = accepted_count(snapshot)
+        if accepted:
+            flag_all(snapshot, default_mask_policy(mask_instability))
+            export_jsonl(snapshot, jsonl_path, "accepted")
+            snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
+    if not accepted:
         shutil.rmtree(folder)
         raise RunError("nothing to train on: no accepted trajectory")
-    with Store.open(sqlite_path) as snapshot:
-        flag_all(snapshot, default_mask_policy(mask_instability))
-        export_jsonl(snapshot, jsonl_path, "accepted")
-        snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
-    return {"dir": str(folder), "sqlite": str(sqlite_path), "jsonl": str(jsonl_path), "trajectories": exported,
-            "mask_instability": mask_instability}
+    return {"dir": str(folder), "sqlite": str(sqlite_path), "jsonl": str(jsonl_path), "trajectories": accepted,
+            "sqlite_holds": review, "mask_instability": mask_instability}
 
 
 def export_and_train(db: str, settings: TrainConfig, mask_instability: bool) -> str:
     """`T`: snapshot the accepted trajectories and start a detached training run on the snapshot; its id."""
-    snapshot = export_snapshot(db, mask_instability)
+    snapshot = export_snapshot(db, mask_instability, with_rejected=settings.algorithm == "dpo")
     return launch_detached(db, "train", settings.algorithm, settings.base_model,
                            ["--data", snapshot["sqlite"], *train_args(settings.algorithm, settings)],
                            {"snapshot": snapshot})

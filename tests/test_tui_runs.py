@@ -66,6 +66,17 @@ def test_the_snapshot_is_the_accepted_trajectories_under_the_chosen_mask_policy(
         assert [m.weight for m in main.messages("traj-05") if m.role == "assistant"] == [1, 1, 1]
 
 
+def test_a_dpo_snapshot_keeps_the_rejected_trajectories_for_its_pairs(tmp_path: Path) -> None:
+    with make_store(tmp_path / "c.db") as main:
+        main.decide("traj-02", "accept")
+        main.decide("traj-03", "reject")
+    snapshot = export_snapshot(str(tmp_path / "c.db"), True, with_rejected=True)
+    assert snapshot["trajectories"] == 1 and snapshot["sqlite_holds"] == "all"
+    with Store.open(snapshot["sqlite"], create=False) as copy:
+        assert copy.trajectory_ids(review="rejected") == ["traj-03"]
+    assert [json.loads(line)["id"] for line in Path(snapshot["jsonl"]).read_text().splitlines()] == ["traj-02"]
+
+
 def test_a_snapshot_of_nothing_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     make_store(tmp_path / "c.db").close()
     with pytest.raises(RunError, match="no accepted trajectory"):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from textual.widgets import Input
+from textual.widgets import Input, Select
 from tui_fixtures import make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
@@ -135,6 +135,20 @@ async def test_T_refuses_when_nothing_is_accepted(tmp_path: Path) -> None:
         await pilot.pause()
         assert not isinstance(app.screen, TrainForm)
         assert store.runs() == [] and not (tmp_path / "exports").exists()
+
+
+async def test_t_on_the_runs_screen_opens_the_dialog_again_with_the_remembered_choice(tmp_path: Path) -> None:
+    store = accepted_store(tmp_path)
+    app = app_on(store, tmp_path, TrainConfig(algorithm="grpo", base_model="org/model", max_steps=7))
+    app.train_chosen = True
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("R", "t")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainForm))
+        assert app.screen.query_one("#base_model", Input).value == "org/model"
+        assert app.screen.query_one("#max_steps", Input).value == "7"
+        assert app.screen.query_one("#algorithm", Select).value == "grpo"
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunsScreen) and store.runs() == []
 
 
 @pytest.mark.parametrize("field, value, problem", [
