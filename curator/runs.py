@@ -114,8 +114,9 @@ def train_args(algorithm: str, settings: TrainConfig, lr: float | None = None) -
     is given); ``w_max`` and MAE belong to the SFT loss; max steps ≤ 0 lets the
     epochs decide.
     """
-    args = ["--base-model", settings.base_model, "--max-steps", str(settings.max_steps if settings.max_steps > 0 else -1),
-            "--epochs", str(settings.epochs), "--lora-r", str(settings.lora_rank)]
+    max_steps = settings.max_steps if settings.max_steps > 0 else -1
+    args = ["--base-model", settings.base_model, "--max-steps", str(max_steps), "--epochs", str(settings.epochs),
+            "--lora-r", str(settings.lora_rank)]
     if lr is None and algorithm == "sft":
         lr = settings.learning_rate
     if lr is not None:
