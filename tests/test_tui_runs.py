@@ -41,8 +41,14 @@ def unstable(trajectory_id: str) -> Trajectory:
 
 
 def sleeper(*args: str) -> subprocess.Popen[bytes]:
-    """A process whose command line holds ``args`` (as a run's holds ``--run-id ID``)."""
-    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
+    """A process whose command line holds ``args`` (as a run's holds ``--run-id ID``), once it has exec'd
+    (until then /proc shows the forking parent's command line)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while cmdline.exists() and args[-1].encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
 
 
 # -- curator/runs.py ------------------------------------------------------------------------------------
