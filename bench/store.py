@@ -31,9 +31,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-# `python bench/store.py` puts bench/ first on sys.path, where this very file would shadow the store package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 from store import Message, Store, Tag, Tool, Toolset, Trajectory
 from store.formats.files import write_lines
 from store.formats.jsonl import export_jsonl, import_jsonl

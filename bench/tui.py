@@ -24,16 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# `python bench/tui.py` puts bench/ first on sys.path, where bench/store.py would shadow the store package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from textual.app import App, ComposeResult
+from textual.widgets import Static
 
-from textual.app import App, ComposeResult  # noqa: E402
-from textual.widgets import Static  # noqa: E402
-
-from curator.app import CuratorApp  # noqa: E402
-from curator.config import Config  # noqa: E402
-from curator.screens.review import ReviewScreen  # noqa: E402
-from store import Message, Store, Tag, Tool, Toolset, Trajectory  # noqa: E402
+from curator.app import CuratorApp
+from curator.config import Config
+from curator.screens.review import ReviewScreen
+from store import Message, Store, Tag, Tool, Toolset, Trajectory
 
 TOOLSET = Toolset("bench", [
     Tool("getWeatherForecast", "Forecast for a city.",

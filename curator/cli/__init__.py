@@ -82,7 +82,7 @@ def cli(ctx: click.Context, db: str, config: str | None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors are one line on stderr and a non-zero exit, never a traceback."""
     try:
-        cli.main(args=argv, prog_name="curator", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="curator", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
@@ -100,3 +100,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
+    if isinstance(code, int) and code:
+        sys.exit(code)

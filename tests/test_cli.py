@@ -1,0 +1,36 @@
+"""The `curator` command as a whole: its subcommands, exit codes, and the README's promises."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+from curator.cli import LAZY_COMMANDS
+
+
+def curator(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "curator", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=120)
+
+
+def test_help_lists_every_subcommand_and_the_readme_documents_each():
+    out = curator("--help").stdout
+    readme = (REPO / "README.md").read_text()
+    for name in LAZY_COMMANDS:
+        assert f"  {name}" in out, f"{name} missing from curator --help"
+        assert f"curator {name}" in readme, f"README does not document curator {name}"
+
+
+def test_a_failed_training_run_fails_the_command(tmp_path):
+    result = curator("--db", str(tmp_path / "c.db"), "train", "sft", "--data", str(tmp_path / "missing.jsonl"),
+                     "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    command = 'pip install torch==2.13.0 && pip install -e ".[train,dev]" && pytest -q'
+    assert command in readme and command in ci
