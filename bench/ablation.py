@@ -21,8 +21,8 @@ cannot train on in minutes.
 Hyperparameters are fixed in ``FULL`` and written into the report. They were
 chosen once, on the plain arm alone (seed 0, 100 gold items), before any other
 arm was trained: 2 layers × 128 beat 3 and 4 layers at equal wall time, and 900
-steps (≈1.8 epochs) is what a run can do in ≈3 minutes of the 2-core machine
-(two 1-thread runs at a time, ≈6 minutes each). The report (``bench/ablation.md``) is regenerated on each full
+steps (≈1.8 epochs) aims at ≈3 minutes of the 2-core machine per run (two
+1-thread runs at a time, ≈6 minutes each; more when other jobs load the CPU). The report (``bench/ablation.md``) is regenerated on each full
 run; whatever follows its ``## Reading`` heading is kept.
 """
 from __future__ import annotations
@@ -38,26 +38,28 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from curator.flagging import flag_all  # noqa: E402
-from curator.sim import SimConfig, Simulation  # noqa: E402
-from curator.sim.gold import gold_items  # noqa: E402
-from curator.sim.toolsets import EVERYDAY, demo_toolset  # noqa: E402
-from store import GoldItem, Store, Toolset  # noqa: E402
-from store.formats.jsonl import export_jsonl  # noqa: E402
-from store.toolcalls import ToolCall, Toolbox, judge  # noqa: E402
+from curator.flagging import flag_all
+from curator.sim import SimConfig, Simulation
+from curator.sim.gold import gold_items
+from curator.sim.toolsets import EVERYDAY, demo_toolset
+from store import GoldItem, Store, Toolset
+from store.formats.jsonl import export_jsonl
+from store.toolcalls import Toolbox, ToolCall, judge
 
 REPORT = Path(__file__).with_name("ablation.md")
 READING = "## Reading"
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
@@ -250,7 +252,8 @@ def run_job(job: Job) -> dict[str, Any]:
 
 def train(job: Job) -> dict[str, Any]:
     from training.runs import RunRecorder
-    from training.sft import SFTConfig, train as sft_train
+    from training.sft import SFTConfig
+    from training.sft import train as sft_train
     from training.tiny import TinyConfig
 
     s = job.setup
@@ -267,7 +270,8 @@ def train(job: Job) -> dict[str, Any]:
 
 def evaluate(job: Job) -> dict[str, float]:
     """TS / PI / CF and error rates through ``training.evaluate``; repeats of planted mistakes by signature."""
-    from training.evaluate import EvalConfig, LocalModel, gold_items as load_gold, score
+    from training.evaluate import EvalConfig, LocalModel, score
+    from training.evaluate import gold_items as load_gold
 
     items = load_gold(job.gold, None)
     config = EvalConfig(model=str(Path(job.output) / "model"), max_new_tokens=job.setup.max_new_tokens,
@@ -332,22 +336,27 @@ def results_table(results: Sequence[Mapping[str, Any]]) -> str:
 
 
 def delta_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """Each arm minus plain SFT on the same seed (same initial weights and data order), mean ± std."""
+    """Each arm minus plain SFT on the same seed (same initial weights and data order), mean ± std;
+    then the arm's mean TS and CF as a ratio of plain SFT's (none when plain's is under 1%)."""
     arms = by_arm(results)
     base = {r["seed"]: r for r in arms.get(ARMS[0].name, [])}
     keys = [k for k, _, _ in COLUMNS]
-    head = "| arm − plain | " + " | ".join(title for _, title, _ in COLUMNS) + " | CF ratio |"
-    rule = "|---|" + "---:|" * (len(COLUMNS) + 1)
+    head = "| arm − plain | " + " | ".join(title for _, title, _ in COLUMNS) + " | TS ratio | CF ratio |"
+    rule = "|---|" + "---:|" * (len(COLUMNS) + 2)
     rows = []
     for arm, runs in list(arms.items())[1:]:
         paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
         if not paired:
             continue
-        deltas = [cell([r[k] - b[k] for r, b in paired]) for k in keys]
-        cf_base = statistics.fmean(b["cf"] for _, b in paired)
-        ratio = statistics.fmean(r["cf"] for r, _ in paired) / cf_base if cf_base else float("nan")
-        rows.append(f"| {arm} | " + " | ".join(_signed(d) for d in deltas) + f" | {ratio:.2f}× |")
+        deltas = [_signed(cell([r[k] - b[k] for r, b in paired])) for k in keys]
+        ratios = [_ratio([r[k] for r, _ in paired], [b[k] for _, b in paired]) for k in ("ts", "cf")]
+        rows.append(f"| {arm} | " + " | ".join(deltas + ratios) + " |")
     return "\n".join([head, rule, *rows])
+
+
+def _ratio(values: Sequence[float], base: Sequence[float]) -> str:
+    mean_base = statistics.fmean(base)
+    return f"{statistics.fmean(values) / mean_base:.2f}×" if mean_base >= 0.01 else "–"
 
 
 def _signed(text: str) -> str:
@@ -369,36 +378,36 @@ def setup_text(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mappin
     kinds = ", ".join(f"{k} {v}" for k, v in stats["planted_kinds"].items())
     tags = ", ".join(f"{k} {v}" for k, v in stats["auto_tags"].items())
     return "\n".join([
-        f"- Toolset: `{setup.toolset}` (25 tools; shared prefixes getWeather*, getWord*, getBook*, getExchangeRate*, "
-        "searchBooks*, *CalendarEvent*).",
-        f"- Training data: {stats['trajectories']} scripted trajectories (sim seed {setup.sim_seed}, "
+        (f"- Toolset: `{setup.toolset}` (25 tools; shared prefixes getWeather*, getWord*, getBook*, getExchangeRate*, "
+        "searchBooks*, *CalendarEvent*)."),
+        (f"- Training data: {stats['trajectories']} scripted trajectories (sim seed {setup.sim_seed}, "
         f"{stats['complete']} complete, simulated in {stats['sim_seconds']} s), {stats['calls']} assistant calls, "
         f"{stats['planted']} of them planted mistakes ({stats['planted'] / stats['calls']:.1%}; error_rate "
-        f"{setup.error_rate}), each followed by a recovery. Planted: {kinds}.",
-        f"- Auto-flagged and all accepted: {stats['masked_calls']} calls masked by MAE "
+        f"{setup.error_rate}), each followed by a recovery. Planted: {kinds}."),
+        (f"- Auto-flagged and all accepted: {stats['masked_calls']} calls masked by MAE "
         f"({stats['masked_calls'] / stats['calls']:.1%} of calls). Auto tags: {tags}. The "
         f"{stats['planted_kinds'].get('wrong_tool', 0)} planted wrong-tool calls are valid calls to a real tool: the "
-        "executor answers them, nothing flags them, and they stay in the loss in every arm.",
-        f"- Held-out: {gold} single-step gold items (gold seed {setup.gold_seed}); no gold request text occurs "
-        "anywhere in the training data (asserted).",
-        f"- Tokens: {tokens['mean']:.0f} per trajectory on average ({tokens['trainable']:.0f} assistant tokens), "
+        "executor answers them, nothing flags them, and they stay in the loss in every arm."),
+        (f"- Held-out: {gold} single-step gold items (gold seed {setup.gold_seed}); no gold request text occurs "
+        "anywhere in the training data (asserted)."),
+        (f"- Tokens: {tokens['mean']:.0f} per trajectory on average ({tokens['trainable']:.0f} assistant tokens), "
         "chat template: the tiny ChatML with the tools block cut to a line of tool names (the toolset never changes, "
-        "so its JSON schemas carry nothing a model trained from scratch could use).",
-        f"- Model: tiny Llama trained from scratch (full fine-tune, no LoRA): {json.dumps(setup.tiny)}, "
-        f"{tokens['params'] / 1e6:.2f} M parameters, tokenizer trained on the data.",
-        f"- Training: {setup.max_steps} steps × batch {setup.batch_size} "
+        "so its JSON schemas carry nothing a model trained from scratch could use)."),
+        (f"- Model: tiny Llama trained from scratch (full fine-tune, no LoRA): {json.dumps(setup.tiny)}, "
+        f"{tokens['params'] / 1e6:.2f} M parameters, tokenizer trained on the data."),
+        (f"- Training: {setup.max_steps} steps × batch {setup.batch_size} "
         f"({setup.max_steps * setup.batch_size / stats['trajectories']:.2f} epochs), AdamW lr {setup.learning_rate}, "
         f"linear decay, warm-up {setup.warmup:.0%}; seeds {', '.join(map(str, setup.seeds))} (a seed fixes the "
         "initial weights and the data order, the same in every arm). Arms: plain SFT = every assistant weight 1 "
         "(`--no-mae --w-max 1`); MAE = flagged calls weight 0; PKT = key tokens of tool names × "
-        "clip(|non-key|/|key|, 1, 9).",
-        f"- Evaluation: greedy decoding, at most {setup.max_new_tokens} new tokens; TS / PI / CF and error codes from "
+        "clip(|non-key|/|key|, 1, 9)."),
+        (f"- Evaluation: greedy decoding, at most {setup.max_new_tokens} new tokens; TS / PI / CF and error codes from "
         "`store.toolcalls.judge`. \"repeats planted …\": the prediction makes a mistake that the training data "
         "planted for the same gold tool: the same sibling tool (wrong tool, which the auto-flagger cannot see, so "
         "it stays in the loss in every arm), or the same hallucinated tool, hallucinated or missing parameter or "
-        "invalid value (other; these are flagged and masked by MAE).",
-        f"- Hardware: {setup.jobs} runs at a time, {setup.threads} torch thread each, on a 2-core CPU shared with "
-        "other developers' jobs (times vary with their load).",
+        "invalid value (other; these are flagged and masked by MAE)."),
+        (f"- Hardware: {setup.jobs} runs at a time, {setup.threads} torch thread each, on a 2-core CPU shared with "
+        "other developers' jobs (times vary with their load)."),
     ])
 
 
@@ -408,17 +417,17 @@ def report(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mapping[st
         f"{READING}\n\n(to be written after looking at the numbers)\n")
     return "\n\n".join([
         "# MAE / PKT ablation (TL-Training Table 5, in miniature)",
-        "Generated by `python -m bench.ablation` (bench/ablation.py). All numbers are percentages of the held-out "
+        ("Generated by `python -m bench.ablation` (bench/ablation.py). All numbers are percentages of the held-out "
         "gold items, mean ± sample std over seeds. TS, PI, CF: higher is better; every other column is an error "
-        "rate: lower is better.",
+        "rate: lower is better."),
         "## Results", results_table(results),
-        "Paired by seed (same initial weights and data order), each arm minus plain SFT, in percentage points; "
-        "CF ratio = mean CF of the arm / mean CF of plain SFT:",
+        ("Paired by seed (same initial weights and data order), each arm minus plain SFT, in percentage points; "
+        "TS / CF ratio = the arm's mean / plain SFT's mean (– when plain's is under 1%):"),
         delta_table(results),
         "## Time",
-        f"Whole benchmark: {seconds / 60:.0f} min wall ({len(results)} runs, {setup.jobs} at a time). Each run has "
+        (f"Whole benchmark: {seconds / 60:.0f} min wall ({len(results)} runs, {setup.jobs} at a time). Each run has "
         f"one core; with {setup.jobs} runs sharing the 2-core machine, a run costs the machine "
-        f"1/{setup.jobs} of its wall time.",
+        f"1/{setup.jobs} of its wall time."),
         time_table(results),
         "## Setup", setup_text(setup, stats, gold, tokens),
         reading.rstrip() + "\n",
@@ -469,11 +478,16 @@ def main(argv: list[str] | None = None) -> int:
                                          "full run, the workdir for --smoke)")
     parser.add_argument("--arms", help="comma-separated subset of arms, e.g. 'plain SFT,+PKT'")
     parser.add_argument("--seeds", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--steps", type=int, help="training steps per run (default %d)" % FULL.max_steps)
+    parser.add_argument("--steps", type=int, help=f"training steps per run (default {FULL.max_steps})")
     parser.add_argument("--trajectories", type=int)
     parser.add_argument("--gold", type=int)
     parser.add_argument("--jobs", type=int, help="runs in parallel (default 2, one torch thread each)")
+    parser.add_argument("--render", metavar="WORKDIR", help="only print the tables and rewrite the report of a "
+                                                          "finished run from its WORKDIR/" + "run.json")
     args = parser.parse_args(argv)
+    if args.render:
+        render(json.loads((Path(args.render) / RUN_FILE).read_text()), Path(args.report) if args.report else REPORT)
+        return 0
 
     setup = SMOKE if args.smoke else FULL
     overrides = {"max_steps": args.steps, "trajectories": args.trajectories, "gold": args.gold, "jobs": args.jobs,
@@ -492,18 +506,27 @@ def main(argv: list[str] | None = None) -> int:
     tokens = token_stats(Path(jobs[0].data), Path(jobs[0].template), setup)
     results = run_jobs(jobs, setup.jobs)
     (work / "results.json").write_text(json.dumps(results, indent=2))
+    seconds = time.perf_counter() - started
+    run = {"setup": dataclasses.asdict(setup), "stats": stats, "gold": gold, "tokens": tokens, "results": results,
+           "seconds": seconds}
+    (work / RUN_FILE).write_text(json.dumps(run, indent=2))
+    render(run, Path(args.report) if args.report else (work / "ablation.md" if args.smoke else REPORT))
+    return 0
+
+
+def render(run: Mapping[str, Any], out: Path) -> None:
+    """Print the tables of a finished run and write its report (keeping the report's reading)."""
+    setup = Setup(**{**run["setup"], "seeds": tuple(run["setup"]["seeds"])})
+    results = run["results"]
     print()
     print(results_table(results))
     print()
     print(delta_table(results))
     print()
     print(time_table(results))
-    out = Path(args.report) if args.report else (work / "ablation.md" if args.smoke else REPORT)
     previous = out.read_text() if out.exists() else None
-    seconds = time.perf_counter() - started
-    out.write_text(report(setup, stats, gold, tokens, results, seconds, previous))
-    print(f"\nreport: {out}  (total {seconds:.0f} s)")
-    return 0
+    out.write_text(report(setup, run["stats"], run["gold"], run["tokens"], results, run["seconds"], previous))
+    print(f"\nreport: {out}  (total {run['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

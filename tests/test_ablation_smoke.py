@@ -20,7 +20,7 @@ def test_ablation_smoke_runs_the_whole_pipeline(tmp_path: Path):
     work = tmp_path / "work"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "bench.ablation", "--smoke", "--workdir", str(work)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((work / "results.json").read_text())
     assert sorted(r["arm"] for r in results) == ["+MAE", "+MAE+PKT", "+PKT", "plain SFT"]
