@@ -93,7 +93,7 @@ def test_a_snapshot_of_nothing_is_refused_and_leaves_nothing(tmp_path: Path) -> 
 def test_train_args_from_the_train_table() -> None:
     settings = TrainConfig(base_model="tiny", max_steps=0, epochs=2.0, lora_rank=4, w_max=1.0, mae=False)
     assert train_args("sft", settings) == ["--base-model", "tiny", "--max-steps", "-1", "--epochs", "2.0", "--lora-r",
-                                           "4", "--lr", "0.0002", "--w-max", "1.0", "--no-mae"]
+                                           "4", "--lr", "0.005", "--w-max", "1.0", "--no-mae"]
     assert "--lr" not in train_args("dpo", settings) and "--w-max" not in train_args("dpo", settings)
     assert train_args("grpo", settings, lr=1e-6)[-2:] == ["--lr", "1e-06"]
 

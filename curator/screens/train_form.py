@@ -24,6 +24,7 @@ FIELDS = [
     ("base_model", "base model", "text"),
     ("epochs", "epochs", "number"),
     ("max_steps", "max steps", "integer"),
+    ("learning_rate", "learning rate (SFT)", "number"),
     ("lora_rank", "LoRA rank", "integer"),
     ("w_max", "w_max (PKT)", "number"),
 ]
@@ -87,10 +88,11 @@ class TrainForm(ModalScreen[TrainChoice | None]):
                 self.settings, algorithm=str(self.query_one("#algorithm", Select).value),
                 base_model=value["base_model"], epochs=float(value["epochs"]), max_steps=int(value["max_steps"]),
                 lora_rank=int(value["lora_rank"]), w_max=float(value["w_max"]),
+                learning_rate=float(value["learning_rate"]),
                 mae=self.query_one("#mae", Checkbox).value,
             )
         except ValueError:
-            self.query_one("#problem", Static).update("Not started — epochs, max steps, rank and w_max are numbers")
+            self.query_one("#problem", Static).update("Not started — epochs, max steps, learning rate, rank and w_max are numbers")
             return
         problem = _problem(settings)
         if problem:
@@ -108,4 +110,6 @@ def _problem(settings: TrainConfig) -> str | None:
         return "the LoRA rank is at least 1"
     if settings.w_max < 1:
         return "w_max is at least 1"
+    if settings.learning_rate <= 0:
+        return "the learning rate is above 0"
     return None
