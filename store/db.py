@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "curator.db"
 #: Review filters accepted by exports and queries; "pending" means no current decision.
 REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "all")
-_FILTER_DECISION = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
+#: Review filter -> the current decision it selects (``None``: no decision yet); "all" selects any.
+FILTER_DECISION = {"accepted": "accept", "rejected": "reject", "skipped": "skip", "pending": None}
 _PAGE = 500
 M = TypeVar("M")
 
@@ -602,19 +603,26 @@ def _check(value: Any, allowed: Sequence[Any], what: str) -> None:
         raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
+def review_clause(review: str, column: str) -> tuple[str | None, list[Any]]:
+    """The SQL condition a review filter puts on ``column`` (a current decision), or None for "all"."""
+    _check(review, REVIEW_FILTERS, "review filter")
+    if review == "all":
+        return None, []
+    decision = FILTER_DECISION[review]
+    return (f"{column} IS NULL", []) if decision is None else (f"{column} = ?", [decision])
+
+
 def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
     """SQL selecting trajectory ids by status and review filter, in insertion order."""
-    _check(review, REVIEW_FILTERS, "review filter")
     clauses, params = [], []
     if status is not None:
         _check(status, STATUSES, "status")
         clauses.append("t.status = ?")
         params.append(status)
-    if review == "pending":
-        clauses.append("d.decision IS NULL")
-    elif review != "all":
-        clauses.append("d.decision = ?")
-        params.append(_FILTER_DECISION[review])
+    condition, values = review_clause(review, "d.decision")
+    if condition:
+        clauses.append(condition)
+        params += values
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     join = "LEFT JOIN review_state d ON d.trajectory_id = t.id" if review != "all" else ""
     return f"SELECT t.id FROM trajectories t {join} {where} ORDER BY t.rowid", params

@@ -13,14 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .db import FTS_ROWIDS, REVIEW_FILTERS, Store
+from .db import FILTER_DECISION, FTS_ROWIDS, REVIEW_FILTERS, Store, review_clause
 from .records import STATUSES
 from .taxonomy import check_code
 
 #: Queue orders: "queue" is oldest first (review), "newest" is newest first (watch). Both are
 #: rowid orders, so a row keeps its place while its trajectory grows.
 ORDERS = {"queue": "t.rowid ASC", "newest": "t.rowid DESC"}
-_DECISION_OF_FILTER = {"accepted": "accept", "rejected": "reject", "skipped": "skip"}
 
 
 @dataclass(frozen=True)
@@ -54,7 +53,7 @@ class QueueFilter:
         """Whether a trajectory with this current decision passes the filter's decision part."""
         if self.review == "all":
             return True
-        return decision == (None if self.review == "pending" else _DECISION_OF_FILTER[self.review])
+        return decision == FILTER_DECISION[self.review]
 
 
 @dataclass(frozen=True)
@@ -151,11 +150,10 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
     if queue.status:
         clauses.append("t.status = ?")
         params.append(queue.status)
-    if queue.review == "pending":
-        clauses.append("s.decision IS NULL")
-    elif queue.review != "all":
-        clauses.append("s.decision = ?")
-        params.append(_DECISION_OF_FILTER[queue.review])
+    condition, values = review_clause(queue.review, "s.decision")
+    if condition:
+        clauses.append(condition)
+        params += values
     if queue.toolset:
         clauses.append("t.toolset = ?")
         params.append(queue.toolset)
