@@ -159,6 +159,13 @@ def test_export_or_stats_of_a_missing_store_does_not_create_one(tmp_path, capsys
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_first_import_leaves_no_store_behind(tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "x.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}, [1, 2]])
+    code, _, err = run(capsys, "--db", str(tmp_path / "new.db"), "import", str(bad))
+    assert code == 1 and "x.jsonl:2: expected a JSON object" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]
+
+
 def test_the_console_script_reports_bad_input_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "curator", "--db", str(tmp_path / "s.db"), "import", str(tmp_path / "gone.jsonl")],

@@ -1,8 +1,10 @@
 """`curator import`, `curator export`, `curator stats`: data in and out of the store."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,20 @@ class OneLineChoice(click.Choice):
         except click.BadParameter:
             option = max(param.opts, key=len) if param else "value"
             raise CuratorError(f"{option} {value!r}: unknown; choose one of {', '.join(self.choices)}") from None
+
+
+@contextlib.contextmanager
+def removed_on_failure_if_new(db: Path) -> Iterator[None]:
+    """Delete the store file (and its WAL side files) again when the import that created it fails: a failed
+    first import leaves no empty store behind."""
+    new = not db.exists()
+    try:
+        yield
+    except BaseException:
+        if new:
+            for path in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+                path.unlink(missing_ok=True)
+        raise
 
 
 def _format(given: str | None, path: Path, suffixes: dict[str, str]) -> str:
@@ -63,7 +79,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
         raise InputError(str(file), "is a directory, not a file" if file.is_dir() else "no such file")
     db = ctx.obj["db"]
     try:
-        with Store.open(db) as store:
+        with removed_on_failure_if_new(Path(db)), Store.open(db) as store:
             summary = IMPORTERS[fmt](store, file)
             flags = flag_all(store, mask_policy(ctx.obj.get("config")), summary.unflagged)
     except sqlite3.Error as exc:  # e.g. the store is locked by a long writer: nothing was imported
