@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, OptionList, Select, Static, TextArea
-from tui_fixtures import make_store, screen_text, wait_until
+from tui_fixtures import WEATHER, call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
 from curator.config import Config
@@ -164,6 +164,34 @@ async def test_e_saves_only_a_call_the_schema_accepts(store: Store) -> None:
         assert "✎ corrected → getWeatherForecast" in conversation_text(app)
         await pilot.press("k", "e")  # a user message has no call
         assert isinstance(app.screen, ReviewScreen)
+
+
+async def test_e_walks_every_call_of_a_message_and_saves_them_as_one_correction(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "two.db") as store:
+        store.add_toolset(WEATHER)
+        store.insert_trajectories([Trajectory("two", "weather", "Two cities", "complete", messages=[
+            Message("user", "Forecasts for Oslo and Lima?"),
+            Message("assistant", None, tool_calls=[call("c1", "getWeatherForecast", {"city": "Oslo", "days": 2}),
+                                                   call("c2", "getWeatherForecst", {"city": "Lima", "days": 2})]),
+        ])])
+        app = review_app(store)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, app)
+            await pilot.press("j", "e")  # from the user's request to the assistant's two calls
+            assert "call 1 of 2" in screen_text(app)
+            await pilot.press("escape")  # the first call is right: kept as it is
+            editor = app.screen
+            assert isinstance(editor, CallEditor) and "call 2 of 2" in screen_text(app)
+            assert editor.query_one("#name", Input).value == "getWeatherForecst"
+            editor.query_one("#name", Input).value = "getWeatherForecast"
+            await pilot.press("ctrl+s")
+            assert isinstance(app.screen, ReviewScreen)
+            [correction] = store.corrections("two")
+            assert [(c["id"], c["function"]["name"], json.loads(c["function"]["arguments"])["city"])
+                    for c in correction.tool_calls] == [("c1", "getWeatherForecast", "Oslo"),
+                                                        ("c2", "getWeatherForecast", "Lima")]
+            await pilot.press("e", "escape", "escape")  # nothing changed: no second correction
+            assert isinstance(app.screen, ReviewScreen) and len(store.corrections()) == 1
 
 
 async def test_n_adds_a_note_on_the_message(store: Store) -> None:

@@ -19,15 +19,20 @@ class CallEditor(ModalScreen[ToolCall | None]):
         Binding("escape", "dismiss(None)", "Cancel"),
     ]
 
-    def __init__(self, name: str, arguments: str, call_id: str | None, toolbox: Toolbox) -> None:
-        """``arguments`` is the JSON text as the model wrote it (it may not parse: that is often the fix)."""
+    def __init__(self, name: str, arguments: str, call_id: str | None, toolbox: Toolbox,
+                 position: tuple[int, int] = (1, 1)) -> None:
+        """``arguments`` is the JSON text as the model wrote it (it may not parse: that is often the fix);
+        ``position`` is (this call, calls in the message)."""
         super().__init__()
         self.tool_name, self.arguments, self.call_id = name, arguments, call_id
         self.toolbox = toolbox
+        self.position = position
 
     def compose(self) -> ComposeResult:
+        number, total = self.position
+        which, keep = (f"call {number} of {total}", "keeps it as it is") if total > 1 else ("the call", "cancels")
         with Vertical(classes="dialog", id="call-editor"):
-            yield Label("Correct the call — Ctrl+S saves (checked against the schema), Esc cancels",
+            yield Label(f"Correct {which} — Ctrl+S saves (checked against the schema), Esc {keep}",
                         classes="dialog-title")
             yield Input(self.tool_name, placeholder="tool name", id="name",
                         suggester=SuggestFromList(self.toolbox.names, case_sensitive=True))

@@ -187,21 +187,34 @@ class ReviewScreen(StoreScreen):
             return
         correction = shown.corrections.get(index)
         calls = list(correction.tool_calls if correction else message.tool_calls or [])  # as last corrected
-        first = calls[0] if calls else {}
-        function = first.get("function") or {}
-        arguments = function.get("arguments") or "{}"
+        self._edit_calls(trajectory_id, index, calls or [{}], Toolbox(toolset.openai_tools()))
 
-        def save(call: ToolCall | None) -> None:
-            if call is None:
-                return
-            fixed = [call.to_openai(), *calls[1:]]
-            self.store.add_correction(Correction(trajectory_id, index, fixed, annotator=self.annotator))
-            self._show(trajectory_id)
-            self.notify(f"Saved the correction of message #{index}.")
+    def _edit_calls(self, trajectory_id: str, index: int, calls: list[dict], toolbox: Toolbox) -> None:
+        """One editor per call, in order; Esc keeps a call as it is. One correction holds every call once
+        the last is done, and only when one of them changed (an empty ``{}`` is a call to add)."""
+        fixed: list[dict] = []
 
-        editor = CallEditor(str(function.get("name") or ""), pretty_json(arguments) if isinstance(arguments, str)
-                            else json.dumps(arguments, indent=2), first.get("id"), Toolbox(toolset.openai_tools()))
-        self.app.push_screen(editor, save)
+        def edit(position: int) -> None:
+            function = calls[position].get("function") or {}
+            arguments = function.get("arguments") or "{}"
+            text = pretty_json(arguments) if isinstance(arguments, str) else json.dumps(arguments, indent=2)
+            editor = CallEditor(str(function.get("name") or ""), text, calls[position].get("id"), toolbox,
+                                position=(position + 1, len(calls)))
+            self.app.push_screen(editor, lambda call: done(position, call))
+
+        def done(position: int, call: ToolCall | None) -> None:
+            if call is not None:
+                fixed.append(call.to_openai())
+            elif calls[position]:
+                fixed.append(calls[position])
+            if position + 1 < len(calls):
+                edit(position + 1)
+            elif fixed != [c for c in calls if c]:
+                self.store.add_correction(Correction(trajectory_id, index, fixed, annotator=self.annotator))
+                self._show(trajectory_id)
+                self.notify(f"Saved the correction of message #{index}.")
+
+        edit(0)
 
     def action_note(self) -> None:
         """`n`: a free-text note on the message."""
