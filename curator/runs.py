@@ -118,7 +118,7 @@ def train_args(algorithm: str, settings: TrainConfig, lr: float | None = None) -
     args = ["--base-model", settings.base_model, "--max-steps", str(max_steps), "--epochs", str(settings.epochs),
             "--lora-r", str(settings.lora_rank)]
     if lr is None and algorithm == "sft":
-        lr = settings.learning_rate
+        lr = settings.sft_learning_rate
     if lr is not None:
         args += ["--lr", str(lr)]
     if algorithm == "sft":

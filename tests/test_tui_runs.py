@@ -18,11 +18,13 @@ from tui_fixtures import STAMP, call, make_store, screen_text, wait_until
 import store.db
 from curator.app import CuratorApp
 from curator.config import Config, TrainConfig
+from curator.config import load as load_config
 from curator.runs import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
                           rerun, start_run, train_args)
 from curator.screens.runs import RunsScreen
 from curator.widgets.runs import LossCurve
 from store import Message, Store, Trajectory
+from store.errors import InputError
 
 RUN_TIMEOUT = 90.0
 
@@ -96,6 +98,20 @@ def test_train_args_from_the_train_table() -> None:
                                            "4", "--lr", "0.005", "--w-max", "1.0", "--no-mae"]
     assert "--lr" not in train_args("dpo", settings) and "--w-max" not in train_args("dpo", settings)
     assert train_args("grpo", settings, lr=1e-6)[-2:] == ["--lr", "1e-06"]
+
+
+def test_the_sft_learning_rate_follows_the_base_model_unless_the_config_sets_one(tmp_path: Path) -> None:
+    def lr(settings: TrainConfig) -> str:
+        args = train_args("sft", settings)
+        return args[args.index("--lr") + 1]
+
+    assert (lr(TrainConfig(base_model="tiny")), lr(TrainConfig(base_model="Qwen/Qwen2.5-0.5B-Instruct"))) == (
+        "0.005", "0.0002")
+    (tmp_path / "curator.toml").write_text('[train]\nbase_model = "org/model"\nlearning_rate = 1e-3\n')
+    assert lr(load_config(tmp_path / "curator.toml").train) == "0.001"
+    (tmp_path / "curator.toml").write_text('[train]\nlearning_rate = "fast"\n')
+    with pytest.raises(InputError, match="train.learning_rate.*must be float, got 'fast'"):
+        load_config(tmp_path / "curator.toml")
 
 
 def test_a_process_is_a_run_only_when_its_command_line_names_the_run() -> None:

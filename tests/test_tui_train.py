@@ -51,6 +51,11 @@ def app_on(store: Store, tmp_path: Path, train: TrainConfig | None = None) -> Cu
     return CuratorApp(store, config, screen="review", annotator="ann")
 
 
+def run_arg(store: Store, run_id: str, option: str) -> str:
+    argv = store.run(run_id).config["argv"]
+    return argv[argv.index(option) + 1]
+
+
 def status(store: Store, run_id: str) -> str | None:
     run = store.run(run_id)
     return run.status if run else None
@@ -75,6 +80,8 @@ async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: 
         run_id = await start_from_dialog(pilot, app, store, max_steps="3", lora_rank="4")
         saved = tomllib.loads((tmp_path / "curator.toml").read_text())
         assert saved["train"]["max_steps"] == 3 and saved["train"]["lora_rank"] == 4
+        assert "learning_rate" not in saved["train"]  # the base model's default is not pinned
+        assert run_arg(store, run_id, "--lr") == "0.005"
         assert saved["flag"]["mask_instability"] is True
 
         run = store.run(run_id)
@@ -149,6 +156,25 @@ async def test_t_on_the_runs_screen_opens_the_dialog_again_with_the_remembered_c
         assert app.screen.query_one("#algorithm", Select).value == "grpo"
         await pilot.press("escape")
         assert isinstance(app.screen, RunsScreen) and store.runs() == []
+
+
+async def test_the_learning_rate_follows_the_base_model_until_the_user_sets_one(tmp_path: Path) -> None:
+    store = accepted_store(tmp_path)
+    app = app_on(store, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("T")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainForm))
+        base, rate = app.screen.query_one("#base_model", Input), app.screen.query_one("#learning_rate", Input)
+        assert rate.value == "0.005"
+        base.value = "org/model"
+        await pilot.pause()
+        assert rate.value == "0.0002"
+        rate.value = "1e-4"
+        base.value = "tiny"
+        await pilot.pause()
+        assert rate.value == "1e-4"  # chosen by the user: kept
+        await pilot.press("escape")
+        assert store.runs() == []
 
 
 @pytest.mark.parametrize("field, value, problem", [

@@ -10,7 +10,7 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from curator.config import TrainConfig
+from curator.config import TrainConfig, default_learning_rate
 
 ALGORITHMS = [
     ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
@@ -64,19 +64,30 @@ class TrainForm(ModalScreen[TrainChoice | None]):
                              allow_blank=False, compact=True, id="algorithm")
                 for name, label, kind in FIELDS:
                     yield Label(label)
-                    value = getattr(s, name)
+                    value = s.sft_learning_rate if name == "learning_rate" else getattr(s, name)
                     yield Input(f"{value:g}" if isinstance(value, float) else str(value), type=kind, compact=True,
                                 id=name)
             yield EnterCheckbox("MAE: leave masked calls out of the SFT loss", s.mae, compact=True, id="mae")
             yield EnterCheckbox("mask tool instability (calls that failed for reasons outside the call)",
                                 self.mask_instability, compact=True, id="mask_instability")
             yield Static("tiny: a small offline model for demos · max steps 0: the epochs decide · w_max 1: no PKT\n"
+                         "learning rate: 5e-3 suits tiny, 2e-4 a pretrained base (it follows the base model)\n"
                          "Saved to [train] and [flag] mask_instability in the config file.", markup=False,
                          classes="dim")
             yield Static(id="problem")
 
     def on_mount(self) -> None:
         self.query_one("#base_model", Input).focus()
+        self._base_model = self.settings.base_model
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        """A new base model brings its own learning rate, unless the field holds one the user chose."""
+        if event.input.id != "base_model":
+            return
+        rate = self.query_one("#learning_rate", Input)
+        if rate.value.strip() == f"{default_learning_rate(self._base_model):g}":
+            rate.value = f"{default_learning_rate(event.value.strip()):g}"
+        self._base_model = event.value.strip()
 
     def on_input_submitted(self) -> None:
         self.action_start()
@@ -88,7 +99,7 @@ class TrainForm(ModalScreen[TrainChoice | None]):
                 self.settings, algorithm=str(self.query_one("#algorithm", Select).value),
                 base_model=value["base_model"], epochs=float(value["epochs"]), max_steps=int(value["max_steps"]),
                 lora_rank=int(value["lora_rank"]), w_max=float(value["w_max"]),
-                learning_rate=float(value["learning_rate"]),
+                learning_rate=_chosen_rate(float(value["learning_rate"]), value["base_model"]),
                 mae=self.query_one("#mae", Checkbox).value,
             )
         except ValueError:
@@ -101,6 +112,11 @@ class TrainForm(ModalScreen[TrainChoice | None]):
         self.dismiss(TrainChoice(settings, self.query_one("#mask_instability", Checkbox).value))
 
 
+def _chosen_rate(rate: float, base_model: str) -> float | None:
+    """None (follow the base model) when the rate is the base model's default, so it is not pinned in the file."""
+    return None if rate == default_learning_rate(base_model) else rate
+
+
 def _problem(settings: TrainConfig) -> str | None:
     if not settings.base_model:
         return "name a base model (tiny for the small offline one)"
@@ -110,6 +126,6 @@ def _problem(settings: TrainConfig) -> str | None:
         return "the LoRA rank is at least 1"
     if settings.w_max < 1:
         return "w_max is at least 1"
-    if settings.learning_rate <= 0:
+    if settings.sft_learning_rate <= 0:
         return "the learning rate is above 0"
     return None
