@@ -8,7 +8,9 @@ weights → every trajectory is accepted and exported as JSONL → the tiny mode
 trained from scratch in four arms (plain SFT with every weight 1, +MAE, +PKT,
 +MAE+PKT), several seeds each → every model is evaluated on held-out single-step
 gold items whose requests never occur in the training data → TS / PI / CF and the
-rates of the planted error kinds in the predictions, mean ± std over seeds.
+rates of the planted error kinds in the predictions, and a likelihood probe (how
+much more probability each model gives the gold call than the same call with each
+kind of planted mistake), mean ± std over seeds.
 
 The chat template is the tiny model's ChatML with Hermes-style ``<tool_call>``
 blocks, except that its tools block (a paragraph of instructions and each
@@ -21,9 +23,11 @@ cannot train on in minutes.
 Hyperparameters are fixed in ``FULL`` and written into the report. They were
 chosen once, on the plain arm alone (seed 0, 100 gold items), before any other
 arm was trained: 2 layers × 128 beat 3 and 4 layers at equal wall time, and 900
-steps (≈1.8 epochs) aims at ≈3 minutes of the 2-core machine per run (two
-1-thread runs at a time, ≈6 minutes each; more when other jobs load the CPU). The report (``bench/ablation.md``) is regenerated on each full
-run; whatever follows its ``## Reading`` heading is kept.
+steps (≈1.8 epochs) aims at under 3 minutes of the 2-core machine per run (its CPU
+time over 2 cores, which the report's time table measures: two 1-thread runs at a
+time, each ≈5 minutes of wall time on an otherwise idle machine). The report
+(``bench/ablation.md``) is regenerated on each full run; whatever follows its
+``## Reading`` heading is kept.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -50,9 +55,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from curator.flagging import flag_all
-from curator.sim import SimConfig, Simulation
+from curator.sim import SimConfig, Simulation, mistakes
 from curator.sim.gold import gold_items
-from curator.sim.toolsets import EVERYDAY, demo_toolset
+from curator.sim.toolsets import EVERYDAY, SimToolset, demo_toolset
 from store import GoldItem, Store, Toolset
 from store.formats.jsonl import export_jsonl
 from store.toolcalls import Toolbox, ToolCall, judge
@@ -102,13 +107,35 @@ SMOKE = Setup(trajectories=24, gold=6, seeds=(0,), max_steps=2, batch_size=2, ma
               tiny={"vocab_size": 512, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
                     "num_attention_heads": 2, "num_key_value_heads": 1})
 
-#: (key, column title, judge code or metric); rates are shares of the gold items.
+@dataclass(frozen=True)
+class Column:
+    """One column of the report: ``code`` is the judge's error code a rate counts; ``scale`` 100 prints percent."""
+
+    key: str
+    title: str
+    code: str | None = None
+    scale: float = 100.0
+    digits: int = 1
+
+
+#: Behaviour under greedy decoding; rates are shares of the gold items.
 COLUMNS = (
-    ("ts", "TS", None), ("pi", "PI", None), ("cf", "CF", None),
-    ("wrong_tool", "wrong tool", "wrong_tool"), ("tool_hallucination", "halluc. tool", "tool_hallucination"),
-    ("param_hallucination", "halluc. param", "param_hallucination"), ("param_missing", "missing param", "param_missing"),
-    ("parse_error", "parse error", None), ("no_call", "no call", None),
-    ("repeats_wrong_tool", "repeats planted wrong tool", None), ("repeats_other", "repeats other planted error", None),
+    Column("ts", "TS"), Column("pi", "PI"), Column("cf", "CF"),
+    Column("wrong_tool", "wrong tool", "wrong_tool"), Column("tool_hallucination", "halluc. tool", "tool_hallucination"),
+    Column("param_hallucination", "halluc. param", "param_hallucination"),
+    Column("param_missing", "missing param", "param_missing"),
+    Column("parse_error", "parse error"), Column("no_call", "no call"),
+    Column("repeats_wrong_tool", "repeats planted wrong tool"), Column("repeats_other", "repeats other planted error"),
+)
+
+#: The simulator's mistake kinds, made again on each held-out gold call for the likelihood probe.
+PROBE_KINDS = ("wrong_tool", "tool_hallucination", "param_hallucination", "param_missing", "param_invalid",
+               "tool_call_failure", "parse_error")
+#: Log-probability margins (nats) of the correct call over the same call with each kind of planted mistake, and
+#: the share of probes where the model gives the mistake the higher probability.
+PROBE_COLUMNS = (
+    *(Column(f"margin_{kind}", kind.replace("_", " "), scale=1.0, digits=2) for kind in PROBE_KINDS),
+    Column("prefers_flagged", "prefers a flagged kind"), Column("prefers_wrong_tool", "prefers the wrong tool"),
 )
 
 
@@ -139,9 +166,15 @@ def simulate(db: Path, setup: Setup) -> dict[str, Any]:
 
 
 def export(db: Path, out: Path) -> list[dict[str, Any]]:
+    """The accepted trajectories as JSONL, sorted by their messages: the store's ids are random and the
+    concurrent simulation finishes in varying order, so without this the data order, and with it every
+    model, would change from one run of the benchmark to the next (TS by up to 15 points on one seed)."""
     with Store.open(db) as store:
         export_jsonl(store, out)
-    return [json.loads(line) for line in out.read_text().splitlines()]
+    lines = out.read_text().splitlines()
+    records = sorted((json.loads(line) for line in lines), key=lambda r: json.dumps(r["messages"], sort_keys=True))
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return records
 
 
 def user_texts(messages: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -242,12 +275,13 @@ def run_job(job: Job) -> dict[str, Any]:
     out = Path(job.output)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "log.txt").open("w", buffering=1) as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         trained = train(job)
-        train_seconds = time.perf_counter() - started
+        train_seconds, train_cpu = time.perf_counter() - started, time.process_time() - cpu
         metrics = evaluate(job)
-    return {"arm": job.arm.name, "seed": job.seed, "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - started - train_seconds, **trained, **metrics}
+    return {"arm": job.arm.name, "seed": job.seed, "train_seconds": train_seconds, "train_cpu": train_cpu,
+            "eval_seconds": time.perf_counter() - started - train_seconds,
+            "eval_cpu": time.process_time() - cpu - train_cpu, **trained, **metrics}
 
 
 def train(job: Job) -> dict[str, Any]:
@@ -269,20 +303,22 @@ def train(job: Job) -> dict[str, Any]:
 
 
 def evaluate(job: Job) -> dict[str, float]:
-    """TS / PI / CF and error rates through ``training.evaluate``; repeats of planted mistakes by signature."""
+    """TS / PI / CF and error rates through ``training.evaluate``, repeats of planted mistakes by signature, and
+    the likelihood probe."""
     from training.evaluate import EvalConfig, LocalModel, score
     from training.evaluate import gold_items as load_gold
 
     items = load_gold(job.gold, None)
     config = EvalConfig(model=str(Path(job.output) / "model"), max_new_tokens=job.setup.max_new_tokens,
                         batch_size=job.setup.eval_batch_size, seed=job.seed)
-    generations = LocalModel(config).predict(items)
+    local = LocalModel(config)
+    generations = local.predict(items)
     metrics, records = score(items, generations)
     (Path(job.output) / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     out = {key: float(metrics[key]) for key in ("ts", "pi", "cf", "parse_error", "no_call", "reward")}
-    for key, _, code in COLUMNS:
-        if code:
-            out[key] = sum(code in r["codes"] for r in records) / len(records)
+    for column in COLUMNS:
+        if column.code:
+            out[column.key] = sum(column.code in r["codes"] for r in records) / len(records)
     repeated: Counter = Counter()
     boxes: dict[str, Toolbox] = {}
     for item, gen in zip(items, generations):
@@ -293,6 +329,74 @@ def evaluate(job: Job) -> dict[str, float]:
             repeated["other"] += bool(codes - {"wrong_tool"})
     out["repeats_wrong_tool"] = repeated["wrong_tool"] / len(items)
     out["repeats_other"] = repeated["other"] / len(items)
+    return {**out, **probe(local, items, job.setup)}
+
+
+# -- the likelihood probe --------------------------------------------------------------------------
+def probe_calls(items: Sequence[Any], toolset: SimToolset, seed: int) -> list[tuple[int, str, str, str]]:
+    """``(item index, kind, tool name, arguments text)``: each kind of planted mistake, made by the simulator's own
+    makers on each held-out gold call where the kind applies (a seeded draw, the same for every arm)."""
+    rng = random.Random(seed)
+    out = []
+    for index, item in enumerate(items):
+        call = item.calls[0]
+        for kind in PROBE_KINDS:
+            if kind == "parse_error":
+                out.append((index, kind, call.name, mistakes.parse_error(call, rng)))
+            elif (wrong := mistakes.MAKERS[kind](toolset, call, rng)) is not None:
+                out.append((index, kind, wrong.name, json.dumps(wrong.arguments, ensure_ascii=False)))
+    return out
+
+
+def probe(local: Any, items: Sequence[Any], setup: Setup) -> dict[str, float]:
+    """How much more probability the model gives each held-out gold call than the same call with a planted kind
+    of mistake: greedy decoding only shows the top choice, this shows what training did to the mistakes."""
+    toolset = SimToolset(demo_toolset(setup.toolset))
+    wrong = probe_calls(items, toolset, setup.gold_seed)
+    correct = [(i, c.name, json.dumps(c.arguments, ensure_ascii=False)) for i, c in
+               enumerate(item.calls[0] for item in items)]
+    texts = [_prompt_and_call(local.renderer, items[i], name, args) for i, name, args in correct]
+    texts += [_prompt_and_call(local.renderer, items[i], name, args) for i, _, name, args in wrong]
+    scores = completion_logprobs(local, texts, setup.eval_batch_size)
+    right, mistaken = scores[: len(correct)], scores[len(correct):]
+    margins: dict[str, list[float]] = {kind: [] for kind in PROBE_KINDS}
+    for (index, kind, _, _), score in zip(wrong, mistaken):
+        margins[kind].append(right[index] - score)
+    flagged = [m for kind, values in margins.items() if kind != "wrong_tool" for m in values]
+    return {**{f"margin_{kind}": statistics.fmean(values) for kind, values in margins.items() if values},
+            "prefers_flagged": sum(m < 0 for m in flagged) / len(flagged),
+            "prefers_wrong_tool": sum(m < 0 for m in margins["wrong_tool"]) / max(1, len(margins["wrong_tool"]))}
+
+
+def _prompt_and_call(renderer: Any, item: Any, name: str, arguments: str) -> tuple[str, str]:
+    message = {"role": "assistant", "content": None, "tool_calls": [mistakes.call_dict("call_0", name, arguments)]}
+    return renderer.prompt(item.messages, item.tools), renderer.completion(item.messages, message, item.tools)
+
+
+def completion_logprobs(local: Any, texts: Sequence[tuple[str, str]], batch_size: int) -> list[float]:
+    """The model's log-probability (nats) of each completion after its prompt, from one forward pass a batch."""
+    import torch
+
+    backend = local.tokenizer.backend_tokenizer
+    pad = local.tokenizer.pad_token_id or 0
+    out: list[float] = []
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        encoded = [backend.encode(prompt + completion, add_special_tokens=False) for prompt, completion in batch]
+        # the first token that ends inside the completion (it may straddle the prompt's last character)
+        firsts = [next(i for i, (_, end) in enumerate(e.offsets) if end > len(prompt))
+                  for e, (prompt, _) in zip(encoded, batch)]
+        width = max(len(e.ids) for e in encoded)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e.ids)] = torch.tensor(e.ids)
+            mask[row, : len(e.ids)] = 1
+        with torch.no_grad():
+            logits = local.model(input_ids=ids.to(local.device), attention_mask=mask.to(local.device)).logits
+        token_logp = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None].to(local.device))
+        out += [float(token_logp[row, first - 1 : len(e.ids) - 1].sum())
+                for row, (e, first) in enumerate(zip(encoded, firsts))]
     return out
 
 
@@ -316,9 +420,9 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def cell(values: Sequence[float]) -> str:
-    mean, std = mean_std([100 * v for v in values])
-    return f"{mean:.1f} ± {std:.1f}"
+def cell(values: Sequence[float], column: Column, signed: bool = False) -> str:
+    mean, std = mean_std([column.scale * v for v in values])
+    return f"{mean:{'+' if signed else ''}.{column.digits}f} ± {std:.{column.digits}f}"
 
 
 def by_arm(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -326,31 +430,32 @@ def by_arm(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, 
             for arm in ARMS if any(r["arm"] == arm.name for r in results)}
 
 
-def results_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """Arm × metric, mean ± std over seeds, in percent of the gold items."""
-    head = "| arm | " + " | ".join(title for _, title, _ in COLUMNS) + " |"
-    rule = "|---|" + "---:|" * len(COLUMNS)
-    rows = [f"| {arm} | " + " | ".join(cell([r[key] for r in runs]) for key, _, _ in COLUMNS) + " |"
+def results_table(results: Sequence[Mapping[str, Any]], columns: Sequence[Column] = COLUMNS) -> str:
+    """Arm × metric, mean ± std over seeds."""
+    head = "| arm | " + " | ".join(c.title for c in columns) + " |"
+    rule = "|---|" + "---:|" * len(columns)
+    rows = [f"| {arm} | " + " | ".join(cell([r[c.key] for r in runs], c) for c in columns) + " |"
             for arm, runs in by_arm(results).items()]
     return "\n".join([head, rule, *rows])
 
 
-def delta_table(results: Sequence[Mapping[str, Any]]) -> str:
-    """Each arm minus plain SFT on the same seed (same initial weights and data order), mean ± std;
-    then the arm's mean TS and CF as a ratio of plain SFT's (none when plain's is under 1%)."""
+def delta_table(results: Sequence[Mapping[str, Any]], columns: Sequence[Column] = COLUMNS,
+                ratios: Sequence[str] = ("ts", "cf")) -> str:
+    """Each arm minus plain SFT on the same seed (same initial weights and data order), mean ± std; then the
+    arm's mean of each of ``ratios`` as a ratio of plain SFT's (none when plain's is under 1%)."""
     arms = by_arm(results)
     base = {r["seed"]: r for r in arms.get(ARMS[0].name, [])}
-    keys = [k for k, _, _ in COLUMNS]
-    head = "| arm − plain | " + " | ".join(title for _, title, _ in COLUMNS) + " | TS ratio | CF ratio |"
-    rule = "|---|" + "---:|" * (len(COLUMNS) + 2)
+    titles = [c.title for c in columns] + [f"{key.upper()} ratio" for key in ratios]
+    head = "| arm − plain | " + " | ".join(titles) + " |"
+    rule = "|---|" + "---:|" * len(titles)
     rows = []
     for arm, runs in list(arms.items())[1:]:
         paired = [(r, base[r["seed"]]) for r in runs if r["seed"] in base]
         if not paired:
             continue
-        deltas = [_signed(cell([r[k] - b[k] for r, b in paired])) for k in keys]
-        ratios = [_ratio([r[k] for r, _ in paired], [b[k] for _, b in paired]) for k in ("ts", "cf")]
-        rows.append(f"| {arm} | " + " | ".join(deltas + ratios) + " |")
+        deltas = [cell([r[c.key] - b[c.key] for r, b in paired], c, signed=True) for c in columns]
+        shares = [_ratio([r[k] for r, _ in paired], [b[k] for _, b in paired]) for k in ratios]
+        rows.append(f"| {arm} | " + " | ".join(deltas + shares) + " |")
     return "\n".join([head, rule, *rows])
 
 
@@ -359,18 +464,19 @@ def _ratio(values: Sequence[float], base: Sequence[float]) -> str:
     return f"{statistics.fmean(values) / mean_base:.2f}×" if mean_base >= 0.01 else "–"
 
 
-def _signed(text: str) -> str:
-    return text if text.startswith("-") else "+" + text
-
-
 def time_table(results: Sequence[Mapping[str, Any]]) -> str:
-    head = "| arm | train s / run (wall, 1 thread) | eval s / run | mean train loss |\n|---|---:|---:|---:|"
+    """Wall and CPU seconds per run; a run's cost to the 2-core machine is its CPU time over 2 cores."""
+    head = ("| arm | train s / run (wall) | train CPU s / run | eval CPU s / run | 2-core machine min / run "
+            "| mean train loss |\n|---|---:|---:|---:|---:|---:|")
     rows = []
     for arm, runs in by_arm(results).items():
-        train_s, eval_s = mean_std([r["train_seconds"] for r in runs]), mean_std([r["eval_seconds"] for r in runs])
+        wall, train_cpu = mean_std([r["train_seconds"] for r in runs]), mean_std([r["train_cpu"] for r in runs])
+        eval_cpu = mean_std([r["eval_cpu"] for r in runs])
+        machine = mean_std([(r["train_cpu"] + r["eval_cpu"]) / 2 / 60 for r in runs])
         losses = [r["train_loss"] for r in runs if r["train_loss"] is not None]
         loss = f"{statistics.fmean(losses):.3f}" if losses else "-"
-        rows.append(f"| {arm} | {train_s[0]:.0f} ± {train_s[1]:.0f} | {eval_s[0]:.0f} ± {eval_s[1]:.0f} | {loss} |")
+        rows.append(f"| {arm} | {wall[0]:.0f} ± {wall[1]:.0f} | {train_cpu[0]:.0f} ± {train_cpu[1]:.0f} | "
+                    f"{eval_cpu[0]:.0f} ± {eval_cpu[1]:.0f} | {machine[0]:.2f} ± {machine[1]:.2f} | {loss} |")
     return "\n".join([head, *rows])
 
 
@@ -424,10 +530,20 @@ def report(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mapping[st
         ("Paired by seed (same initial weights and data order), each arm minus plain SFT, in percentage points; "
         "TS / CF ratio = the arm's mean / plain SFT's mean (– when plain's is under 1%):"),
         delta_table(results),
+        "## Likelihood probe",
+        ("Greedy decoding shows only a model's first choice. The probe asks how much probability the model gives "
+        "each kind of planted mistake: for every held-out gold item, the simulator's own mistake makers make each "
+        "kind of mistake on the gold call (one seeded draw, the same for every arm), and the model scores both calls "
+        "after the same prompt. Margin = log p(correct call) − log p(mistaken call), in nats over the call's tokens: "
+        "higher is better. The wrong tool is never flagged, so it stays in the loss in every arm; every other kind is "
+        "flagged and masked by MAE. \"prefers …\" = % of probes where the mistaken call is the more likely one."),
+        results_table(results, PROBE_COLUMNS),
+        "Paired by seed, each arm minus plain SFT:",
+        delta_table(results, PROBE_COLUMNS, ratios=()),
         "## Time",
-        (f"Whole benchmark: {seconds / 60:.0f} min wall ({len(results)} runs, {setup.jobs} at a time). Each run has "
-        f"one core; with {setup.jobs} runs sharing the 2-core machine, a run costs the machine "
-        f"1/{setup.jobs} of its wall time."),
+        (f"Whole benchmark: {seconds / 60:.0f} min wall ({len(results)} runs, {setup.jobs} at a time, "
+        f"{setup.threads} torch thread each). The machine has 2 cores, so a run costs it its CPU time over 2: the "
+        "target is at most 3 minutes of the 2-core machine for an arm (one seed)."),
         time_table(results),
         "## Setup", setup_text(setup, stats, gold, tokens),
         reading.rstrip() + "\n",
@@ -522,6 +638,10 @@ def render(run: Mapping[str, Any], out: Path) -> None:
     print(results_table(results))
     print()
     print(delta_table(results))
+    print()
+    print(results_table(results, PROBE_COLUMNS))
+    print()
+    print(delta_table(results, PROBE_COLUMNS, ratios=()))
     print()
     print(time_table(results))
     previous = out.read_text() if out.exists() else None

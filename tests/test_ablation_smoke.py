@@ -25,6 +25,10 @@ def test_ablation_smoke_runs_the_whole_pipeline(tmp_path: Path):
     results = json.loads((work / "results.json").read_text())
     assert sorted(r["arm"] for r in results) == ["+MAE", "+MAE+PKT", "+PKT", "plain SFT"]
     assert all(r["steps"] == 2 and 0.0 <= r["cf"] <= r["pi"] <= r["ts"] <= 1.0 for r in results)
+    # the likelihood probe scored every kind of planted mistake against the gold call, in every arm
+    assert all(isinstance(r[f"margin_{kind}"], float) and 0.0 <= r["prefers_flagged"] <= 1.0 for r in results
+               for kind in ("wrong_tool", "tool_hallucination", "param_hallucination", "parse_error"))
+    assert all(r["train_cpu"] > 0 for r in results)
     gold = [json.loads(line) for line in (work / "gold.jsonl").read_text().splitlines()]
     train = [json.loads(line) for line in (work / "train.jsonl").read_text().splitlines()]
     seen = {m["content"] for r in train for m in r["messages"] if m["role"] == "user"}
@@ -32,4 +36,5 @@ def test_ablation_smoke_runs_the_whole_pipeline(tmp_path: Path):
     assert any(m.get("weight") == 0 for r in train for m in r["messages"])  # flagged mistakes are masked
     report = (work / "ablation.md").read_text()
     assert "| plain SFT |" in report and "| +MAE+PKT |" in report and "## Setup" in report
+    assert "## Likelihood probe" in report and "2-core machine min / run" in report
     assert "| plain SFT |" in done.stdout
