@@ -489,7 +489,8 @@ def setup_text(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mappin
         (f"- Training data: {stats['trajectories']} scripted trajectories (sim seed {setup.sim_seed}, "
         f"{stats['complete']} complete, simulated in {stats['sim_seconds']} s), {stats['calls']} assistant calls, "
         f"{stats['planted']} of them planted mistakes ({stats['planted'] / stats['calls']:.1%}; error_rate "
-        f"{setup.error_rate}), each followed by a recovery. Planted: {kinds}."),
+        f"{setup.error_rate}), each followed by a recovery. Planted: {kinds}. Sorted by content, so the data, "
+        "and with a seed every model, is the same on every run of the benchmark."),
         (f"- Auto-flagged and all accepted: {stats['masked_calls']} calls masked by MAE "
         f"({stats['masked_calls'] / stats['calls']:.1%} of calls). Auto tags: {tags}. The "
         f"{stats['planted_kinds'].get('wrong_tool', 0)} planted wrong-tool calls are valid calls to a real tool: the "
@@ -512,8 +513,8 @@ def setup_text(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mappin
         "planted for the same gold tool: the same sibling tool (wrong tool, which the auto-flagger cannot see, so "
         "it stays in the loss in every arm), or the same hallucinated tool, hallucinated or missing parameter or "
         "invalid value (other; these are flagged and masked by MAE)."),
-        (f"- Hardware: {setup.jobs} runs at a time, {setup.threads} torch thread each, on a 2-core CPU shared with "
-        "other developers' jobs (times vary with their load)."),
+        (f"- Hardware: {setup.jobs} runs at a time, {setup.threads} torch thread each, on a 2-core CPU (wall times vary "
+        "with other load on the machine; CPU times much less)."),
     ])
 
 
