@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 from textual.widgets import Input, Select
-from tui_fixtures import make_store, screen_text, wait_until
+from tui_fixtures import call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
 from curator.config import Config, TrainConfig
@@ -21,7 +21,7 @@ from curator.runs import ACTIVE, is_run_process
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainForm
 from curator.widgets.runs import LossCurve
-from store import Store
+from store import Correction, Store
 
 SIZE = (130, 40)
 #: A run's process takes a few seconds to import torch and build the tiny model; a loaded machine is slower.
@@ -104,6 +104,25 @@ async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: 
         assert store.run(second).config["argv"][2:] == run.config["argv"][2:]
         await pilot.press("x")
         await wait_until(pilot, lambda: status(store, second) == "cancelled", RUN_TIMEOUT)
+
+
+@pytest.mark.parametrize("algorithm", ["grpo", "dpo"])
+async def test_T_trains_grpo_and_dpo_on_what_was_reviewed(tmp_path: Path, algorithm: str) -> None:
+    store = accepted_store(tmp_path)
+    # DPO's pair: the annotator's fix of the call that forgot the city, preferred to the original
+    store.add_correction(Correction("traj-01", 2, [call("c1", "getWeatherForecast", {"city": "Paris", "days": 3})],
+                                    annotator="ann"))
+    app = app_on(store, tmp_path, TrainConfig(algorithm=algorithm))
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await start_from_dialog(pilot, app, store, max_steps="2")
+        await wait_until(pilot, lambda: status(store, run_id) in {"completed", "failed"}, RUN_TIMEOUT)
+        run = store.run(run_id)
+        assert (run.algorithm, run.status, run.error) == (algorithm, "completed", None)
+        assert [step for step, _ in store.run_metrics(run_id, "loss")][-1] == 2
+        assert (Path(run.output_dir) / "adapter_model.safetensors").is_file()
+        if algorithm == "dpo":
+            assert run.dataset["pairs"] == 1 and run.dataset["correction_pairs"] == 1
+        assert "--lr" not in run.config["argv"]  # GRPO and DPO keep their own learning rates
 
 
 async def test_quitting_leaves_the_run_going_and_a_new_session_follows_and_cancels_it(tmp_path: Path) -> None:
