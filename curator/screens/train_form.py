@@ -52,6 +52,7 @@ class TrainForm(ModalScreen[TrainChoice | None]):
         self.settings = settings
         self.mask_instability = mask_instability
         self.accepted = accepted
+        self._base_model = settings.base_model  # the one the learning rate field follows
 
     def compose(self) -> ComposeResult:
         s = self.settings
@@ -78,7 +79,6 @@ class TrainForm(ModalScreen[TrainChoice | None]):
 
     def on_mount(self) -> None:
         self.query_one("#base_model", Input).focus()
-        self._base_model = self.settings.base_model
 
     def on_input_changed(self, event: Input.Changed) -> None:
         """A new base model brings its own learning rate, unless the field holds one the user chose."""
