@@ -285,16 +285,15 @@ def run_job(job: Job) -> dict[str, Any]:
 
 
 def train(job: Job) -> dict[str, Any]:
-    from training.runs import RunRecorder
-    from training.sft import SFTConfig
+    from training.config import SFTConfig
+    from training.recorder import RunRecorder
     from training.sft import train as sft_train
-    from training.tiny import TinyConfig
 
     s = job.setup
     config = SFTConfig(
         base_model="tiny", data=job.data, output=str(Path(job.output) / "model"), max_steps=s.max_steps,
         batch_size=s.batch_size, learning_rate=s.learning_rate, warmup=s.warmup, w_max=job.arm.w_max,
-        mae=job.arm.mae, full_finetune=True, tiny=TinyConfig(**s.tiny, seed=job.seed), chat_template=job.template,
+        mae=job.arm.mae, full_finetune=True, tiny_config=json.dumps({**s.tiny, "seed": job.seed}), chat_template=job.template,
         seed=job.seed, logging_steps=max(1, s.max_steps // 10), save_steps=10**9,
     )
     recorder = RunRecorder(None, "train", "sft", "tiny", config.to_dict(), Path(config.output))
@@ -305,7 +304,8 @@ def train(job: Job) -> dict[str, Any]:
 def evaluate(job: Job) -> dict[str, float]:
     """TS / PI / CF and error rates through ``training.evaluate``, repeats of planted mistakes by signature, and
     the likelihood probe."""
-    from training.evaluate import EvalConfig, LocalModel, score
+    from training.config import EvalConfig
+    from training.evaluate import LocalModel, score
     from training.evaluate import gold_items as load_gold
 
     items = load_gold(job.gold, None)

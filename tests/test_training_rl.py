@@ -11,8 +11,9 @@ torch = pytest.importorskip("torch")
 from store import Correction, Store, Toolset, Tool  # noqa: E402
 from store.records import Message, Trajectory  # noqa: E402
 from training import dpo, grpo  # noqa: E402
+from training.config import GRPOConfig  # noqa: E402
 from training.__main__ import main  # noqa: E402
-from training.runs import METRICS_FILE, RunRecorder  # noqa: E402
+from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training_fixtures import TOOLS, preference_records, records, write_jsonl  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,7 @@ def test_error_type_reward_uses_the_judge():
 def test_grpo_runs_and_saves_an_adapter(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
     output = tmp_path / "grpo"
-    options = grpo.GRPOOptions(data=str(data), output=str(output), max_steps=2, batch_size=4, num_generations=4,
+    options = GRPOConfig(data=str(data), output=str(output), max_steps=2, batch_size=4, num_generations=4,
                                max_completion_length=16)
     summary = grpo.train(options, RunRecorder(None, "train", "grpo", "tiny", {}, output))
     assert summary["status"] == "completed" and summary["steps"] == 2

@@ -16,9 +16,10 @@ torch = pytest.importorskip("torch")
 
 from store import Store  # noqa: E402
 from training import sft  # noqa: E402
+from training.config import SFTConfig  # noqa: E402
 from training.__main__ import main  # noqa: E402
 from training.data import Encoder  # noqa: E402
-from training.runs import METRICS_FILE, RunRecorder  # noqa: E402
+from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training.tiny import TinyConfig, build  # noqa: E402
 from training_fixtures import assistant_call, records, trajectory, write_jsonl  # noqa: E402
 
@@ -46,7 +47,7 @@ def losses(output: Path) -> list[float]:
 
 def test_lora_sft_loss_falls_over_30_steps(data: Path, tmp_path: Path):
     output = tmp_path / "out"
-    config = sft.SFTConfig(data=str(data), output=str(output), max_steps=30, learning_rate=1e-2, save_steps=1000)
+    config = SFTConfig(data=str(data), output=str(output), max_steps=30, learning_rate=1e-2, save_steps=1000)
     summary = sft.train(config, RunRecorder(None, "train", "sft", "tiny", config.to_dict(), output))
     assert summary["status"] == "completed" and summary["steps"] == 30
     curve = losses(output)
@@ -201,9 +202,9 @@ def test_bad_input_is_one_clear_line_and_a_failed_run(tmp_path, capsys, argv_ext
 
 def test_resume_continues_from_the_last_checkpoint(data: Path, tmp_path: Path):
     output = tmp_path / "out"
-    first = sft.SFTConfig(data=str(data), output=str(output), max_steps=2, save_steps=2)
+    first = SFTConfig(data=str(data), output=str(output), max_steps=2, save_steps=2)
     sft.train(first, RunRecorder(None, "train", "sft", "tiny", {}, output))
-    again = sft.SFTConfig(data=str(data), output=str(output), max_steps=4, save_steps=2, resume=True)
+    again = SFTConfig(data=str(data), output=str(output), max_steps=4, save_steps=2, resume=True)
     summary = sft.train(again, RunRecorder(None, "train", "sft", "tiny", {}, output))
     assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 4
     assert [json.loads(l)["step"] for l in (output / METRICS_FILE).read_text().splitlines()] == [1, 2, 3, 4]

@@ -7,7 +7,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from training.runs import RunRecorder
+from training.recorder import RunRecorder
 
 # What the loss chart and the run log keep from the trainer's logs.
 _KEEP = ("loss", "learning_rate", "grad_norm", "reward", "reward_std", "rewards/margins", "rewards/accuracies", "epoch")

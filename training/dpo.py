@@ -15,21 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from training import models
-from training.callbacks import GracefulStop, MetricsCallback
+from training.config import DPOConfig
 from training.data import DB_SUFFIXES, Renderer, decision, load_records
 from training.errors import TrainingError
-from training.options import RunOptions
-from training.sft import wrap_lora
-
-
-@dataclass
-class DPOOptions(RunOptions):
-    """A preference run's settings (named so as not to shadow TRL's ``DPOConfig``)."""
-
-    output: str = "runs/dpo"
-    learning_rate: float = 5e-6
-    beta: float = 0.1
-    max_length: int | None = 2048
+from training.outline import AlgorithmRun, Prepared, shared_arguments
+from training.recorder import RunRecorder
 
 
 @dataclass
@@ -128,47 +118,58 @@ def rows(pairs: Sequence[Pair], renderer: Renderer) -> list[dict[str, str]]:
     ]
 
 
-def train(options: DPOOptions, recorder) -> dict[str, Any]:
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+class DPORun(AlgorithmRun):
+    config: DPOConfig
 
-    stop = GracefulStop()
-    output = Path(options.output)
-    pairs = collect_pairs(options.data, options.db)
-    if not pairs:
-        raise TrainingError("no preference pairs: the dataset has no corrections and no rejected trajectory "
-                            "with an accepted one of the same instruction")
-    corpus = [{"messages": [*p.context, p.chosen, p.rejected], "tools": p.tools} for p in pairs]
-    model, tokenizer = models.load(options.base_model, options.tiny, corpus, options.chat_template, trainable_adapter=True)
-    dataset = rows(pairs, Renderer.of(tokenizer))
-    sources = defaultdict(int)
-    for p in pairs:
-        sources[p.source] += 1
-    recorder.start({"source": options.data or options.db, "pairs": len(pairs), **{f"{k}_pairs": v for k, v in sources.items()}})
-    tiny_base = options.base_model == models.TINY
-    if tiny_base:
-        models.save_tiny_base(model, tokenizer, output, options.tiny)
-    args = DPOConfig(
-        output_dir=str(output),
-        max_steps=options.max_steps,
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum,
-        learning_rate=options.learning_rate,
-        beta=options.beta,
-        max_length=options.max_length,
-        logging_steps=options.logging_steps,
-        save_steps=options.save_steps,
-        seed=options.seed,
-        report_to=[],
-        disable_tqdm=True,
-        **models.device_args(),
-    )
-    trainer = DPOTrainer(
-        model=wrap_lora(model, options.lora),
-        args=args,
-        train_dataset=Dataset.from_list(dataset),
-        processing_class=tokenizer,
-        callbacks=[MetricsCallback(recorder), stop],
-    )
-    return {**models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base), "pairs": len(pairs)}
+    @property
+    def trainer_class(self) -> type:
+        from trl import DPOTrainer
+
+        return DPOTrainer
+
+    def prepare(self) -> Prepared:
+        from datasets import Dataset
+
+        config = self.config
+        pairs = collect_pairs(config.data, config.db)
+        if not pairs:
+            raise TrainingError("no preference pairs: the dataset has no corrections and no rejected trajectory "
+                                "with an accepted one of the same instruction")
+        corpus = [{"messages": [*p.context, p.chosen, p.rejected], "tools": p.tools} for p in pairs]
+        model, tokenizer = models.load(config.base_model, config.tiny, corpus, config.chat_template,
+                                       trainable_adapter=True)
+        max_length = models.max_length(config, model)
+        dataset, too_long = fitting_rows(rows(pairs, Renderer.of(tokenizer)), tokenizer, max_length)
+        sources: dict[str, int] = defaultdict(int)
+        for p in pairs:
+            sources[p.source] += 1
+        summary = {"source": config.data or config.db, "pairs": len(dataset), "pairs_too_long": too_long,
+                   "max_length": max_length, **{f"{k}_pairs": v for k, v in sources.items()}}
+        return Prepared(model, tokenizer, Dataset.from_list(dataset), summary)
+
+    def arguments(self, prepared: Prepared) -> Any:
+        import trl
+
+        return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,                            max_length=prepared.summary["max_length"])
+
+
+def fitting_rows(dataset: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:
+    """The rows whose prompt and longer completion fit ``max_length`` tokens, and how many did not.
+
+    TRL drops a row whose prompt alone fills ``max_length`` and cuts the completion of one that
+    only partly fits; a row cut is a preference between two truncated calls, so it is dropped
+    here and counted. When none fits, the one line says how long the longest is.
+    """
+    def length(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    lengths = [length(r["prompt"]) + max(length(r["chosen"]), length(r["rejected"])) for r in dataset]
+    kept = [r for r, n in zip(dataset, lengths) if n <= max_length]
+    if not kept:
+        raise TrainingError(f"every preference pair is longer than --max-length {max_length}: the longest prompt "
+                            f"and completion are {max(lengths)} tokens; raise --max-length (or --max-length-cap)")
+    return kept, len(dataset) - len(kept)
+
+
+def train(config: DPOConfig, recorder: RunRecorder) -> dict[str, Any]:
+    return DPORun(config, recorder).train()

@@ -10,37 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from store.toolcalls import CallParseError, ToolCall, judge, parse_call, parse_openai_call
+from training.config import EvalConfig
 from training.data import DB_SUFFIXES, iter_steps, load_records
 from training.errors import TrainingError
 from training.templates import Generation, parse_generation
-from training.tiny import TinyConfig
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS = ("ts", "pi", "cf", "parse_error", "tool_hallucination", "param_hallucination", "no_call", "reward")
-
-
-@dataclass
-class EvalConfig:
-    model: str = "tiny"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    data: str | None = None
-    db: str | None = None
-    output: str = "runs/eval"
-    limit: int | None = None
-    max_new_tokens: int = 96
-    batch_size: int = 8
-    tiny: TinyConfig = field(default_factory=TinyConfig)
-    chat_template: str | None = None
-    seed: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

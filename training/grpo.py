@@ -8,32 +8,16 @@ the annotators approved: unparseable −2 … correct +1 (TL-Training).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from store.toolcalls import judge
 from training import models
-from training.callbacks import GracefulStop, MetricsCallback
+from training.config import GRPOConfig
 from training.data import Renderer, iter_steps, load_records, sft_records
 from training.errors import TrainingError
-from training.options import RunOptions
-from training.sft import wrap_lora
+from training.outline import AlgorithmRun, Prepared, shared_arguments
+from training.recorder import RunRecorder
 from training.templates import parse_generation
-
-
-@dataclass
-class GRPOOptions(RunOptions):
-    """An RL run's settings (named so as not to shadow TRL's ``GRPOConfig``)."""
-
-    output: str = "runs/grpo"
-    max_steps: int = 50
-    num_generations: int = 4
-    max_prompt_length: int | None = None
-    max_completion_length: int = 96
-    learning_rate: float = 1e-5
-    beta: float = 0.0
-    temperature: float = 1.0
 
 
 def prompts(records: list[dict[str, Any]], renderer: Renderer) -> list[dict[str, str]]:
@@ -51,6 +35,17 @@ def prompts(records: list[dict[str, Any]], renderer: Renderer) -> list[dict[str,
     return rows
 
 
+def fits(rows: list[dict[str, str]], tokenizer, context: int | None, completion: int) -> None:
+    """Stop with one line when the longest prompt and a completion do not fit the model's positions."""
+    if context is None:
+        return
+    longest = max(len(tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]) for r in rows)
+    if longest + completion > context:
+        raise TrainingError(f"the longest prompt is {longest} tokens: with --max-completion-length {completion} it "
+                            f"exceeds the base model's {context} positions; use a model with a longer context or "
+                            "a smaller toolset")
+
+
 def error_type_reward(completions: list[str], gold: list[str], tools: list[str], **_: Any) -> list[float]:
     """The judge's reward for the first call of each completion (−2 when none can be read)."""
     rewards = []
@@ -61,48 +56,42 @@ def error_type_reward(completions: list[str], gold: list[str], tools: list[str],
     return rewards
 
 
-def train(options: GRPOOptions, recorder) -> dict[str, Any]:
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
+class GRPORun(AlgorithmRun):
+    config: GRPOConfig
 
-    stop = GracefulStop()
-    output = Path(options.output)
-    records = sft_records(load_records(options.data, options.db))
-    model, tokenizer = models.load(
-        options.base_model, options.tiny, records, options.chat_template, trainable_adapter=True
-    )
-    rows = prompts(records, Renderer.of(tokenizer))
-    if not rows:
-        raise TrainingError("no prompts: the dataset has no accepted tool-call step")
-    recorder.start({"source": options.data or options.db, "trajectories": len(records), "prompts": len(rows)})
-    tiny_base = options.base_model == models.TINY
-    if tiny_base:
-        models.save_tiny_base(model, tokenizer, output, options.tiny)
-    tokenizer.padding_side = "left"
-    args = GRPOConfig(
-        output_dir=str(output),
-        max_steps=options.max_steps,
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
-        gradient_accumulation_steps=options.grad_accum,
-        num_generations=options.num_generations,
-        max_completion_length=options.max_completion_length,
-        learning_rate=options.learning_rate,
-        beta=options.beta,
-        temperature=options.temperature,
-        logging_steps=options.logging_steps,
-        save_steps=options.save_steps,
-        seed=options.seed,
-        report_to=[],
-        disable_tqdm=True,
-        **models.device_args(),
-    )
-    trainer = GRPOTrainer(
-        model=wrap_lora(model, options.lora),
-        reward_funcs=error_type_reward,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[MetricsCallback(recorder), stop],
-    )
-    return models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base)
+    @property
+    def trainer_class(self) -> type:
+        from trl import GRPOTrainer
+
+        return GRPOTrainer
+
+    def prepare(self) -> Prepared:
+        from datasets import Dataset
+
+        config = self.config
+        records = sft_records(load_records(config.data, config.db))
+        model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template,
+                                       trainable_adapter=True)
+        rows = prompts(records, Renderer.of(tokenizer))
+        if not rows:
+            raise TrainingError("no prompts: the dataset has no accepted tool-call step")
+        fits(rows, tokenizer, models.context_length(model), config.max_completion_length)
+        tokenizer.padding_side = "left"
+        summary = {"source": config.data or config.db, "trajectories": len(records), "prompts": len(rows)}
+        return Prepared(model, tokenizer, Dataset.from_list(rows), summary, {"reward_funcs": error_type_reward})
+
+    def arguments(self, prepared: Prepared) -> Any:
+        import trl
+
+        config = self.config
+        return trl.GRPOConfig(
+            **shared_arguments(config),
+            num_generations=config.num_generations,
+            max_completion_length=config.max_completion_length,
+            beta=config.beta,
+            temperature=config.temperature,
+        )
+
+
+def train(config: GRPOConfig, recorder: RunRecorder) -> dict[str, Any]:
+    return GRPORun(config, recorder).train()

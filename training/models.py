@@ -6,12 +6,12 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from training.config import TINY, TinyConfig
 from training.data import Renderer, rendered_texts
 from training.errors import TrainingError
 from training.templates import SPECIAL_TOKENS, TEMPLATES, resolve_template
-from training.tiny import TinyConfig, build
+from training.tiny import build
 
-TINY = "tiny"
 TINY_FILE = "tiny_config.json"
 BASE_DIR = "base"
 
@@ -67,6 +67,30 @@ def load(
 
     base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
+
+
+def wrap_lora(model, config):
+    """The model with fresh LoRA adapters (``config.peft_config()``), or as it is when it already carries a
+    trainable adapter (an adapter directory given as the base model)."""
+    if hasattr(model, "peft_config"):
+        return model
+    from peft import get_peft_model
+
+    return get_peft_model(model, config.peft_config())
+
+
+def context_length(model) -> int | None:
+    """The positions the model was built for (``max_position_embeddings``), when its config says."""
+    length = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(length) if isinstance(length, int) and length > 0 else None
+
+
+def max_length(config, model) -> int:
+    """``config.max_length`` as given, else the base model's context length capped by ``config.max_length_cap``."""
+    if config.max_length is not None:
+        return config.max_length
+    context = context_length(model)
+    return min(context, config.max_length_cap) if context else config.max_length_cap
 
 
 def _pretrained(name: str, auto_class: str, asked: str):

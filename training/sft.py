@@ -7,8 +7,6 @@ weighted sum divided by that total, so accumulation changes nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,28 +16,12 @@ from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from training import models
-from training.callbacks import GracefulStop, MetricsCallback
+from training.config import TINY, SFTConfig
 from training.curriculum import CurriculumOrder, stages
 from training.data import IGNORE, Encoder, Example, load_records, sft_records
 from training.errors import TrainingError
-from training.options import LoraOptions, RunOptions
-from training.runs import RunRecorder
-
-
-@dataclass
-class SFTConfig(RunOptions):
-    """Everything an SFT run is told; stored as the run's config."""
-
-    output: str = "runs/sft"
-    warmup: float = 0.0  # steps, or a fraction of them when < 1
-    weight_decay: float = 0.0
-    max_length: int | None = 2048
-    w_max: float = 9.0
-    mae: bool = True
-    curriculum: bool = False
-    full_finetune: bool = False
-    save_total_limit: int = 2
-    resume: bool = False
+from training.outline import AlgorithmRun, Prepared, shared_arguments
+from training.recorder import RunRecorder
 
 
 class ExampleDataset(Dataset):
@@ -125,79 +107,54 @@ class WeightedLossTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def training_arguments(config: SFTConfig, output: Path) -> TrainingArguments:
-    return TrainingArguments(
-        output_dir=str(output),
-        max_steps=config.max_steps,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        learning_rate=config.learning_rate,
-        warmup_steps=config.warmup,
-        weight_decay=config.weight_decay,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to=[],
-        remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **models.device_args(),
-    )
+class SFTRun(AlgorithmRun):
+    trainer_class = WeightedLossTrainer
+    config: SFTConfig
 
+    @property
+    def adapts(self) -> bool:
+        return not self.config.full_finetune
 
-def prepare(config: SFTConfig):
-    """Records → (model, tokenizer, kept records, examples), with the clear errors of bad input."""
-    records = sft_records(load_records(config.data, config.db))
-    if not records:
-        raise TrainingError("the dataset is empty: no accepted trajectory")
-    model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template, trainable_adapter=True)
-    encoder = Encoder(tokenizer, max_length=config.max_length, w_max=config.w_max, mae=config.mae)
-    kept, examples = encoder.encode_all(records)
-    return model, tokenizer, kept, examples
+    def prepare(self) -> Prepared:
+        config = self.config
+        if config.full_finetune and config.base_model != TINY:
+            raise TrainingError("--from-scratch/--full-finetune is for --base-model tiny")
+        records = sft_records(load_records(config.data, config.db))
+        if not records:
+            raise TrainingError("the dataset is empty: no accepted trajectory")
+        model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template,
+                                       trainable_adapter=True)
+        encoder = Encoder(tokenizer, max_length=models.max_length(config, model), w_max=config.w_max,
+                          mae=config.mae)
+        kept, examples = encoder.encode_all(records)
+        summary = {
+            "source": config.data or config.db,
+            "trajectories": len(kept),
+            "max_length": encoder.max_length,
+            "tokens": int(sum(len(e.input_ids) for e in examples)),
+            "trainable_tokens": int(sum(e.trainable for e in examples)),
+        }
+        sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
+        return Prepared(model, tokenizer, ExampleDataset(examples), summary,
+                        {"data_collator": Collator(tokenizer.pad_token_id), "sampler": sampler})
 
+    def arguments(self, prepared: Prepared) -> TrainingArguments:
+        config = self.config
+        return TrainingArguments(
+            **shared_arguments(config),
+            warmup_steps=config.warmup,
+            weight_decay=config.weight_decay,
+            save_total_limit=config.save_total_limit,
+            data_seed=config.seed,
+            remove_unused_columns=False,
+            include_num_input_tokens_seen="non_padding",
+            dataloader_num_workers=0,
+        )
 
-def wrap_lora(model, options: LoraOptions):
-    """The model with fresh LoRA adapters, or as it is when it already carries a trainable adapter."""
-    if hasattr(model, "peft_config"):
-        return model
-    from peft import get_peft_model
-
-    return get_peft_model(model, options.peft_config())
+    def resume_from(self) -> str | None:
+        return get_last_checkpoint(str(self.output)) if self.config.resume and self.output.is_dir() else None
 
 
 def train(config: SFTConfig, recorder: RunRecorder) -> dict[str, Any]:
     """Run SFT; returns the run summary. Raises ``TrainingError`` on bad input."""
-    stop = GracefulStop()
-    output = Path(config.output)
-    if config.full_finetune and config.base_model != models.TINY:
-        raise TrainingError("--from-scratch/--full-finetune is for --base-model tiny")
-    model, tokenizer, kept, examples = prepare(config)
-    dataset = {
-        "source": config.data or config.db,
-        "trajectories": len(kept),
-        "tokens": int(sum(len(e.input_ids) for e in examples)),
-        "trainable_tokens": int(sum(e.trainable for e in examples)),
-    }
-    recorder.start(dataset)
-    tiny_base = config.base_model == models.TINY and not config.full_finetune
-    if tiny_base:
-        models.save_tiny_base(model, tokenizer, output, config.tiny)
-    if not config.full_finetune:
-        model = wrap_lora(model, config.lora)
-    sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
-    trainer = WeightedLossTrainer(
-        model=model,
-        args=training_arguments(config, output),
-        train_dataset=ExampleDataset(examples),
-        data_collator=Collator(tokenizer.pad_token_id),
-        processing_class=tokenizer,
-        callbacks=[MetricsCallback(recorder), stop],
-        sampler=sampler,
-    )
-    resume = get_last_checkpoint(str(output)) if config.resume and output.is_dir() else None
-    summary = models.train_and_save(trainer, tokenizer, output, stop, tiny_base=tiny_base, resume=resume)
-    return {**summary, "resumed_from": resume}
+    return SFTRun(config, recorder).train()

@@ -9,13 +9,11 @@ case key-token weighting is for. Everything is deterministic for a seed.
 """
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from training.config import TinyConfig
 from training.templates import EXTRA_SPECIAL_TOKENS, SPECIAL_TOKENS, TEMPLATES
 
 # camelCase words, runs of capitals, single digits, punctuation runs, whitespace.
@@ -30,37 +28,6 @@ I could not find that, could you tell me the city and the date? Thank you, that 
 "parameters": {"type": "object", "properties": {"origin": {"type": "string"}}, "required": ["origin"]}}}
 {"error": "missing required argument"} {"ok": true, "result": [1, 2, 3], "count": 0.5}
 """
-
-
-@dataclass
-class TinyConfig:
-    """Size and style of the tiny model; ``--tiny-config`` overrides any field with JSON."""
-
-    template: str = "chatml"
-    vocab_size: int = 1024
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
-    max_position_embeddings: int = 4096
-    seed: int = 0
-
-    @classmethod
-    def from_json(cls, text_or_path: str | None) -> "TinyConfig":
-        """A config from a JSON object or a JSON file; unknown keys are an error."""
-        if not text_or_path:
-            return cls()
-        path = Path(text_or_path)
-        data = json.loads(path.read_text() if path.is_file() else text_or_path)
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown tiny config keys: {', '.join(sorted(unknown))}")
-        return cls(**data)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def build_tokenizer(config: TinyConfig, corpus: Iterable[str] | None = None):
