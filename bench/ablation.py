@@ -3,7 +3,7 @@
 Pipeline: the scripted simulator writes trajectories over the 25-tool
 ``everyday`` demo toolset (getWeatherForecast / getWeatherHistory / getWeatherAlerts …,
 getWord*, getBook*, getExchangeRate*, *CalendarEvent*) with planted mistakes
-followed by recoveries → ``curator.flagging`` flags them and sets the MAE
+followed by recoveries → ``store.flagging`` flags them and sets the MAE
 weights → every trajectory is accepted and exported as JSONL → the tiny model is
 trained from scratch in four arms (plain SFT with every weight 1, +MAE, +PKT,
 +MAE+PKT), several seeds each → every model is evaluated on held-out single-step
@@ -54,7 +54,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from curator.flagging import flag_all
+from store.flagging import flag_all
+from store.taxonomy import MaskPolicy
 from curator.sim import SimConfig, Simulation, mistakes
 from curator.sim.gold import gold_items
 from curator.sim.toolsets import EVERYDAY, SimToolset, demo_toolset
@@ -158,8 +159,8 @@ def simulate(db: Path, setup: Setup) -> dict[str, Any]:
     config = SimConfig(toolset=setup.toolset, n=setup.trajectories, concurrency=16, seed=setup.sim_seed,
                        error_rate=setup.error_rate)
     with Store.open(db) as store:
-        summary = asyncio.run(Simulation(store, config).run())
-        flag_all(store)
+        summary = asyncio.run(Simulation(store, config, policy=MaskPolicy.of()).run())
+        flag_all(store, MaskPolicy.of())
         for trajectory_id in store.trajectory_ids():
             store.decide(trajectory_id, "accept", annotator="bench.ablation")
     return dataclasses.asdict(summary)

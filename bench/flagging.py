@@ -66,7 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from curator.flagging import classify_feedback
+from store.feedback import classify_feedback
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 CASES = DATA / "feedback_cases.jsonl"
@@ -154,7 +154,7 @@ def report(title: str, cases: list[dict], verbose: bool) -> None:
     print(f"== {title}")
     print(f"{len(cases)} labelled feedback cases ({positives} errors, {len(cases) - positives} successes)\n")
     print(f"{'classifier':<26}{'precision':>10}{'recall':>8}{'FP':>5}{'FN':>5}{'right code':>12}")
-    print(f"{'curator.flagging':<26}{ours.precision:>10.3f}{ours.recall:>8.3f}{ours.fp:>5}{ours.fn:>5}{right_code:>12.3f}")
+    print(f"{'store.feedback':<26}{ours.precision:>10.3f}{ours.recall:>8.3f}{ours.fp:>5}{ours.fn:>5}{right_code:>12.3f}")
     print(f"{'TL-Training substrings':<26}{theirs.precision:>10.3f}{theirs.recall:>8.3f}{theirs.fp:>5}{theirs.fn:>5}{'n/a':>12}")
     print(f"\nratio ours / TL-Training: precision {ours.precision / theirs.precision:.2f}, recall {ours.recall / theirs.recall:.2f}")
     if verbose:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from curator.sim import Flagged, SimConfig, Simulation  # noqa: E402
 from curator.sim.toolsets import SimToolset, demo_toolset  # noqa: E402
+from store.taxonomy import MaskPolicy
 from store import Store  # noqa: E402
 
 
@@ -64,7 +65,7 @@ async def simulate(base_url: str, n: int, concurrency: int) -> Measured:
     with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp) / "bench.db") as store:
         config = SimConfig(backend="openai", base_url=base_url, model="bench", toolset="weather", n=n,
                            concurrency=concurrency, instability_rate=0.0, max_retries=0)
-        sim = Simulation(store, config)
+        sim = Simulation(store, config, policy=MaskPolicy.of())
         flags = 0
         started, cpu = time.perf_counter(), time.process_time()
         async for event in sim.events():

@@ -15,8 +15,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from curator.config import Config, TrainConfig
-from curator.runs import accepted_count, export_and_train
+from curator.config import Config, TrainSettings
+from curator.launcher import accepted_count, export_and_train
 from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
@@ -25,6 +25,8 @@ from curator.screens.train_form import TrainChoice, TrainForm
 from curator.screens.watch import WatchScreen
 from curator.sim import Simulation
 from store import CuratorError, Store
+from store.flagging import flag_all
+from store.taxonomy import MaskPolicy
 
 
 class CuratorApp(App[None]):
@@ -44,6 +46,8 @@ class CuratorApp(App[None]):
             raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
         self.store = store
         self.config = config
+        #: The one mask policy (``[flag]``): review re-flags with it, simulations and ``T`` train with it.
+        self.policy: MaskPolicy = config.flag.policy()
         self.annotator = annotator or getpass.getuser()
         self.first_screen = screen
         self.start_simulation = simulate
@@ -64,31 +68,40 @@ class CuratorApp(App[None]):
             self.notify("Nothing to train on: no trajectory is accepted yet (a accepts one).", severity="error")
             return
         if choose or not self.train_chosen:
-            self.push_screen(TrainForm(self.config.train, self.config.flag.mask_instability, accepted),
+            self.push_screen(TrainForm(self.config.train, self.policy.masks_instability, accepted),
                              self._train_chosen)
             return
         t = self.config.train
-        self.notify(f"Exporting the {accepted:,} accepted trajectories and training {t.algorithm} on {t.base_model} "
-                    "with the settings chosen before (t on the runs screen changes them).")
-        self._export_and_train(t, self.config.flag.mask_instability)
+        self.notify(f"Exporting the {accepted:,} accepted trajectories and training {t.algorithm} on "
+                    f"{t.config().base_model} with the settings chosen before (t on the runs screen changes them).")
+        self._export_and_train(t)
 
     def _train_chosen(self, choice: TrainChoice | None) -> None:
         if choice is None:
             return
         self.config.train, self.config.flag.mask_instability = choice
         self.train_chosen = True
-        self._export_and_train(choice.train, choice.mask_instability, save=True)
+        policy = self.config.flag.policy()
+        self._export_and_train(choice.train, save=True, policy=policy if policy != self.policy else None)
 
     @work(thread=True, group="train")
-    def _export_and_train(self, settings: TrainConfig, mask_instability: bool, save: bool = False) -> None:
-        """Save the settings, snapshot the accepted trajectories and start the run, off the UI thread."""
+    def _export_and_train(self, settings: TrainSettings, save: bool = False, policy: MaskPolicy | None = None) -> None:
+        """Save the settings, snapshot the accepted trajectories and start the run, off the UI thread.
+
+        A new ``policy`` (the dialog's instability choice changed) re-flags the store first,
+        so what review shows stays what the run trains on.
+        """
         if save:
             try:
                 self.config.save()
             except OSError as exc:
                 self.call_from_thread(self.notify, f"Settings not saved: {exc}", severity="warning")
+        if policy is not None:
+            with Store.open(self.store.path) as store:
+                flag_all(store, policy)
+            self.policy = policy
         try:
-            run_id = export_and_train(self.store.path, settings, mask_instability)
+            run_id = export_and_train(self.store.path, settings, self.policy)
         except (CuratorError, OSError) as exc:
             self.call_from_thread(self.notify, f"Not started — {exc}", severity="error")
             return

@@ -1,4 +1,4 @@
-"""`curator.toml`: backends, models, flagging policy and training defaults.
+"""`curator.toml`: the simulation's settings, the mask policy, and the training overrides.
 
 Holds the *name* of the environment variable with the API key, never the key.
 The TUI writes remembered choices back with ``save``; unknown keys are kept.
@@ -7,72 +7,91 @@ from __future__ import annotations
 
 import os
 import tomllib
+import types
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, Union, get_origin, get_type_hints
 
 import tomli_w
 
+from curator.sim.config import SimConfig
 from store.errors import InputError
+from store.taxonomy import MaskPolicy
+from training.config import TRAINING, ArgumentError, TrainingConfig, field_types, to_argv, value_type
 
 DEFAULT_FILE = "curator.toml"
-
-
-@dataclass
-class SimulateConfig:
-    backend: str = "scripted"
-    toolset: str = "weather"
-    n: int = 20
-    concurrency: int = 8
-    seed: int = 0
-    base_url: str | None = None
-    model: str | None = None
-    user_model: str | None = None
-    executor_model: str | None = None
-    user_base_url: str | None = None
-    executor_base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    max_steps: int = 8
-    instability_rate: float = 0.03
-
-    def api_key(self) -> str | None:
-        """The key itself, read from the environment at call time (never stored)."""
-        return os.environ.get(self.api_key_env)
 
 
 @dataclass
 class FlagConfig:
     mask_instability: bool = True
 
+    def policy(self) -> MaskPolicy:
+        """The one mask policy of this config: every flagging call is handed it."""
+        return MaskPolicy.of(self.mask_instability)
+
+
+#: ``[train]`` keys that name no setting: the launcher chooses the data, the store and the output.
+_LAUNCHER_FIELDS = frozenset({"data", "db", "output"})
+
 
 @dataclass
-class TrainConfig:
+class TrainSettings:
+    """``[train]``: the algorithm ``T`` runs, and the training-config fields this project overrides.
+
+    Every default lives in :mod:`training.config`; the table holds only what differs
+    from it, so a run started by ``T``, ``curator train`` or ``python -m training``
+    with the same overrides records the same configuration.
+    """
+
     algorithm: str = "sft"
-    base_model: str = "tiny"
-    max_steps: int = 60
-    epochs: float = 1.0
-    lora_rank: int = 8
-    w_max: float = 9.0
-    mae: bool = True
-    #: SFT's learning rate; None: the base model's default (:func:`default_learning_rate`).
-    learning_rate: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def sft_learning_rate(self) -> float:
-        return self.learning_rate if self.learning_rate is not None else default_learning_rate(self.base_model)
+    def config(self, **changes: Any) -> TrainingConfig:
+        """The effective config of :attr:`algorithm`: its defaults, the overrides, then ``changes``."""
+        return TRAINING[self.algorithm](**self.applicable({**self.overrides, **changes}))
 
+    def applicable(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The overrides :attr:`algorithm`'s config has a field for (``w_max`` is SFT's alone)."""
+        names = field_types(TRAINING[self.algorithm])
+        return {k: v for k, v in overrides.items() if k in names}
 
-def default_learning_rate(base_model: str) -> float:
-    """LoRA's usual 2e-4 for a pretrained base; 5e-3 for the tiny demo model, whose random weights barely move
-    at 2e-4 (its loss went 6.99 → 6.88 over 30 steps, against 6.99 → 6.29 at 5e-3)."""
-    return 5e-3 if base_model == "tiny" else 2e-4
+    def argv(self) -> list[str]:
+        """The ``python -m training <algorithm>`` options the overrides stand for."""
+        return to_argv(self.applicable(self.overrides))
+
+    def to_table(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, **{k: v for k, v in self.overrides.items() if v is not None}}
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], source: str) -> "TrainSettings":
+        """``[train]`` checked key by key against the training configs' fields and types."""
+        algorithm = table.get("algorithm", "sft")
+        if algorithm not in TRAINING:
+            raise InputError(source, f"must be one of {', '.join(TRAINING)}, got {algorithm!r}", "train.algorithm")
+        known: dict[str, type] = {}
+        for config in TRAINING.values():
+            known.update(field_types(config))
+        overrides = {}
+        for key, value in table.items():
+            if key == "algorithm":
+                continue
+            if key not in known or key in _LAUNCHER_FIELDS:
+                raise InputError(source, "not a training setting (see python -m training sft --help)", f"train.{key}")
+            overrides[key] = _typed(value, known[key], source, f"train.{key}")
+        settings = cls(algorithm, overrides)
+        try:
+            settings.config()
+        except ArgumentError as exc:
+            raise InputError(source, str(exc), "train") from None
+        return settings
 
 
 @dataclass
 class Config:
-    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    simulate: SimConfig = field(default_factory=SimConfig)
     flag: FlagConfig = field(default_factory=FlagConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -80,9 +99,9 @@ class Config:
         """Write the config (keeping tables and keys this version does not know)."""
         target = Path(path or self.path or DEFAULT_FILE)
         data = dict(self.extra)
-        for name in ("simulate", "flag", "train"):
-            section = {k: v for k, v in asdict(getattr(self, name)).items() if v is not None}
-            data[name] = {**data.get(name, {}), **section}
+        for name in _SECTIONS:
+            data[name] = _changed(getattr(self, name), data.get(name, {}))
+        data["train"] = self.train.to_table()
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
         tmp.replace(target)
@@ -90,7 +109,7 @@ class Config:
         return target
 
 
-_SECTIONS = {"simulate": SimulateConfig, "flag": FlagConfig, "train": TrainConfig}
+_SECTIONS = {"simulate": SimConfig, "flag": FlagConfig}
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Config:
@@ -105,34 +124,44 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(target), f"invalid TOML: {exc}") from None
     config = Config(path=target, extra=data)
-    for name, cls in _SECTIONS.items():
-        table = data.get(name, {})
-        if not isinstance(table, dict):
+    for name in ("simulate", "flag", "train"):
+        if not isinstance(data.get(name, {}), dict):
             raise InputError(str(target), f"[{name}] must be a table", name)
-        setattr(config, name, _section(cls, table, str(target), name))
+    for name, cls in _SECTIONS.items():
+        setattr(config, name, _section(cls, data.get(name, {}), str(target), name))
+    config.train = TrainSettings.from_table(data.get("train", {}), str(target))
     return config
 
 
+def _changed(section: Any, table: dict[str, Any]) -> dict[str, Any]:
+    """``table``'s keys this version does not know, and the section's values that differ from its defaults."""
+    defaults = type(section)()
+    known = {f.name for f in fields(section) if f.init}
+    kept = {k: v for k, v in table.items() if k not in known}
+    return {**kept, **{k: v for k, v in asdict(section).items()
+                       if k in known and v is not None and v != getattr(defaults, k)}}
+
+
 def _section(cls: type, table: dict[str, Any], source: str, name: str) -> Any:
-    known = {f.name: f for f in fields(cls)}
     hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls) if f.init}
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key == "api_key":
             raise InputError(source, "never write a key here: set api_key_env to the name of an environment "
                              "variable that holds it", f"{name}.{key}")
-        if key not in known:
-            continue
-        expected = _value_type(hints[key])
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-            raise InputError(source, f"must be {expected.__name__}, got {value!r}", f"{name}.{key}")
-        values[key] = value
+        if key in known:
+            values[key] = _typed(value, hints[key], source, f"{name}.{key}")
     return cls(**values)
 
 
-def _value_type(hint: Any) -> type:
-    """The TOML value type a field takes: ``float`` for ``float | None``."""
-    options = [t for t in get_args(hint) if t is not type(None)] or [hint]
-    return options[0]
+def _typed(value: Any, hint: Any, source: str, where: str) -> Any:
+    """``value`` when TOML gave the type the field takes (an integer for a float is a float), else an error."""
+    expected = get_origin(hint) or hint
+    if get_origin(hint) in (Union, types.UnionType):
+        expected = value_type(hint)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        raise InputError(source, f"must be {expected.__name__}, got {value!r}", where)
+    return value

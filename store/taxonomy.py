@@ -40,12 +40,31 @@ CALL_CHECK_CODES = frozenset(
 )
 
 
-def default_mask_policy(mask_instability: bool = True) -> frozenset[str]:
-    """Codes whose presence on an assistant message gives it training weight 0."""
-    codes = {c.code for c in CODES if c.masks_by_default}
-    if not mask_instability:
-        codes.discard("tool_instability")
-    return frozenset(codes)
+@dataclass(frozen=True)
+class MaskPolicy:
+    """The codes whose presence on an assistant message gives it training weight 0.
+
+    One value, built once from ``curator.toml [flag]`` (``curator.config.FlagConfig.policy``)
+    and handed to every flagging call: the simulation, imports, ``curator flag``, the
+    review screen and the training snapshot all weigh messages by the same policy.
+    """
+
+    codes: frozenset[str]
+
+    @classmethod
+    def of(cls, mask_instability: bool = True) -> "MaskPolicy":
+        """Every code that masks by default; tool instability only when ``mask_instability``."""
+        codes = {c.code for c in CODES if c.masks_by_default}
+        if not mask_instability:
+            codes.discard("tool_instability")
+        return cls(frozenset(codes))
+
+    @property
+    def masks_instability(self) -> bool:
+        return "tool_instability" in self.codes
+
+    def masks(self, code: str) -> bool:
+        return code in self.codes
 
 
 def check_code(code: str) -> str:

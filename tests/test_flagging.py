@@ -11,9 +11,12 @@ from click.testing import CliRunner
 
 from conftest import REPO, fixture_path
 from curator.cli import cli
-from curator.flagging import classify_feedback, flag_all, flag_trajectory
 from store import Message, Store, Tool, Toolset
-from store.taxonomy import CODE_NAMES, default_mask_policy
+from store.feedback import classify_feedback
+from store.flagging import flag_all, flag_trajectory
+from store.taxonomy import CODE_NAMES, MaskPolicy
+
+POLICY = MaskPolicy.of()
 
 
 def _bench():
@@ -216,7 +219,7 @@ def weights(store: Store, tid: str) -> dict[int, int]:
 
 def test_flagging_tags_and_masks_a_stored_trajectory(store):
     tid = mixed_trajectory(store)
-    result = flag_trajectory(store, tid)
+    result = flag_trajectory(store, tid, POLICY)
     assert codes_by_message(store, tid) == {1: {"param_hallucination"}, 3: {"parse_error"}, 4: {"tool_instability"}}
     assert weights(store, tid) == {1: 0, 3: 0, 4: 0, 6: 1, 8: 1}
     assert result.masked == [1, 3, 4]
@@ -225,7 +228,7 @@ def test_flagging_tags_and_masks_a_stored_trajectory(store):
 
 def test_instability_masking_is_configurable(store):
     tid = mixed_trajectory(store)
-    flag_trajectory(store, tid, default_mask_policy(mask_instability=False))
+    flag_trajectory(store, tid, MaskPolicy.of(mask_instability=False))
     assert 4 in codes_by_message(store, tid)
     assert weights(store, tid)[4] == 1
 
@@ -240,7 +243,7 @@ def test_feedback_refines_a_call_the_check_passes(store):
         assistant_call("getWeatherAlerts", {"city": "Paris"}, "c3"),
         Message("tool", "getWeatherAlerts is not a valid tool, try another one.", tool_call_id="c3"),
     ])
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
     # the check's invalid-value problem explains the tool's complaint: one code, not two
     assert codes_by_message(store, tid) == {
         1: {"tool_call_failure"}, 3: {"param_invalid"}, 5: {"tool_hallucination"},
@@ -260,7 +263,7 @@ def test_calls_without_ids_are_matched_in_order_and_bad_arguments_are_parse_erro
         Message("tool", "503 Server Error: Service Unavailable for url: https://x.example/history"),
         Message("tool", "Could not parse the arguments as JSON"),
     ])
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
     tags = {(t.message_index, t.code): t.note for t in store.effective_tags(tid)}
     assert set(tags) == {(1, "tool_instability"), (1, "parse_error")}
     assert tags[(1, "tool_instability")].startswith("getWeatherHistory: ")
@@ -272,12 +275,12 @@ def test_without_a_stored_toolset_only_feedback_counts(store):
         assistant_call("anything", {"x": 1}, "c1"),
         Message("tool", '{"ok": true}', tool_call_id="c1"),
     ], toolset=None)
-    assert flag_trajectory(store, tid).tags == []
+    assert flag_trajectory(store, tid, POLICY).tags == []
 
 
 def test_human_decisions_survive_reflagging(store):
     tid = mixed_trajectory(store)
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
     store.remove_tag(tid, "tool_instability", 4, annotator="ann")    # un-tag an auto tag
     store.set_weight(tid, 1, 1)                                        # unmask a flagged call by hand
     store.set_weight(tid, 6, 0)                                        # mask a clean call by hand
@@ -285,8 +288,8 @@ def test_human_decisions_survive_reflagging(store):
     store.add_tag(tid, "answer_unsupported", 8, annotator="ann")
     store.set_weight(tid, 8, 1)                                        # ... but keep it in training
 
-    flag_trajectory(store, tid)
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
+    flag_trajectory(store, tid, POLICY)
 
     assert codes_by_message(store, tid) == {
         1: {"param_hallucination"}, 3: {"parse_error"}, 6: {"wrong_tool"}, 8: {"answer_unsupported"},
@@ -297,12 +300,12 @@ def test_human_decisions_survive_reflagging(store):
 
 def test_reflagging_drops_stale_auto_tags_and_unmasks(store):
     tid = mixed_trajectory(store)
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
     with store.transaction():  # the tool now answers the timed-out call
         store.conn.execute(
             "UPDATE messages SET content = '{\"forecast\": [1]}' WHERE trajectory_id = ? AND idx = 5", (tid,)
         )
-    flag_trajectory(store, tid)
+    flag_trajectory(store, tid, POLICY)
     assert 4 not in codes_by_message(store, tid)
     assert weights(store, tid)[4] == 1
 
@@ -310,7 +313,7 @@ def test_reflagging_drops_stale_auto_tags_and_unmasks(store):
 def test_flag_all_summarises(store):
     mixed_trajectory(store)
     mixed_trajectory(store)
-    summary = flag_all(store)
+    summary = flag_all(store, POLICY)
     assert (summary.trajectories, summary.tagged, summary.masked) == (2, 6, 6)
     assert summary.by_code == {"param_hallucination": 2, "parse_error": 2, "tool_instability": 2}
 
@@ -371,7 +374,7 @@ def test_toolalpaca_fixture_failed_calls_are_tagged_and_masked(tmp_path):
     with Store.open(tmp_path / "ta.db") as s:
         s.add_toolset(axolotl_toolset(api))
         ids = [stored(s, instance_messages(i), toolset=api["Name"]) for i in api["Instances"]]
-        summary = flag_all(s)
+        summary = flag_all(s, POLICY)
         flagged = {(n, t.message_index, t.code) for n, tid in enumerate(ids) for t in s.effective_tags(tid)}
         masked = {(n, i) for n, tid in enumerate(ids) for i, w in weights(s, tid).items() if w == 0}
     assert flagged == {(1, 1, "param_hallucination"), (2, 1, "tool_hallucination")}

@@ -14,6 +14,7 @@ from curator.sim.backends.scripted import ScriptedBackend
 from curator.sim.generate import generate_many, generate_toolset
 from curator.sim.retry import Backoff
 from fake_openai import FakeOpenAI, Step
+from store.taxonomy import MaskPolicy
 from store import Store
 
 FAST = Backoff(base=0.01, cap=0.05)
@@ -36,7 +37,7 @@ def simulation(store: Store, server: FakeOpenAI, **overrides) -> Simulation:
               "executor_model": "executor-m", "n": 4, "concurrency": 2, "request_timeout": 2.0,
               "instability_rate": 0.0, **overrides}
     config = SimConfig(**values)
-    return Simulation(store, config, backend=OpenAIBackend(config.checked(), FAST))
+    return Simulation(store, config, backend=OpenAIBackend(config.checked(), FAST), policy=MaskPolicy.of())
 
 
 def check_all_accounted_for(store: Store, n: int) -> list:

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from curator.flagging import classify_feedback
-from curator.sim import feedback
+from curator.sim import error_replies as replies
+from store.feedback import classify_feedback
 from curator.sim.agents import ToolExecutor, to_message
 from curator.sim.backends.base import Episode, Instruction, Reply
 from curator.sim.backends.scripted import ScriptedBackend
@@ -18,14 +18,14 @@ from curator.sim.toolsets import SimToolset, demo_toolset
 from store.errors import InputError
 
 PHRASINGS = {
-    "tool_hallucination": lambda rng: feedback.tool_hallucination(rng, "getWeatherForecasts", ["getWeatherForecast"]),
-    "param_hallucination": lambda rng: feedback.param_hallucination(rng, "searchBooks", "colour", "red"),
-    "param_missing": lambda rng: feedback.param_missing(rng, "getWeatherHistory", ["city", "date"]),
-    "param_invalid": lambda rng: feedback.param_invalid(rng, "getWeatherForecast", "days", "three",
+    "tool_hallucination": lambda rng: replies.tool_hallucination(rng, "getWeatherForecasts", ["getWeatherForecast"]),
+    "param_hallucination": lambda rng: replies.param_hallucination(rng, "searchBooks", "colour", "red"),
+    "param_missing": lambda rng: replies.param_missing(rng, "getWeatherHistory", ["city", "date"]),
+    "param_invalid": lambda rng: replies.param_invalid(rng, "getWeatherForecast", "days", "three",
                                                         {"type": "integer"}, "'three' is not of type 'integer'"),
-    "parse_error": lambda rng: feedback.parse_error(rng, "Expecting ',' delimiter: line 1 column 18 (char 17)"),
-    "tool_instability": lambda rng: feedback.instability(rng, "getWeatherForecast"),
-    "tool_call_failure": lambda rng: feedback.call_failure(rng, "city", "Atlantis"),
+    "parse_error": lambda rng: replies.parse_error(rng, "Expecting ',' delimiter: line 1 column 18 (char 17)"),
+    "tool_instability": lambda rng: replies.instability(rng, "getWeatherForecast"),
+    "tool_call_failure": lambda rng: replies.call_failure(rng, "city", "Atlantis"),
 }
 
 

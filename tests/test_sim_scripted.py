@@ -14,10 +14,13 @@ from curator.sim.events import Flagged, MessageAdded, SimulationDone, Trajectory
 from curator.sim.gold import gold_items
 from curator.sim.toolsets import EVERYDAY, SimToolset, demo_names, demo_toolset
 from curator.sim.backends.scripted import write_instruction
+from store.taxonomy import MaskPolicy
 from store import Store
 from store.toolcalls import ToolCall, parse_openai_call
 
 import random
+
+POLICY = MaskPolicy.of()
 
 
 @pytest.fixture
@@ -41,7 +44,8 @@ async def test_same_seed_same_data_whatever_the_concurrency(tmp_path):
     for i, concurrency in enumerate((1, 7, 7)):
         with Store.open(tmp_path / f"{i}.db") as store:
             seed = 3 if i < 2 else 4
-            await Simulation(store, SimConfig(toolset="weather", n=30, concurrency=concurrency, seed=seed)).run()
+            config = SimConfig(toolset="weather", n=30, concurrency=concurrency, seed=seed)
+            await Simulation(store, config, policy=POLICY).run()
             runs.append(contents(store))
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -49,7 +53,7 @@ async def test_same_seed_same_data_whatever_the_concurrency(tmp_path):
 
 async def test_two_hundred_trajectories_hold_every_planted_error(store):
     config = SimConfig(toolset=EVERYDAY, n=200, concurrency=16, seed=11, error_rate=0.5, instability_rate=0.05)
-    summary = await Simulation(store, config).run()
+    summary = await Simulation(store, config, policy=POLICY).run()
     assert (summary.started, summary.complete + summary.failed) == (200, 200)
     trajectories = list(store.iter_trajectories())
     assert len(trajectories) == 200 and {t.status for t in trajectories} <= {"complete", "failed"}
@@ -64,7 +68,8 @@ async def test_two_hundred_trajectories_hold_every_planted_error(store):
 
 
 async def test_each_mistake_is_followed_by_the_intended_call(store):
-    await Simulation(store, SimConfig(toolset=EVERYDAY, n=60, seed=5, error_rate=1.0, instability_rate=0)).run()
+    config = SimConfig(toolset=EVERYDAY, n=60, seed=5, error_rate=1.0, instability_rate=0)
+    await Simulation(store, config, policy=POLICY).run()
     for t in store.iter_trajectories():
         made = [m for m in t.messages if m.role == "assistant" and m.tool_calls]
         intended = [ToolCall(c["name"], c["arguments"]) for c in t.meta["plan"]["calls"]]
@@ -82,7 +87,7 @@ async def test_each_mistake_is_followed_by_the_intended_call(store):
 
 async def test_unparseable_calls_are_steps_with_their_raw_text(store):
     config = SimConfig(toolset="weather", n=20, seed=2, error_rate=1.0, error_mix={"parse_error": 1.0})
-    await Simulation(store, config).run()
+    await Simulation(store, config, policy=POLICY).run()
     for t in store.iter_trajectories():
         broken = [m for m in t.messages if m.raw is not None]
         assert broken and all(m.weight == 0 for m in broken)
@@ -91,7 +96,7 @@ async def test_unparseable_calls_are_steps_with_their_raw_text(store):
 
 
 async def test_events_follow_the_store(store):
-    sim = Simulation(store, SimConfig(toolset="currency", n=12, concurrency=4, seed=1))
+    sim = Simulation(store, SimConfig(toolset="currency", n=12, concurrency=4, seed=1), policy=POLICY)
     started, finished, seen = set(), {}, Counter()
     async for event in sim.events():
         seen[type(event).__name__] += 1
@@ -115,7 +120,7 @@ async def test_events_follow_the_store(store):
 
 
 async def test_cancel_marks_running_trajectories_and_keeps_the_rest(store):
-    sim = Simulation(store, SimConfig(toolset="books", n=400, concurrency=6, seed=9))
+    sim = Simulation(store, SimConfig(toolset="books", n=400, concurrency=6, seed=9), policy=POLICY)
     finished = 0
     async for event in sim.events():
         if isinstance(event, TrajectoryFinished):
@@ -132,7 +137,7 @@ async def test_cancel_marks_running_trajectories_and_keeps_the_rest(store):
 
 
 async def test_leaving_the_event_loop_early_cancels_the_run(store):
-    sim = Simulation(store, SimConfig(toolset="books", n=300, concurrency=4))
+    sim = Simulation(store, SimConfig(toolset="books", n=300, concurrency=4), policy=POLICY)
     async with contextlib.aclosing(sim.events()) as events:
         async for event in events:
             if isinstance(event, MessageAdded):
@@ -142,7 +147,7 @@ async def test_leaving_the_event_loop_early_cancels_the_run(store):
 
 
 async def test_a_cancelled_consumer_task_cancels_the_run(store):
-    sim = Simulation(store, SimConfig(toolset="books", n=300, concurrency=4))
+    sim = Simulation(store, SimConfig(toolset="books", n=300, concurrency=4), policy=POLICY)
     messages = asyncio.Event()
 
     async def follow() -> None:
@@ -190,12 +195,12 @@ def test_unknown_toolset_is_a_one_line_error(store):
     from store.errors import InputError
 
     with pytest.raises(InputError, match="no toolset named 'nope'"):
-        Simulation(store, SimConfig(toolset="nope", n=1))
+        Simulation(store, SimConfig(toolset="nope", n=1), policy=POLICY)
 
 
 async def test_an_in_memory_store_is_written_inline():
     with Store.open(":memory:") as store:
-        sim = Simulation(store, SimConfig(toolset="dictionary", n=5, seed=3))
+        sim = Simulation(store, SimConfig(toolset="dictionary", n=5, seed=3), policy=POLICY)
         assert (await sim.run()).complete == 5
         assert len(store.trajectory_ids(status="complete")) == 5
         with pytest.raises(RuntimeError, match="runs once"):

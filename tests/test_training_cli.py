@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from curator.cli.train import COMMANDS
-from curator.runs import training_command
+from curator.launcher import training_command
 from store import Store
 from training_fixtures import records, write_jsonl
 

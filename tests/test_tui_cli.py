@@ -14,6 +14,7 @@ from curator.config import Config
 from curator.cli.app import PacedScripted
 from curator.sim import SimConfig, Simulation
 from curator.widgets.queue_view import QueueView
+from store.taxonomy import MaskPolicy
 from store import Store
 
 
@@ -61,7 +62,8 @@ def test_demo_simulates_into_a_new_store_then_reviews_it(tmp_path: Path, opened:
 async def test_the_demo_simulation_runs_when_the_watch_screen_opens(tmp_path: Path) -> None:
     with make_store(tmp_path / "demo.db") as store:
         config = SimConfig(toolset="weather", n=4, backend="scripted", seed=1)
-        app = CuratorApp(store, Config(), screen="watch", simulate=partial(Simulation, config=config))
+        simulate = partial(Simulation, config=config, policy=MaskPolicy.of())
+        app = CuratorApp(store, Config(), screen="watch", simulate=simulate)
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             await app.workers.wait_for_complete()

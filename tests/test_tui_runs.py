@@ -1,4 +1,4 @@
-"""The runs screen and curator/runs.py: snapshots with a mask policy, process checks, cancel, re-run, evaluate."""
+"""The runs screen and curator/launcher.py: snapshots with a mask policy, process checks, cancel, re-run, evaluate."""
 from __future__ import annotations
 
 import itertools
@@ -17,14 +17,15 @@ from tui_fixtures import STAMP, call, make_store, screen_text, wait_until
 
 import store.db
 from curator.app import CuratorApp
-from curator.config import Config, TrainConfig
+from curator.config import Config, TrainSettings
 from curator.config import load as load_config
-from curator.runs import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
-                          rerun, start_run, train_args)
+from curator.launcher import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
+                          rerun, start_run)
 from curator.screens.runs import RunsScreen
 from curator.widgets.runs import LossCurve
 from store import Message, Store, Trajectory
 from store.errors import InputError
+from store.taxonomy import MaskPolicy
 
 RUN_TIMEOUT = 90.0
 
@@ -53,7 +54,7 @@ def sleeper(*args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-# -- curator/runs.py ------------------------------------------------------------------------------------
+# -- curator/launcher.py ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mask_instability, weight", [(True, 0), (False, 1)])
 def test_the_snapshot_is_the_accepted_trajectories_under_the_chosen_mask_policy(tmp_path: Path, mask_instability: bool,
                                                                                weight: int) -> None:
@@ -61,7 +62,7 @@ def test_the_snapshot_is_the_accepted_trajectories_under_the_chosen_mask_policy(
         main.insert_trajectories([unstable("traj-05")])
         for trajectory_id in ("traj-02", "traj-05"):
             main.decide(trajectory_id, "accept")
-    snapshot = export_snapshot(str(tmp_path / "c.db"), mask_instability)
+    snapshot = export_snapshot(str(tmp_path / "c.db"), MaskPolicy.of(mask_instability))
     assert Path(snapshot["dir"]).parent == tmp_path / "exports" and snapshot["trajectories"] == 2
     records = {r["id"]: r for r in map(json.loads, Path(snapshot["jsonl"]).read_text().splitlines())}
     assert sorted(records) == ["traj-02", "traj-05"]
@@ -78,7 +79,7 @@ def test_a_dpo_snapshot_keeps_the_rejected_trajectories_for_its_pairs(tmp_path: 
     with make_store(tmp_path / "c.db") as main:
         main.decide("traj-02", "accept")
         main.decide("traj-03", "reject")
-    snapshot = export_snapshot(str(tmp_path / "c.db"), True, with_rejected=True)
+    snapshot = export_snapshot(str(tmp_path / "c.db"), MaskPolicy.of(), with_rejected=True)
     assert snapshot["trajectories"] == 1 and snapshot["sqlite_holds"] == "all"
     with Store.open(snapshot["sqlite"], create=False) as copy:
         assert copy.trajectory_ids(review="rejected") == ["traj-03"]
@@ -88,29 +89,33 @@ def test_a_dpo_snapshot_keeps_the_rejected_trajectories_for_its_pairs(tmp_path: 
 def test_a_snapshot_of_nothing_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     make_store(tmp_path / "c.db").close()
     with pytest.raises(RunError, match="no accepted trajectory"):
-        export_snapshot(str(tmp_path / "c.db"), True)
+        export_snapshot(str(tmp_path / "c.db"), MaskPolicy.of())
     assert list((tmp_path / "exports").iterdir()) == []
 
 
-def test_train_args_from_the_train_table() -> None:
-    settings = TrainConfig(base_model="tiny", max_steps=0, epochs=2.0, lora_rank=4, w_max=1.0, mae=False)
-    assert train_args("sft", settings) == ["--base-model", "tiny", "--max-steps", "-1", "--epochs", "2.0", "--lora-r",
-                                           "4", "--lr", "0.005", "--w-max", "1.0", "--no-mae"]
-    assert "--lr" not in train_args("dpo", settings) and "--w-max" not in train_args("dpo", settings)
-    assert train_args("grpo", settings, lr=1e-6)[-2:] == ["--lr", "1e-06"]
+def test_the_train_table_holds_only_overrides_and_passes_each_algorithm_its_own() -> None:
+    settings = TrainSettings("sft", {"max_steps": -1, "epochs": 2.0, "lora_r": 4, "w_max": 1.0, "mae": False})
+    assert settings.argv() == ["--max-steps", "-1", "--epochs", "2.0", "--lora-r", "4", "--w-max", "1.0", "--no-mae"]
+    assert TrainSettings("dpo", settings.overrides).argv() == ["--max-steps", "-1", "--epochs", "2.0", "--lora-r", "4"]
+    assert TrainSettings("sft").argv() == [] and TrainSettings("sft").config().lora_r == 16
 
 
 def test_the_sft_learning_rate_follows_the_base_model_unless_the_config_sets_one(tmp_path: Path) -> None:
-    def lr(settings: TrainConfig) -> str:
-        args = train_args("sft", settings)
-        return args[args.index("--lr") + 1]
+    def lr(settings: TrainSettings) -> float:
+        return settings.config().learning_rate
 
-    assert (lr(TrainConfig(base_model="tiny")), lr(TrainConfig(base_model="Qwen/Qwen2.5-0.5B-Instruct"))) == (
-        "0.005", "0.0002")
+    assert (lr(TrainSettings()), lr(TrainSettings("sft", {"base_model": "Qwen/Qwen2.5-0.5B-Instruct"}))) == (
+        0.005, 0.0002)
     (tmp_path / "curator.toml").write_text('[train]\nbase_model = "org/model"\nlearning_rate = 1e-3\n')
-    assert lr(load_config(tmp_path / "curator.toml").train) == "0.001"
+    assert lr(load_config(tmp_path / "curator.toml").train) == 0.001
     (tmp_path / "curator.toml").write_text('[train]\nlearning_rate = "fast"\n')
     with pytest.raises(InputError, match="train.learning_rate.*must be float, got 'fast'"):
+        load_config(tmp_path / "curator.toml")
+    (tmp_path / "curator.toml").write_text('[train]\nlora_rank = 8\n')
+    with pytest.raises(InputError, match="train.lora_rank.*not a training setting"):
+        load_config(tmp_path / "curator.toml")
+    (tmp_path / "curator.toml").write_text('[train]\nlora_r = 0\n')
+    with pytest.raises(InputError, match="--lora-r: must be at least 1"):
         load_config(tmp_path / "curator.toml")
 
 
@@ -167,30 +172,32 @@ class Started:
         self.calls: list[dict[str, Any]] = []
         self.ids = (f"new{n}" for n in itertools.count())
 
-    def __call__(self, db: str, kind: str, algorithm: str, model: str, args: list[str], output: str,
+    def __call__(self, db: str, kind: str, algorithm: str, args: list[str], output: str,
                  accelerate_config: str | None = None, *, detach: bool = False,
                  dataset: dict[str, Any] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-        self.calls.append({"kind": kind, "algorithm": algorithm, "model": model, "args": args, "output": output,
+        self.calls.append({"kind": kind, "algorithm": algorithm, "args": args, "output": output,
                            "detach": detach, "dataset": dataset})
         return next(self.ids), subprocess.Popen([sys.executable, "-c", "pass"])
 
 
 def test_run_again_and_evaluate_start_the_right_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started = Started()
-    monkeypatch.setattr("curator.runs.start_run", started)
+    monkeypatch.setattr("curator.launcher.start_run", started)
     db = str(tmp_path / "c.db")
     snapshot = {"dir": "exports/x", "trajectories": 3}
     with Store.open(db) as s:
-        run_id = s.create_run("train", "sft", "org/model", {"argv": ["--data", "x.db", "--max-steps", "3"]},
+        recorded = {"data": "x.db", "db": db, "output": "runs/sft-1", "max_steps": 3, "base_model": "org/model",
+                    "max_length": None, "tiny": {"seed": 0}}
+        run_id = s.create_run("train", "sft", "org/model", recorded,
                               dataset={"snapshot": snapshot, "tokens": 9}, output_dir=str(tmp_path / "runs/sft-1"))
         s.update_run(run_id, status="completed")
-        base_eval = s.create_run("eval", "eval", "org/model", {"argv": ["--model", "org/model"]})
+        base_eval = s.create_run("eval", "eval", "org/model", {"model": "org/model"})
         s.update_run(base_eval, status="completed")
         run, runs = s.run(run_id), s.runs()
     assert rerun(db, run) == "new0"
     again = started.calls[0]
-    assert (again["kind"], again["algorithm"], again["model"], again["args"]) == ("train", "sft", "org/model",
-                                                                                  run.config["argv"])
+    assert (again["kind"], again["algorithm"], again["args"]) == (  # the configuration, but the store and output
+        "train", "sft", ["--data", "x.db", "--max-steps", "3", "--base-model", "org/model"])
     assert again["dataset"] == {"snapshot": snapshot} and again["detach"]
     assert Path(again["output"]).parent == tmp_path / "runs" and again["output"] != run.output_dir
     assert evaluate_against_base(db, run, runs) == ["new1"]  # the base model's evaluation exists: only the adapter
@@ -206,9 +213,9 @@ def finished_runs(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store.db, "new_id", lambda: next(ids))
     output = "runs/sft-20260101-000000"
     with Store.open(db) as s:
-        sft = s.create_run("train", "sft", "tiny", {"argv": [], "max_steps": 30, "epochs": 1.0,
+        sft = s.create_run("train", "sft", "tiny", {"max_steps": 30, "epochs": 1.0,
                                                     "learning_rate": 0.0002, "w_max": 9.0, "mae": True,
-                                                    "lora": {"r": 8}}, output_dir=output,
+                                                    "lora_r": 8}, output_dir=output,
                            dataset={"snapshot": {"dir": "exports/20260101-000000", "trajectories": 3,
                                                  "mask_instability": True},
                                     "trajectories": 3, "tokens": 1275, "trainable_tokens": 141})
@@ -275,7 +282,7 @@ async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Pa
     with make_store(db) as s:
         for trajectory_id in ("traj-01", "traj-02", "traj-04"):
             s.decide(trajectory_id, "accept")
-    run_id, proc = start_run(str(db), "train", "sft", "tiny", ["--max-steps", "2", "--threads", "1"],
+    run_id, proc = start_run(str(db), "train", "sft", ["--max-steps", "2", "--threads", "1"],
                              str(tmp_path / "runs" / "sft"), detach=True)
     assert proc.wait(RUN_TIMEOUT) == 0
     app = CuratorApp(Store.open(db), Config(), screen="runs", annotator="ann")

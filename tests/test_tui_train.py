@@ -16,8 +16,8 @@ from textual.widgets import Input, Select
 from tui_fixtures import call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
-from curator.config import Config, TrainConfig
-from curator.runs import ACTIVE, is_run_process
+from curator.config import Config, TrainSettings
+from curator.launcher import ACTIVE, is_run_process
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainForm
 from curator.widgets.runs import LossCurve
@@ -46,14 +46,9 @@ def accepted_store(tmp_path: Path) -> Store:
     return store
 
 
-def app_on(store: Store, tmp_path: Path, train: TrainConfig | None = None) -> CuratorApp:
-    config = Config(path=tmp_path / "curator.toml", train=train or TrainConfig())
+def app_on(store: Store, tmp_path: Path, train: TrainSettings | None = None) -> CuratorApp:
+    config = Config(path=tmp_path / "curator.toml", train=train or TrainSettings())
     return CuratorApp(store, config, screen="review", annotator="ann")
-
-
-def run_arg(store: Store, run_id: str, option: str) -> str:
-    argv = store.run(run_id).config["argv"]
-    return argv[argv.index(option) + 1]
 
 
 def status(store: Store, run_id: str) -> str | None:
@@ -77,31 +72,32 @@ async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: 
     store = accepted_store(tmp_path)
     app = app_on(store, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await start_from_dialog(pilot, app, store, max_steps="3", lora_rank="4")
+        run_id = await start_from_dialog(pilot, app, store, max_steps="3", lora_r="4")
         saved = tomllib.loads((tmp_path / "curator.toml").read_text())
-        assert saved["train"]["max_steps"] == 3 and saved["train"]["lora_rank"] == 4
+        assert saved["train"] == {"algorithm": "sft", "max_steps": 3, "lora_r": 4}  # only what differs
         assert "learning_rate" not in saved["train"]  # the base model's default is not pinned
-        assert run_arg(store, run_id, "--lr") == "0.005"
-        assert saved["flag"]["mask_instability"] is True
+        assert store.run(run_id).config["learning_rate"] == 0.005
+        assert saved["flag"] == {}  # the default mask policy: nothing pinned
 
         run = store.run(run_id)
         snapshot = run.dataset["snapshot"]
         assert Path(snapshot["dir"]).parent == tmp_path / "exports" and snapshot["trajectories"] == 3
         lines = Path(snapshot["jsonl"]).read_text().splitlines()
         assert sorted(json.loads(line)["id"] for line in lines) == ["traj-01", "traj-02", "traj-04"]
-        assert Path(snapshot["sqlite"]).is_file() and run.config["argv"][:2] == ["--data", snapshot["sqlite"]]
+        assert Path(snapshot["sqlite"]).is_file() and run.config["data"] == snapshot["sqlite"]
 
         await wait_until(pilot, lambda: status(store, run_id) == "completed", RUN_TIMEOUT)
         curve = app.screen.query_one(LossCurve)
         await wait_until(pilot, lambda: len(curve.points) == 3)
         assert [step for step, _ in curve.points] == [1, 2, 3] and "training loss (3 steps)" in screen_text(app)
-        assert store.run(run_id).config["lora"]["r"] == 4
+        assert store.run(run_id).config["lora_r"] == 4
 
         # again: no dialog, the remembered settings; then cancel the new run with x on the runs screen
         await pilot.press("r", "T")
         await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.selected != run_id)
         second = app.screen.selected
-        assert store.run(second).config["argv"][2:] == run.config["argv"][2:]
+        assert {k: v for k, v in store.run(second).config.items() if k not in ("data", "output")} == {
+            k: v for k, v in run.config.items() if k not in ("data", "output")}
         await pilot.press("x")
         await wait_until(pilot, lambda: status(store, second) == "cancelled", RUN_TIMEOUT)
 
@@ -112,7 +108,7 @@ async def test_T_trains_grpo_and_dpo_on_what_was_reviewed(tmp_path: Path, algori
     # DPO's pair: the annotator's fix of the call that forgot the city, preferred to the original
     store.add_correction(Correction("traj-01", 2, [call("c1", "getWeatherForecast", {"city": "Paris", "days": 3})],
                                     annotator="ann"))
-    app = app_on(store, tmp_path, TrainConfig(algorithm=algorithm))
+    app = app_on(store, tmp_path, TrainSettings(algorithm))
     async with app.run_test(size=SIZE) as pilot:
         run_id = await start_from_dialog(pilot, app, store, max_steps="2")
         await wait_until(pilot, lambda: status(store, run_id) in {"completed", "failed"}, RUN_TIMEOUT)
@@ -122,12 +118,13 @@ async def test_T_trains_grpo_and_dpo_on_what_was_reviewed(tmp_path: Path, algori
         assert (Path(run.output_dir) / "adapter_model.safetensors").is_file()
         if algorithm == "dpo":
             assert run.dataset["pairs"] == 1 and run.dataset["correction_pairs"] == 1
-        assert "--lr" not in run.config["argv"]  # GRPO and DPO keep their own learning rates
+        assert run.config["learning_rate"] == {"grpo": 1e-5, "dpo": 5e-6}[algorithm]  # their own rates, not SFT's
 
 
 async def test_quitting_leaves_the_run_going_and_a_new_session_follows_and_cancels_it(tmp_path: Path) -> None:
     store = accepted_store(tmp_path)
-    async with (app := app_on(store, tmp_path, TrainConfig(max_steps=100_000))).run_test(size=SIZE) as pilot:
+    app = app_on(store, tmp_path, TrainSettings("sft", {"max_steps": 100_000}))
+    async with app.run_test(size=SIZE) as pilot:
         run_id = await start_from_dialog(pilot, app, store)
     assert is_run_process(store.run(run_id).pid, run_id), "the run outlives the app"
 
@@ -165,7 +162,7 @@ async def test_T_refuses_when_nothing_is_accepted(tmp_path: Path) -> None:
 
 async def test_t_on_the_runs_screen_opens_the_dialog_again_with_the_remembered_choice(tmp_path: Path) -> None:
     store = accepted_store(tmp_path)
-    app = app_on(store, tmp_path, TrainConfig(algorithm="grpo", base_model="org/model", max_steps=7))
+    app = app_on(store, tmp_path, TrainSettings("grpo", {"base_model": "org/model", "max_steps": 7}))
     app.train_chosen = True
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("R", "t")
@@ -198,8 +195,8 @@ async def test_the_learning_rate_follows_the_base_model_until_the_user_sets_one(
 
 @pytest.mark.parametrize("field, value, problem", [
     ("base_model", "", "name a base model"),
-    ("lora_rank", "0", "LoRA rank is at least 1"),
-    ("w_max", "0.5", "w_max is at least 1"),
+    ("lora_r", "0", "LoRA rank: must be at least 1"),
+    ("w_max", "0.5", "w_max (PKT, SFT): must be at least 1"),
 ])
 async def test_the_dialog_refuses_bad_settings(tmp_path: Path, field: str, value: str, problem: str) -> None:
     store = accepted_store(tmp_path)

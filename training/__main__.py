@@ -35,7 +35,6 @@ def parser() -> argparse.ArgumentParser:
     for command, help_text in HELP.items():
         p = command_parser(command, sub.add_parser(command, help=help_text, description=COMMANDS[command].__doc__))
         p.add_argument("--run-id", help="an existing run row to update (the launcher created it)")
-        p.add_argument("--threads", type=int, help="torch CPU threads")
     return root
 
 
@@ -69,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_progress_bars()
     recorder = None
     try:
-        if args.threads:
+        if config.threads:
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(config.threads)
         from training.recorder import RunRecorder
 
         kind = "eval" if args.command == "eval" else "train"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import types
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
 
@@ -27,7 +27,15 @@ TINY = "tiny"
 
 
 class ArgumentError(ValueError):
-    """A command line that does not parse, in argparse's words."""
+    """A command line or a config value that does not hold, in one line."""
+
+
+class BadValue(ArgumentError):
+    """One field's value is out of range: ``name`` is the field, ``problem`` what is wrong."""
+
+    def __init__(self, name: str, problem: str):
+        super().__init__(f"--{name.replace('_', '-')}: {problem}")
+        self.name, self.problem = name, problem
 
 
 def _help(text: str, *aliases: str) -> dict[str, Any]:
@@ -79,6 +87,7 @@ class DataConfig:
     chat_template: str | None = field(default=None, metadata=_help(
         "chatml|llama3|plain or a Jinja file, replacing the tokenizer's template"))
     seed: int = field(default=0, metadata=_help("random seed"))
+    threads: int | None = field(default=None, metadata=_help("torch CPU threads (default: torch's choice)"))
     #: ``tiny_config`` read, when the config is made: a bad one is an error before anything loads.
     tiny: TinyConfig = field(init=False, repr=False)
 
@@ -116,6 +125,21 @@ class TrainingConfig(DataConfig):
         super().__post_init__()
         if self.learning_rate is None:
             self.learning_rate = self.default_learning_rate(self.base_model)
+        self.check()
+
+    def check(self) -> None:
+        """Raise :class:`BadValue` for the first value a run cannot start with."""
+        if not self.base_model.strip():
+            raise BadValue("base_model", "name a base model (tiny for the small offline one)")
+        if self.epochs <= 0 and self.max_steps <= 0:
+            raise BadValue("max_steps", "give some epochs or a number of steps")
+        for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "logging_steps", "save_steps"):
+            if getattr(self, name) < 1:
+                raise BadValue(name, "must be at least 1")
+        if not self.learning_rate or self.learning_rate <= 0:
+            raise BadValue("learning_rate", "must be above 0")
+        if not 0 <= self.lora_dropout < 1:
+            raise BadValue("lora_dropout", "must be in [0, 1)")
 
     @classmethod
     def default_learning_rate(cls, base_model: str) -> float:
@@ -152,6 +176,13 @@ class SFTConfig(TrainingConfig):
         "train every weight of the freshly built tiny model, no LoRA", "--from-scratch"))
     save_total_limit: int = field(default=2, metadata=_help("checkpoints kept"))
     resume: bool = field(default=False, metadata=_help("continue from the last checkpoint in --output"))
+
+    def check(self) -> None:
+        super().check()
+        if self.w_max < 1:
+            raise BadValue("w_max", "must be at least 1")
+        if self.max_length is not None and self.max_length < 1:
+            raise BadValue("max_length", "must be at least 1")
 
     @classmethod
     def default_learning_rate(cls, base_model: str) -> float:
@@ -224,9 +255,16 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[DataConfig]) -> 
         kind = value_type(hints[f.name])
         options = [f"--{f.name.replace('_', '-')}", *f.metadata.get("aliases", [])]
         extra: dict[str, Any] = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
-        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-        parser.add_argument(*options, dest=f.name, default=argparse.SUPPRESS,
-                            help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
+        parser.add_argument(*options, dest=f.name, default=argparse.SUPPRESS, help=describe(f), **extra)
+
+
+def describe(spec: Field) -> str:
+    """A field's help text with its default, as both command lines show it."""
+    text = spec.metadata.get("help", "")
+    if "(default:" in text:
+        return text
+    default = spec.default if spec.default is not MISSING else spec.default_factory()  # type: ignore[misc]
+    return f"{text} (default: {default})"
 
 
 def value_type(hint: Any) -> type:

@@ -9,7 +9,7 @@ import click
 from click.core import ParameterSource
 
 from curator.config import load
-from curator.sim import SimConfig, Simulation
+from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
@@ -65,9 +65,10 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     if not fresh:
         open_app(obj, "review", db=db)
         return
-    config = SimConfig.from_settings(load(obj.get("config")).simulate, toolset=toolset, n=count, backend="scripted",
-                                     concurrency=DEMO_CONCURRENCY)
-    open_app(obj, "watch", db=db, simulate=partial(Simulation, config=config, backend=PacedScripted(config)))
+    settings = load(obj.get("config"))
+    config = settings.simulate.with_changes(toolset=toolset, n=count, backend="scripted", concurrency=DEMO_CONCURRENCY)
+    open_app(obj, "watch", db=db, simulate=partial(Simulation, config=config, backend=PacedScripted(config),
+                                                   policy=settings.flag.policy()))
 
 
 class PacedScripted(ScriptedBackend):

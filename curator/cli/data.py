@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from curator.cli.flag import mask_policy, render_summary
-from curator.flagging import flag_all
 from store import REVIEW_FILTERS, Store
 from store.errors import CuratorError, InputError
+from store.flagging import flag_all
 from store.formats import EXPORTERS, IMPORTERS
 from store.stats import store_stats
 

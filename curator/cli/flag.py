@@ -4,9 +4,9 @@ from __future__ import annotations
 import click
 
 from curator.config import load as load_config
-from curator.flagging import FlagSummary, flag_all
 from store import DEFAULT_PATH, Store
-from store.taxonomy import default_mask_policy
+from store.flagging import FlagSummary, flag_all
+from store.taxonomy import MaskPolicy
 
 
 @click.command("flag")
@@ -28,11 +28,11 @@ def flag(ctx: click.Context, db: str | None, mask_instability: bool | None) -> N
     click.echo(render_summary(summary))
 
 
-def mask_policy(config_path: str | None, mask_instability: bool | None = None) -> frozenset[str]:
-    """The codes that mask a message: every call error, and tool instability unless the config says no."""
+def mask_policy(config_path: str | None, mask_instability: bool | None = None) -> MaskPolicy:
+    """The config's mask policy (``[flag]``), or the one ``--mask-instability/--keep-instability`` asks for."""
     if mask_instability is None:
-        mask_instability = load_config(config_path).flag.mask_instability
-    return default_mask_policy(mask_instability)
+        return load_config(config_path).flag.policy()
+    return MaskPolicy.of(mask_instability)
 
 
 def render_summary(summary: FlagSummary) -> str:

@@ -77,7 +77,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
     with a reason, and is auto-flagged. Ctrl-C stops cleanly: finished trajectories
     are kept and the running ones are marked failed (cancelled).
     """
-    from curator.sim import SimConfig, Simulation
+    from curator.sim import Simulation
     from curator.sim.toolsets import resolve
 
     if sum(x is not None for x in (toolset, openapi, functions)) > 1:
@@ -90,8 +90,8 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
             store.add_toolset(loaded)
             toolset = loaded.name
         options["error_mix"] = _error_mix(options["error_mix"])
-        sim_config = SimConfig.from_settings(config.simulate, toolset=toolset, **options)
-        sim = Simulation(store, sim_config)
+        sim_config = config.simulate.with_changes(toolset=toolset, **options)
+        sim = Simulation(store, sim_config, policy=config.flag.policy())
         backend = sim.backend
         note = " (offline: no model is called)" if backend.name == "scripted" else \
             f" at {sim_config.role_base_url('assistant') or 'api.openai.com'}"
@@ -229,7 +229,6 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
     """
     from store.formats.files import read_json
 
-    from curator.sim import SimConfig
     from curator.sim.backends import make_backend
     from curator.sim.generate import generate_many, read_api_list
 
@@ -239,7 +238,7 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
         apis = [(name, description or "")]
     else:
         raise CuratorError("give a NAME (with --description) or --from FILE")
-    sim_config = SimConfig.from_settings(settings.load(ctx.obj["config"]).simulate, **options)
+    sim_config = settings.load(ctx.obj["config"]).simulate.with_changes(**options)
     backend = make_backend(sim_config)
 
     async def run() -> list[Any]:

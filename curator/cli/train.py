@@ -2,9 +2,11 @@
 
 Training and evaluation run as `python -m training …` in a subprocess (or
 `accelerate launch` with several GPUs or an accelerate config), so this module
-never imports torch. ``curator.runs.start_run`` creates the run's row (status
-queued) before the process starts, so it is listed at once and a launch that
-fails is recorded.
+never imports torch. The options are built from the configs of
+``training.config`` (stdlib only), so `curator train sft --help` lists what
+`python -m training sft --help` does. ``curator.launcher.start_run`` creates the
+run's row (status queued) before the process starts, so it is listed at once and
+a launch that fails is recorded.
 """
 from __future__ import annotations
 
@@ -12,22 +14,24 @@ import json
 import signal
 import subprocess
 import time
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
+from curator.config import TrainSettings
 from curator.config import load as load_config
-from curator.runs import LOG_FILE, RunError, result, start_run, train_args
+from curator.launcher import LOG_FILE, RunError, result, start_run
 from store import DEFAULT_PATH, Store
+from training.config import TRAINING, DataConfig, EvalConfig, describe, field_types, to_argv
 
 
-def launch(db: str, kind: str, algorithm: str, model: str, args: list[str], output: str,
+def launch(db: str, kind: str, algorithm: str, args: list[str], output: str,
            accelerate_config: str | None = None, detach: bool = False) -> int:
     """Start the run and (unless detached) wait for it, passing on SIGINT/SIGTERM; the exit status."""
     try:
-        run_id, proc = start_run(db, kind, algorithm, model, args, output, accelerate_config, detach=detach)
+        run_id, proc = start_run(db, kind, algorithm, args, output, accelerate_config, detach=detach)
     except RunError as exc:
         raise click.ClickException(str(exc)) from None
     if detach:
@@ -52,96 +56,76 @@ def _default_output(algorithm: str) -> str:
     return f"runs/{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _data_options(f: Callable) -> Callable:
+#: Fields curator sets itself: the store is curator's --db, the output a fresh directory unless given.
+_OWN = ("db", "output")
+
+
+def config_options(config: type[DataConfig]) -> Callable[[Callable], Callable]:
+    """One click option per field of ``config`` (the options of ``python -m training``), None when not given."""
+    types = field_types(config)
+
+    def decorate(f: Callable) -> Callable:
+        for spec in reversed([s for s in fields(config) if s.init and s.name not in _OWN]):
+            flags = ["--" + spec.name.replace("_", "-"), *spec.metadata["aliases"]]
+            boolean = types[spec.name] is bool
+            names = [f"{flag}/--no-{flag[2:]}" for flag in flags] if boolean else flags
+            f = click.option(*names, spec.name, type=None if boolean else types[spec.name], default=None,
+                             help=describe(spec))(f)
+        return f
+
+    return decorate
+
+
+def _common_options(f: Callable) -> Callable:
     for option in reversed([
         click.option("--db", "db", default=None, help="The store (default: curator's --db)."),
-        click.option("--data", default=None, help="A JSONL export or curated SQLite file (default: the store)."),
         click.option("--output", default=None, help="Output directory (default: runs/<algorithm>-<time>)."),
-        click.option("--tiny-config", default=None, help="JSON overriding the tiny model's size/template."),
-        click.option("--chat-template", default=None, help="chatml|llama3|plain or a Jinja file."),
-        click.option("--seed", type=int, default=None),
         click.option("--detach", is_flag=True, help="Start in the background and return the run id."),
     ]):
         f = option(f)
     return f
 
 
-def _flags(**options: Any) -> list[str]:
-    """``--name value`` for the options that were given (True flags without a value)."""
-    out: list[str] = []
-    for name, value in options.items():
-        flag = "--" + name.replace("_", "-")
-        if value is None or value is False:
-            continue
-        out += [flag] if value is True else [flag, str(value)]
-    return out
-
-
-PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True}
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
 
 
 @click.group("train")
 def train() -> None:
     """Train on the accepted trajectories (LoRA SFT with MAE + PKT, GRPO, DPO).
 
-    Options not listed here are passed on to `python -m training <algorithm>`
-    (see `python -m training <algorithm> --help`).
+    Every option is a field of the algorithm's config in training/config.py, where
+    its default lives; `[train]` in curator.toml overrides fields for every run,
+    and an option given here overrides both.
     """
 
 
-def _train_command(algorithm: str) -> Callable:
-    @train.command(algorithm, context_settings=PASSTHROUGH)
-    @click.option("--base-model", default=None, help="Hub id, local directory, adapter directory, or 'tiny'.")
-    @click.option("--max-steps", type=int, default=None)
-    @click.option("--epochs", type=float, default=None)
-    @click.option("--lr", type=float, default=None, help="Learning rate.")
+def _train_command(algorithm: str) -> None:
+    @train.command(algorithm, help=TRAINING[algorithm].__doc__)
     @click.option("--accelerate-config", default=None, type=click.Path(exists=True, dir_okay=False),
                   help="Launch through `accelerate launch` with this config.")
-    @_data_options
+    @_common_options
+    @config_options(TRAINING[algorithm])
     @click.pass_context
-    def command(ctx: click.Context, base_model: str | None, max_steps: int | None, epochs: float | None,
-                lr: float | None, accelerate_config: str | None, db: str | None, data: str | None,
-                output: str | None, tiny_config: str | None, chat_template: str | None, seed: int | None,
-                detach: bool) -> None:
+    def command(ctx: click.Context, accelerate_config: str | None, db: str | None, output: str | None,
+                detach: bool, **options: Any) -> None:
         obj = ctx.obj or {}
-        defaults = load_config(obj.get("config")).train
-        settings = replace(defaults, base_model=base_model or defaults.base_model,
-                           max_steps=defaults.max_steps if max_steps is None else max_steps,
-                           epochs=defaults.epochs if epochs is None else epochs)
-        args = [*_flags(data=data, tiny_config=tiny_config, chat_template=chat_template, seed=seed),
-                *train_args(algorithm, settings, lr)]
-        store = db or obj.get("db") or DEFAULT_PATH
-        code = launch(store, "train", algorithm, settings.base_model, [*args, *ctx.args],
-                      output or _default_output(algorithm), accelerate_config, detach)
-        ctx.exit(code)
-
-    command.__doc__ = {
-        "sft": "LoRA SFT with the MAE x PKT weighted loss (--w-max 1: no PKT, --no-mae, --from-scratch, --curriculum).",
-        "grpo": "GRPO with the judge's error-type reward against the approved calls.",
-        "dpo": "DPO on step-level pairs: corrections, and accepted over rejected trajectories.",
-    }[algorithm]
-    return command
+        settings = TrainSettings(algorithm, {**load_config(obj.get("config")).train.overrides, **_given(options)})
+        ctx.exit(launch(db or obj.get("db") or DEFAULT_PATH, "train", algorithm, settings.argv(),
+                        output or _default_output(algorithm), accelerate_config, detach))
 
 
-for _algorithm in ("sft", "grpo", "dpo"):
+for _algorithm in TRAINING:
     _train_command(_algorithm)
 
 
-@click.command("eval", context_settings=PASSTHROUGH)
-@click.option("--model", required=True, help="Adapter/model directory, hub id, 'tiny', or the endpoint's model name.")
-@click.option("--base-url", default=None, help="An OpenAI-compatible endpoint (the key is read from --api-key-env).")
-@click.option("--api-key-env", default=None, help="Environment variable holding the endpoint's key.")
-@click.option("--limit", type=int, default=None, help="Evaluate on the first N gold items.")
-@_data_options
+@click.command("eval", help=EvalConfig.__doc__)
+@_common_options
+@config_options(EvalConfig)
 @click.pass_context
-def eval_(ctx: click.Context, model: str, base_url: str | None, api_key_env: str | None, limit: int | None,
-          db: str | None, data: str | None, output: str | None, tiny_config: str | None, chat_template: str | None,
-          seed: int | None, detach: bool) -> None:
-    """TS / PI / CF, parse-error and hallucination rates over the gold single-step calls."""
-    args = _flags(model=model, base_url=base_url, api_key_env=api_key_env, limit=limit, data=data,
-                  tiny_config=tiny_config, chat_template=chat_template, seed=seed)
+def eval_(ctx: click.Context, db: str | None, output: str | None, detach: bool, **options: Any) -> None:
     store = db or (ctx.obj or {}).get("db") or DEFAULT_PATH
-    ctx.exit(launch(store, "eval", "eval", model, [*args, *ctx.args], output or _default_output("eval"),
+    ctx.exit(launch(store, "eval", "eval", to_argv(_given(options)), output or _default_output("eval"),
                     detach=detach))
 
 

@@ -18,7 +18,6 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from curator.flagging import flag_trajectory
 from curator.screens.base import StoreScreen
 from curator.screens.call_editor import CallEditor
 from curator.screens.filter import FilterDialog
@@ -29,7 +28,7 @@ from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
 from store import Correction, Message, Store
 from store.queue import Progress, QueueFilter, count, position, progress
-from store.taxonomy import default_mask_policy
+from store.flagging import flag_trajectory
 from store.toolcalls import ToolCall, Toolbox
 
 #: How often the screen looks for other sessions' commits (one PRAGMA read).
@@ -155,7 +154,7 @@ class ReviewScreen(StoreScreen):
                 self.store.remove_tag(trajectory_id, code, index, annotator=self.annotator)
             else:
                 self.store.add_tag(trajectory_id, code, index, source="human", annotator=self.annotator)
-            flag_trajectory(self.store, trajectory_id, default_mask_policy(self.config.flag.mask_instability))
+            flag_trajectory(self.store, trajectory_id, self.curator.policy)
             self._show(trajectory_id)
 
         self.app.push_screen(TagPicker(f"message #{index}", present), toggle)

@@ -1,6 +1,6 @@
 """The runs screen: every training and evaluation run, and the selected one's loss curve, details and log.
 
-Runs are processes of their own (see curator/runs.py): this screen only reads
+Runs are processes of their own (see curator/launcher.py): this screen only reads
 the store and their files. A timer notices the runs' commits (``PRAGMA
 data_version``, one read) and reloads the list and the selected run's loss
 (two indexed queries); logs are read, processes checked and runs cancelled or
@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer
 
-from curator.runs import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
+from curator.launcher import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
                           mark_lost, rerun)
 from curator.screens.base import StoreScreen
 from curator.widgets.runs import LogTail, LossCurve, RunDetails, RunList
@@ -117,8 +117,9 @@ class RunsScreen(StoreScreen):
         self.app.call_from_thread(self._show_log, run.id, source, lines)
 
     def _show_log(self, run_id: str, source: str | None, lines: list[str]) -> None:
-        if run_id == self.selected:
-            self.query_one(LogTail).show(source, lines)
+        tails = self.query(LogTail)  # none once the app is closing and the reader finishes late
+        if run_id == self.selected and tails:
+            tails.first().show(source, lines)
 
     def _check_processes(self) -> None:
         if self.is_current and any(r.status in ACTIVE for r in self.runs):

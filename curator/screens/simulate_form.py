@@ -7,7 +7,6 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
-from curator.config import SimulateConfig
 from curator.sim import SimConfig
 from curator.sim.config import BACKENDS
 from store.errors import InputError
@@ -19,7 +18,7 @@ class SimulateForm(ModalScreen[SimConfig | None]):
         Binding("escape", "dismiss(None)", "Cancel"),
     ]
 
-    def __init__(self, settings: SimulateConfig, toolsets: list[str]) -> None:
+    def __init__(self, settings: SimConfig, toolsets: list[str]) -> None:
         super().__init__()
         self.settings = settings
         self.toolsets = toolsets
@@ -48,8 +47,8 @@ class SimulateForm(ModalScreen[SimConfig | None]):
         try:
             if toolset is Select.NULL:
                 raise InputError("simulate", "choose a toolset", "toolset")
-            config = SimConfig.from_settings(
-                self.settings, toolset=str(toolset), backend=str(self.query_one("#backend", Select).value),
+            config = self.settings.with_changes(
+                toolset=str(toolset), backend=str(self.query_one("#backend", Select).value),
                 **{name: int(value) for name, value in numbers.items() if value},
             )
         except (InputError, ValueError) as exc:

@@ -1,8 +1,7 @@
 """The training settings `T` asks for once a session (and `t` on the runs screen): [train] of curator.toml."""
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,7 +9,8 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from curator.config import TrainConfig, default_learning_rate
+from curator.config import TrainSettings
+from training.config import BadValue, SFTConfig, field_types
 
 ALGORITHMS = [
     ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
@@ -19,19 +19,21 @@ ALGORITHMS = [
 ]
 
 
-#: The form's text fields: setting, label, Input type.
+#: The form's text fields: training-config field, label, Input type.
 FIELDS = [
     ("base_model", "base model", "text"),
     ("epochs", "epochs", "number"),
     ("max_steps", "max steps", "integer"),
-    ("learning_rate", "learning rate (SFT)", "number"),
-    ("lora_rank", "LoRA rank", "integer"),
-    ("w_max", "w_max (PKT)", "number"),
+    ("learning_rate", "learning rate", "number"),
+    ("lora_r", "LoRA rank", "integer"),
+    ("w_max", "w_max (PKT, SFT)", "number"),
 ]
+LABELS = {name: label for name, label, _ in FIELDS}
+_CASTS = field_types(SFTConfig)
 
 
 class TrainChoice(NamedTuple):
-    train: TrainConfig
+    train: TrainSettings
     mask_instability: bool
 
 
@@ -41,91 +43,101 @@ class EnterCheckbox(Checkbox, inherit_bindings=False):
     BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
 
 
+def shown(settings: TrainSettings) -> dict[str, Any]:
+    """The value each form field shows: the effective config's, SFT's for a field the algorithm lacks (w_max)."""
+    sft = TrainSettings("sft", settings.overrides).config()
+    effective = settings.config()
+    return {name: getattr(effective, name, getattr(sft, name)) for name in [*LABELS, "mae"]}
+
+
+def text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 class TrainForm(ModalScreen[TrainChoice | None]):
+    """Every field starts at the effective setting; a field left at its default follows the algorithm and the
+    base model (a new base model brings its own learning rate), and only what differs is saved to [train]."""
+
     BINDINGS = [
         Binding("enter,ctrl+s", "start", "Start"),
         Binding("escape", "dismiss(None)", "Cancel"),
     ]
 
-    def __init__(self, settings: TrainConfig, mask_instability: bool, accepted: int) -> None:
+    def __init__(self, settings: TrainSettings, mask_instability: bool, accepted: int) -> None:
         super().__init__()
         self.settings = settings
         self.mask_instability = mask_instability
         self.accepted = accepted
-        self._base_model = settings.base_model  # the one the learning rate field follows
+        self._defaults = self._defaults_for(settings.algorithm, shown(settings)["base_model"])
+
+    @staticmethod
+    def _defaults_for(algorithm: str, base_model: str) -> dict[str, str]:
+        return {k: text(v) for k, v in shown(TrainSettings(algorithm, {"base_model": base_model})).items()}
 
     def compose(self) -> ComposeResult:
-        s = self.settings
+        values = shown(self.settings)
         with Vertical(classes="dialog", id="train-form"):
             yield Label(f"Export the {self.accepted:,} accepted trajectories and train on them — "
                         "Enter starts, Esc cancels", classes="dialog-title")
             with Grid(id="train-fields"):
                 yield Label("algorithm")
-                yield Select(ALGORITHMS, value=s.algorithm if s.algorithm in {v for _, v in ALGORITHMS} else "sft",
-                             allow_blank=False, compact=True, id="algorithm")
+                yield Select(ALGORITHMS, value=self.settings.algorithm, allow_blank=False, compact=True,
+                             id="algorithm")
                 for name, label, kind in FIELDS:
                     yield Label(label)
-                    value = s.sft_learning_rate if name == "learning_rate" else getattr(s, name)
-                    yield Input(f"{value:g}" if isinstance(value, float) else str(value), type=kind, compact=True,
-                                id=name)
-            yield EnterCheckbox("MAE: leave masked calls out of the SFT loss", s.mae, compact=True, id="mae")
+                    yield Input(text(values[name]), type=kind, compact=True, id=name)
+            yield EnterCheckbox("MAE: leave masked calls out of the SFT loss", values["mae"], compact=True, id="mae")
             yield EnterCheckbox("mask tool instability (calls that failed for reasons outside the call)",
                                 self.mask_instability, compact=True, id="mask_instability")
-            yield Static("tiny: a small offline model for demos · max steps 0: the epochs decide · w_max 1: no PKT\n"
-                         "learning rate: 5e-3 suits tiny, 2e-4 a pretrained base (it follows the base model)\n"
-                         "Saved to [train] and [flag] mask_instability in the config file.", markup=False,
-                         classes="dim")
+            yield Static("tiny: a small offline model for demos · max steps -1: the epochs decide · w_max 1: no PKT\n"
+                         "Defaults (training/config.py) follow the algorithm and base model: 5e-3 suits tiny, 2e-4 "
+                         "a pretrained base.\nWhat differs from them is saved to [train]; the instability choice to "
+                         "[flag].", markup=False, classes="dim")
             yield Static(id="problem")
 
     def on_mount(self) -> None:
         self.query_one("#base_model", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        """A new base model brings its own learning rate, unless the field holds one the user chose."""
-        if event.input.id != "base_model":
+        if event.input.id == "base_model":
+            self._follow_defaults()
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "algorithm":
+            self._follow_defaults()
+
+    def _follow_defaults(self) -> None:
+        """Fields still at the old algorithm's or base model's default take the new one's."""
+        algorithm = str(self.query_one("#algorithm", Select).value)
+        try:
+            defaults = self._defaults_for(algorithm, self.query_one("#base_model", Input).value.strip())
+        except BadValue:  # no base model yet (the field is being typed): nothing to follow
             return
-        rate = self.query_one("#learning_rate", Input)
-        if rate.value.strip() == f"{default_learning_rate(self._base_model):g}":
-            rate.value = f"{default_learning_rate(event.value.strip()):g}"
-        self._base_model = event.value.strip()
+        for name in LABELS:
+            field = self.query_one(f"#{name}", Input)
+            if name != "base_model" and field.value.strip() == self._defaults[name]:
+                field.value = defaults[name]
+        self._defaults = defaults
 
     def on_input_submitted(self) -> None:
         self.action_start()
 
     def action_start(self) -> None:
-        value = {name: self.query_one(f"#{name}", Input).value.strip() for name, _, _ in FIELDS}
+        algorithm = str(self.query_one("#algorithm", Select).value)
         try:
-            settings = replace(
-                self.settings, algorithm=str(self.query_one("#algorithm", Select).value),
-                base_model=value["base_model"], epochs=float(value["epochs"]), max_steps=int(value["max_steps"]),
-                lora_rank=int(value["lora_rank"]), w_max=float(value["w_max"]),
-                learning_rate=_chosen_rate(float(value["learning_rate"]), value["base_model"]),
-                mae=self.query_one("#mae", Checkbox).value,
-            )
+            values = {name: _CASTS[name](self.query_one(f"#{name}", Input).value.strip()) for name in LABELS}
         except ValueError:
-            self.query_one("#problem", Static).update("Not started — epochs, max steps, learning rate, rank and w_max are numbers")
-            return
-        problem = _problem(settings)
-        if problem:
-            self.query_one("#problem", Static).update(f"Not started — {problem}")
-            return
-        self.dismiss(TrainChoice(settings, self.query_one("#mask_instability", Checkbox).value))
+            return self._refuse("epochs, max steps, learning rate, rank and w_max are numbers")
+        values["mae"] = self.query_one("#mae", Checkbox).value
+        try:
+            settings = TrainSettings(algorithm, {**self.settings.overrides, **values})
+            settings.config()
+            defaults = {**shown(TrainSettings(algorithm, {"base_model": values["base_model"]})),
+                        "base_model": shown(TrainSettings(algorithm))["base_model"]}
+        except BadValue as exc:
+            return self._refuse(f"{LABELS.get(exc.name, exc.name)}: {exc.problem}")
+        overrides = {k: v for k, v in settings.overrides.items() if k not in values or v != defaults[k]}
+        self.dismiss(TrainChoice(TrainSettings(algorithm, overrides), self.query_one("#mask_instability", Checkbox).value))
 
-
-def _chosen_rate(rate: float, base_model: str) -> float | None:
-    """None (follow the base model) when the rate is the base model's default, so it is not pinned in the file."""
-    return None if rate == default_learning_rate(base_model) else rate
-
-
-def _problem(settings: TrainConfig) -> str | None:
-    if not settings.base_model:
-        return "name a base model (tiny for the small offline one)"
-    if settings.epochs <= 0 and settings.max_steps <= 0:
-        return "give some epochs or a number of steps"
-    if settings.lora_rank < 1:
-        return "the LoRA rank is at least 1"
-    if settings.w_max < 1:
-        return "w_max is at least 1"
-    if settings.sft_learning_rate <= 0:
-        return "the learning rate is above 0"
-    return None
+    def _refuse(self, problem: str) -> None:
+        self.query_one("#problem", Static).update(f"Not started — {problem}")

@@ -87,7 +87,7 @@ class WatchScreen(StoreScreen):
 
         def start(config: SimConfig | None) -> None:
             if config is not None:
-                self.simulate(partial(Simulation, config=config))
+                self.simulate(partial(Simulation, config=config, policy=self.curator.policy))
 
         self.app.push_screen(SimulateForm(self.config.simulate, toolsets), start)
 

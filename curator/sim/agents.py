@@ -15,11 +15,11 @@ import json
 import re
 from typing import Any
 
-from curator.flagging import classify_feedback
+from store.feedback import classify_feedback
 from store import Message
 from store.toolcalls import CallParseError, parse_openai_call
 
-from . import feedback
+from . import error_replies
 from .backends.base import Backend, Episode, Instruction, Reply
 from .toolsets import SimToolset
 
@@ -92,14 +92,14 @@ class ToolExecutor:
         try:
             parsed = parse_openai_call(call)
         except CallParseError as exc:
-            return feedback.parse_error(rng, str(exc).split(": ", 1)[-1]), "parse_error"
+            return error_replies.parse_error(rng, str(exc).split(": ", 1)[-1]), "parse_error"
         problems = box.check(parsed)
         if problems:
             props = box.properties(parsed.name) if parsed.name in box else {}
-            text = feedback.for_problems(rng, parsed.name, parsed.arguments, problems, box.names, props)
+            text = error_replies.for_problems(rng, parsed.name, parsed.arguments, problems, box.names, props)
             return text, problems[0].code
         if self.instability_rate and rng.random() < self.instability_rate:
-            return feedback.instability(rng, parsed.name), "tool_instability"
+            return error_replies.instability(rng, parsed.name), "tool_instability"
         for earlier, response in episode.memory:
             if earlier.name == parsed.name and earlier.arguments == parsed.arguments:
                 return response, _error_code(response)

@@ -1,4 +1,4 @@
-"""``SimConfig``: everything one simulation run needs, with the defaults of ``curator.toml``."""
+"""``SimConfig``: everything one simulation run needs; ``curator.toml [simulate]`` loads straight into it."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from curator.config import SimulateConfig
 from store.errors import InputError
 
 BACKENDS = ("scripted", "openai")
@@ -58,16 +57,9 @@ class SimConfig:
     instruction_batch: int = 5
     flag: bool = True
 
-    @classmethod
-    def from_settings(cls, settings: SimulateConfig, **overrides: Any) -> "SimConfig":
-        """The ``[simulate]`` table of ``curator.toml``, then ``overrides`` (None means: keep the setting)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in dataclasses.asdict(settings).items() if k in names}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - names
-        if unknown:
-            raise TypeError(f"unknown SimConfig field(s): {', '.join(sorted(unknown))}")
-        return cls(**values).checked()
+    def with_changes(self, **changes: Any) -> "SimConfig":
+        """A checked copy with ``changes`` applied (None means: keep the setting)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}).checked()
 
     def checked(self) -> "SimConfig":
         """Self, after checking the values a user can get wrong; problems are ``InputError``s naming the field."""

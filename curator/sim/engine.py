@@ -1,6 +1,6 @@
 """The simulation engine: asyncio, bounded concurrency, every message stored as it happens.
 
-``Simulation(store, config)`` runs in the caller's event loop. ``events()``
+``Simulation(store, config, policy=…)`` runs in the caller's event loop. ``events()``
 runs it and yields what happens; ``run()`` runs it and returns the summary;
 ``cancel()`` stops it cleanly. Each store write is one transaction, made on the
 engine's writer thread (``writer.py``) and awaited before its event is emitted;
@@ -10,7 +10,7 @@ a trajectory's ``cancelled`` status is written after its last message.
 A trajectory goes ``running`` → ``complete``, or ``failed`` with a reason: the
 step limit, a model that failed for good after the backend's retries, or
 ``cancelled``. When one finishes, and as soon as a tool answers with an error,
-``curator.flagging`` tags it and sets its MAE weights (a ``Flagged`` event).
+``store.flagging`` tags it and sets its MAE weights (a ``Flagged`` event).
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import random
 import time
 from typing import AsyncIterator, Callable
 
-from curator.flagging import flag_trajectory
 from store import Message, Store, new_id
+from store.flagging import flag_trajectory
+from store.taxonomy import MaskPolicy
 from store.toolcalls import Toolbox
 
 from . import prompts
@@ -39,8 +40,9 @@ Emit = Callable[[Event], None]
 
 
 class Simulation:
-    def __init__(self, store: Store, config: SimConfig, backend: Backend | None = None):
+    def __init__(self, store: Store, config: SimConfig, backend: Backend | None = None, *, policy: MaskPolicy):
         self.store = store
+        self.policy = policy
         self.config = config.checked()
         self.toolset = SimToolset(resolve(store, self.config.toolset))
         self.backend = backend or make_backend(self.config)
@@ -253,7 +255,7 @@ class Simulation:
     async def _flag(self, trajectory_id: str, emit: Emit) -> list[str]:
         if not self.config.flag:
             return []
-        result = await self._write(lambda store: flag_trajectory(store, trajectory_id, toolboxes=self._toolboxes))
+        result = await self._write(lambda store: flag_trajectory(store, trajectory_id, self.policy, self._toolboxes))
         codes = sorted({code for _, code, _ in result.tags})
         emit(Flagged(trajectory_id, codes))
         return codes

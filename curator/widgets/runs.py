@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from curator.runs import ACTIVE, result
+from curator.launcher import ACTIVE, result
 from store import Run
 
 COLUMNS = [("run", "run"), ("kind", "kind"), ("algorithm", "algo"), ("status", "status"),
@@ -167,8 +167,8 @@ def _settings(run: Run) -> Text:
     shown = [f"{label} {config[key]}" for key, label in (
         ("max_steps", "max steps"), ("epochs", "epochs"), ("learning_rate", "lr"), ("w_max", "w_max"),
     ) if config.get(key) is not None]
-    if isinstance(config.get("lora"), dict) and "r" in config["lora"]:
-        shown.append(f"LoRA rank {config['lora']['r']}")
+    if config.get("lora_r") is not None:
+        shown.append(f"LoRA rank {config['lora_r']}")
     if "mae" in config:
         shown.append("MAE on" if config["mae"] else "MAE off")
     return Text(" · ".join(shown), "dim")

@@ -21,7 +21,7 @@ from typing import Any
 
 from store.toolcalls import ToolCall
 
-from .. import feedback, mistakes
+from .. import error_replies, mistakes
 from ..config import SimConfig
 from ..toolsets import SimToolset
 from ..values import humanize, value_for
@@ -112,7 +112,7 @@ class ScriptedBackend(Backend):
     async def respond(self, episode: Episode, call: ToolCall) -> str:
         for planted in episode.state.get("failing", []):
             if planted["name"] == call.name and planted["arguments"] == call.arguments:
-                return feedback.call_failure(episode.rng, planted["param"], call.arguments[planted["param"]])
+                return error_replies.call_failure(episode.rng, planted["param"], call.arguments[planted["param"]])
         return response_body(episode.toolset, call, episode.rng)
 
     # -- toolset designer ------------------------------------------------------------------

@@ -1,12 +1,7 @@
-"""Auto-flagging: executor feedback and call checks → error tags → MAE weights.
+"""Reading a tool's feedback: is this answer an error, and which code does it mean?
 
-Two sources of evidence about one assistant tool call:
-
-- the call check (``store.toolcalls.Toolbox.check``): the call against the toolset's
-  schemas, authoritative about the call's shape;
-- the tool's feedback (``classify_feedback``): what the tool or simulator answered.
-
-Reading feedback. Structure first, words second: when the feedback is (or carries,
+Pure text in, ``Problem``s out (no store, no I/O); ``store.flagging`` combines it
+with the call check. Structure first, words second: when the feedback is (or carries,
 after a ``Status Code: NNN. Response:`` prefix) a JSON or Python-literal value, it is
 an error only if its shape says so (a non-empty ``error``, ``success: false``,
 a pydantic ``detail`` list, per-field messages, a non-zero exit code, an HTTP
@@ -26,15 +21,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping
 
-from store.taxonomy import default_mask_policy
-from store.toolcalls import CallParseError, Problem, Toolbox, parse_openai_call
+from store.toolcalls import Problem
 
-
-# --- Reading feedback -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -113,7 +104,7 @@ RULES: tuple[Rule, ...] = (
     _rule("param_missing", rf"(?:missing (?:the )?|requires (?:the )?{_ARG} )['\"`]{_NAME}['\"`]"),
     _rule("param_missing", rf"(?:missing (?:the )?|requires (?:the )?{_ARG} ){_NAME} {_ARG}\b"),
     _rule("param_missing", rf"{_ARG} {_Q}{_NAME}{_Q}[^.\n]{{0,60}}?(?:is not present|was not (?:provided|supplied|given))"),
-    _rule("param_missing", rf"\bmissing[_ ](?:field|param(?:eter)?|argument)\b"),
+    _rule("param_missing", r"\bmissing[_ ](?:field|param(?:eter)?|argument)\b"),
     _rule("param_missing", rf"{_Q}{_NAME}{_Q} is a required property"),
     _rule("param_missing", rf"(?:the |an? )?{_Q}{_NAME}{_Q} (?:{_ARG} )?is (?:a )?required|field required", alarm=False),
     _rule("param_missing", r"can't be blank|(?:may|must) not be (?:blank|empty|null)", alarm=False),
@@ -388,7 +379,7 @@ def _from_message(text: str, status: int | None, param: str | None = None) -> Pr
     if code == "tool_call_failure" and status is not None and (status >= 500 or status in _INSTABILITY_STATUSES):
         code = "tool_instability"
     names = match.groupdict() if match else {}
-    return Problem(code, _shorten(text), tool=names.get("tool"), param=param or names.get("param"))
+    return Problem(code, shorten(text), tool=names.get("tool"), param=param or names.get("param"))
 
 
 def _first_rule(text: str) -> tuple[re.Match[str] | None, str]:
@@ -407,152 +398,6 @@ def _text_of(value: Any) -> str:
     return ""
 
 
-def _shorten(text: str, limit: int = 200) -> str:
+def shorten(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# --- Flagging stored trajectories ---------------------------------------------------------------
-
-AutoTag = tuple[int | None, str, str | None]
-
-
-@dataclass
-class FlagResult:
-    """What flagging one trajectory wrote: its auto tags and the auto weights of its assistant messages."""
-
-    trajectory_id: str
-    tags: list[AutoTag]
-    weights: dict[int, int]
-
-    @property
-    def masked(self) -> list[int]:
-        return sorted(i for i, w in self.weights.items() if w == 0)
-
-
-@dataclass
-class FlagSummary:
-    trajectories: int = 0
-    tagged: int = 0
-    masked: int = 0
-    by_code: Counter[str] = field(default_factory=Counter)
-
-    def add(self, result: FlagResult) -> None:
-        self.trajectories += 1
-        self.tagged += len({i for i, _, _ in result.tags if i is not None})
-        self.masked += len(result.masked)
-        self.by_code.update(code for _, code, _ in result.tags)
-
-
-def flag_trajectory(
-    store: Any,
-    trajectory_id: str,
-    policy: Iterable[str] | None = None,
-    toolboxes: dict[str | None, Toolbox | None] | None = None,
-) -> FlagResult:
-    """Re-flag one stored trajectory: replace its auto tags, then set its auto weights.
-
-    An assistant message gets weight 0 when one of its *effective* tags (auto tags
-    not un-tagged by a human, plus human tags) has a code in ``policy`` (default:
-    ``default_mask_policy()``). Human tags, un-tags and mask toggles are never
-    touched: the store keeps them apart and ``set_auto_weights`` skips messages
-    whose weight a human set. ``toolboxes`` caches each toolset's ``Toolbox``.
-    """
-    policy = frozenset(default_mask_policy() if policy is None else policy)
-    trajectory = store.trajectory(trajectory_id)
-    if trajectory is None:
-        raise KeyError(f"no trajectory {trajectory_id!r}")
-    box = _toolbox(store, trajectory.toolset, {} if toolboxes is None else toolboxes)
-    tags = trajectory_tags(trajectory.messages, box)
-    with store.transaction():
-        store.replace_auto_tags(trajectory_id, tags)
-        masked = {t.message_index for t in store.effective_tags(trajectory_id) if t.code in policy}
-        weights = {
-            m.index: 0 if m.index in masked else 1
-            for m in trajectory.messages
-            if m.role == "assistant" and m.weight_source != "human"
-        }
-        store.set_auto_weights(trajectory_id, weights)
-    return FlagResult(trajectory_id, tags, weights)
-
-
-def flag_all(store: Any, policy: Iterable[str] | None = None, ids: Iterable[str] | None = None) -> FlagSummary:
-    """Re-flag every trajectory in the store, or only those in ``ids``."""
-    summary = FlagSummary()
-    toolboxes: dict[str | None, Toolbox | None] = {}
-    for trajectory_id in store.trajectory_ids() if ids is None else ids:
-        summary.add(flag_trajectory(store, trajectory_id, policy, toolboxes))
-    return summary
-
-
-def _toolbox(store: Any, name: str | None, cache: dict[str | None, Toolbox | None]) -> Toolbox | None:
-    """The toolset's ``Toolbox``, or None when the trajectory has no stored toolset (no call check then)."""
-    if name not in cache:
-        toolset = store.toolset(name) if name else None
-        cache[name] = Toolbox(toolset.openai_tools()) if toolset else None
-    return cache[name]
-
-
-def trajectory_tags(messages: Sequence[Any], box: Toolbox | None) -> list[AutoTag]:
-    """``(message_index, code, note)`` for every problem of every assistant message, one per code."""
-    notes: dict[tuple[int, str], list[str]] = {}
-    for position, message in enumerate(messages):
-        if message.role != "assistant":
-            continue
-        for problem in message_problems(message, _answers(messages, position), box):
-            note = f"{problem.tool}: {problem.detail}" if problem.tool else problem.detail
-            notes.setdefault((message.index, problem.code), []).append(note)
-    return [(index, code, "; ".join(dict.fromkeys(n))) for (index, code), n in notes.items()]
-
-
-def message_problems(message: Any, answers: Sequence[str | None], box: Toolbox | None) -> list[Problem]:
-    """Problems of one assistant message: unparsed output, then each call's check and feedback.
-
-    ``answers[k]`` is the feedback to the message's k-th tool call (None when unanswered).
-    """
-    problems = []
-    if message.raw is not None:
-        problems.append(Problem("parse_error", f"unparseable output: {_shorten(message.raw, 80)}"))
-    for entry, feedback in zip(message.tool_calls or [], answers):
-        problems += call_problems(entry, feedback, box)
-    return problems
-
-
-def call_problems(entry: Mapping[str, Any], feedback: str | None, box: Toolbox | None) -> list[Problem]:
-    """The call check's problems, plus those of the feedback that the check does not already explain."""
-    try:
-        call = parse_openai_call(entry if isinstance(entry, Mapping) else {})
-    except CallParseError as exc:
-        return [Problem("parse_error", str(exc))]
-    checks = box.check(call) if box is not None else []
-    heard = [p for p in classify_feedback(feedback) if not _explained(p, checks)]
-    return checks + [Problem(p.code, p.detail, p.tool or call.name, p.param) for p in heard]
-
-
-def _explained(problem: Problem, checks: Sequence[Problem]) -> bool:
-    """Whether feedback about a call says nothing the call check has not said.
-
-    When the check found problems, the tool's complaint is about them unless it
-    names a parameter the check did not, or it is the tool's own failure.
-    """
-    if not checks or problem.code == "tool_instability":
-        return False
-    return problem.param is None or any(c.param == problem.param for c in checks)
-
-
-def _answers(messages: Sequence[Any], position: int) -> list[str | None]:
-    """The feedback to each tool call of ``messages[position]``.
-
-    Tool messages that follow it are matched by ``tool_call_id``, and in order
-    for calls without an id match (imported data often has no ids).
-    """
-    calls = messages[position].tool_calls or []
-    replies = []
-    for message in messages[position + 1:]:
-        if message.role != "tool":
-            break
-        replies.append(message)
-    ids = [c.get("id") if isinstance(c, Mapping) else None for c in calls]
-    by_id = {m.tool_call_id: m.content for m in replies if m.tool_call_id and m.tool_call_id in ids}
-    unmatched = iter(m.content for m in replies if m.tool_call_id not in by_id)
-    return [by_id[i] if i in by_id else next(unmatched, None) for i in ids]

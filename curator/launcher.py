@@ -23,17 +23,18 @@ import time
 from pathlib import Path
 from typing import Any, Collection
 
-from curator.config import TrainConfig
-from curator.flagging import flag_all
+from curator.config import TrainSettings
 from store import CuratorError, Run, Store, now
+from store.flagging import flag_all
 from store.formats import export_jsonl, export_sqlite
 from store.queue import QueueFilter, count
-from store.taxonomy import default_mask_policy
+from store.taxonomy import MaskPolicy
+from training.config import COMMANDS, ArgumentError, EvalConfig, field_types, parse, to_argv
 
 #: A run in one of these states has (or is about to have) a process.
 ACTIVE = ("queued", "running")
 LOG_FILE = "run.log"
-METRICS_FILE = "metrics.jsonl"  # written by training.runs beside the run's output
+METRICS_FILE = "metrics.jsonl"  # written by training.recorder beside the run's output
 EXPORTS_DIR = "exports"
 RUNS_DIR = "runs"
 SNAPSHOT_DB = "snapshot.db"
@@ -71,16 +72,24 @@ def visible_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
-def start_run(db: str, kind: str, algorithm: str, model: str, args: list[str], output: str,
+def start_run(db: str, kind: str, algorithm: str, args: list[str], output: str,
               accelerate_config: str | None = None, *, detach: bool = False,
               dataset: dict[str, Any] | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-    """Create the run row (queued, with ``args`` kept for a re-run), start its process and record its pid.
+    """Create the run row (queued, with the configuration ``args`` resolve to), start its process, record its pid.
 
-    Detached, the process gets a session of its own (closing the terminal or the app
-    does not stop it) and writes its output to ``run.log`` in ``output``.
+    ``args`` are parsed here with the training configs (:mod:`training.config`), so a bad
+    option is a ``RunError`` before any row or process exists, and the row holds the same
+    configuration the process records once it runs. Detached, the process gets a session
+    of its own (closing the terminal or the app does not stop it) and writes its output to
+    ``run.log`` in ``output``.
     """
+    try:
+        config = parse(algorithm, [*args, "--db", db, "--output", output])
+    except ArgumentError as exc:
+        raise RunError(f"python -m training {algorithm}: {exc}") from None
+    model = config.model if isinstance(config, EvalConfig) else config.base_model
     with Store.open(db) as store:
-        run_id = store.create_run(kind, algorithm, model, {"argv": args}, dataset=dataset, output_dir=output)
+        run_id = store.create_run(kind, algorithm, model, config.to_dict(), dataset=dataset, output_dir=output)
         argv = training_command(algorithm, [*args, "--db", db, "--run-id", run_id, "--output", output],
                                 accelerate_config)
         try:
@@ -98,32 +107,17 @@ def start_run(db: str, kind: str, algorithm: str, model: str, args: list[str], o
     return run_id, proc
 
 
-def launch_detached(db: str, kind: str, algorithm: str, model: str, args: list[str],
+def launch_detached(db: str, kind: str, algorithm: str, args: list[str],
                     dataset: dict[str, Any] | None = None) -> str:
     """``start_run`` detached, into a new ``runs/<algorithm>-<time>/`` beside the store; returns the run id."""
     output = fresh_dir(Path(db).resolve().parent / RUNS_DIR, f"{algorithm}-{time.strftime('%Y%m%d-%H%M%S')}")
-    run_id, proc = start_run(db, kind, algorithm, model, args, str(output), detach=True, dataset=dataset)
+    try:
+        run_id, proc = start_run(db, kind, algorithm, args, str(output), detach=True, dataset=dataset)
+    except RunError:
+        output.rmdir()
+        raise
     threading.Thread(target=proc.wait, daemon=True).start()  # reaps it when it ends while this process lives
     return run_id
-
-
-def train_args(algorithm: str, settings: TrainConfig, lr: float | None = None) -> list[str]:
-    """The ``python -m training <algorithm>`` options a ``[train]`` table stands for.
-
-    Its learning rate is SFT's (GRPO and DPO keep their own defaults unless ``lr``
-    is given); ``w_max`` and MAE belong to the SFT loss; max steps ≤ 0 lets the
-    epochs decide.
-    """
-    max_steps = settings.max_steps if settings.max_steps > 0 else -1
-    args = ["--base-model", settings.base_model, "--max-steps", str(max_steps), "--epochs", str(settings.epochs),
-            "--lora-r", str(settings.lora_rank)]
-    if lr is None and algorithm == "sft":
-        lr = settings.sft_learning_rate
-    if lr is not None:
-        args += ["--lr", str(lr)]
-    if algorithm == "sft":
-        args += ["--w-max", str(settings.w_max)] + ([] if settings.mae else ["--no-mae"])
-    return args
 
 
 def accepted_count(store: Store) -> int:
@@ -131,15 +125,14 @@ def accepted_count(store: Store) -> int:
     return count(store, QueueFilter(review="accepted"))
 
 
-def export_snapshot(db: str, mask_instability: bool, with_rejected: bool = False) -> dict[str, Any]:
+def export_snapshot(db: str, policy: MaskPolicy, with_rejected: bool = False) -> dict[str, Any]:
     """Write the accepted trajectories to a new ``exports/<time>/`` beside the store, as SQLite and JSONL.
 
     The SQLite file is a curated store (corrections and gold items included: what DPO
-    and evaluation read), re-flagged with the chosen mask policy (human tags and mask
-    toggles kept), and the JSONL is written from it, so both carry the same weights.
-    ``with_rejected`` (DPO: accepted over rejected pairs) keeps every trajectory in
-    the SQLite file, whose readers pick them by decision. Returns what the run
-    records as its ``dataset["snapshot"]``.
+    and evaluation read), re-flagged with ``policy`` (human tags and mask toggles kept),
+    and the JSONL is written from it, so both carry the same weights. ``with_rejected``
+    (DPO: accepted over rejected pairs) keeps every trajectory in the SQLite file, whose
+    readers pick them by decision. Returns what the run records as its ``dataset["snapshot"]``.
     """
     folder = fresh_dir(Path(db).resolve().parent / EXPORTS_DIR, time.strftime("%Y%m%d-%H%M%S"))
     sqlite_path, jsonl_path = folder / SNAPSHOT_DB, folder / SNAPSHOT_JSONL
@@ -149,32 +142,31 @@ def export_snapshot(db: str, mask_instability: bool, with_rejected: bool = False
     with Store.open(sqlite_path) as snapshot:
         accepted = accepted_count(snapshot)
         if accepted:
-            flag_all(snapshot, default_mask_policy(mask_instability))
+            flag_all(snapshot, policy)
             export_jsonl(snapshot, jsonl_path, "accepted")
             snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
     if not accepted:
         shutil.rmtree(folder)
         raise RunError("nothing to train on: no accepted trajectory")
     return {"dir": str(folder), "sqlite": str(sqlite_path), "jsonl": str(jsonl_path), "trajectories": accepted,
-            "sqlite_holds": review, "mask_instability": mask_instability}
+            "sqlite_holds": review, "mask_instability": policy.masks_instability}
 
 
-def export_and_train(db: str, settings: TrainConfig, mask_instability: bool) -> str:
+def export_and_train(db: str, settings: TrainSettings, policy: MaskPolicy) -> str:
     """`T`: snapshot the accepted trajectories and start a detached training run on the snapshot; its id."""
-    snapshot = export_snapshot(db, mask_instability, with_rejected=settings.algorithm == "dpo")
-    return launch_detached(db, "train", settings.algorithm, settings.base_model,
-                           ["--data", snapshot["sqlite"], *train_args(settings.algorithm, settings)],
+    snapshot = export_snapshot(db, policy, with_rejected=settings.algorithm == "dpo")
+    return launch_detached(db, "train", settings.algorithm, ["--data", snapshot["sqlite"], *settings.argv()],
                            {"snapshot": snapshot})
 
 
 def rerun(db: str, run: Run) -> str:
-    """Start ``run`` again: same kind, algorithm, model, arguments and snapshot, in a new output directory."""
-    args = run.config.get("argv")
-    if not isinstance(args, list):
-        raise RunError(f"run {run.id} has no recorded arguments to run again")
+    """Start ``run`` again: same kind, algorithm, configuration and snapshot, in a new output directory."""
+    if run.algorithm not in COMMANDS:
+        raise RunError(f"run {run.id} has no configuration to run again")
+    settable = field_types(COMMANDS[run.algorithm])
+    config = {k: v for k, v in run.config.items() if k in settable and k not in ("db", "output") and v is not None}
     snapshot = (run.dataset or {}).get("snapshot")
-    return launch_detached(db, run.kind, run.algorithm, run.base_model, args,
-                           {"snapshot": snapshot} if snapshot else None)
+    return launch_detached(db, run.kind, run.algorithm, to_argv(config), {"snapshot": snapshot} if snapshot else None)
 
 
 # -- evaluating --------------------------------------------------------------------------------------
@@ -198,7 +190,7 @@ def evaluate_against_base(db: str, run: Run, runs: list[Run]) -> list[str]:
     """
     if (run.kind, run.algorithm, run.status) != ("train", "sft", "completed") or not run.output_dir:
         raise RunError("only a completed SFT run is evaluated against its base model")
-    return [launch_detached(db, "eval", "eval", model, ["--model", model])
+    return [launch_detached(db, "eval", "eval", ["--model", model])
             for model in (run.output_dir, eval_base(run)) if latest_eval(runs, model) is None]
 
 

@@ -4,7 +4,7 @@ Real feedback is a Python exception, a framework's 4xx body (FastAPI's 422
 ``detail`` list, an OpenAI-style ``error`` object), a plain ``{"error": …}``, or
 a proxy's 5xx. The executor picks one phrasing at random per error, so a model
 trained on the data learns to read feedback rather than one fixed string, and
-each phrasing is one that ``curator.flagging`` classifies back to its code.
+each phrasing is one that ``store.feedback`` classifies back to its code.
 """
 from __future__ import annotations
 
