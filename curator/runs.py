@@ -151,7 +151,7 @@ def export_snapshot(db: str, mask_instability: bool, with_rejected: bool = False
         if accepted:
             flag_all(snapshot, default_mask_policy(mask_instability))
             export_jsonl(snapshot, jsonl_path, "accepted")
-            snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
+            snapshot.make_self_contained()  # one file again, as exported
     if not accepted:
         shutil.rmtree(folder)
         raise RunError("nothing to train on: no accepted trajectory")

@@ -34,9 +34,9 @@ class StoreScreen(Screen[None]):
     def store_changed(self) -> bool:
         """True when another connection (a headless simulation, another annotator) committed since the last call.
 
-        ``PRAGMA data_version`` is one cheap read, so screens call this from a timer.
+        The store's data version is one cheap read, so screens call this from a timer.
         """
-        version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = self.store.data_version()
         changed = self._data_version is not None and version != self._data_version
         self._data_version = version
         return changed

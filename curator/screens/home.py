@@ -11,6 +11,7 @@ from textual.widgets import Footer, Static
 from curator.screens.base import StoreScreen
 from store import Store
 from store.queue import Progress, QueueFilter, progress
+from store.stats import backend_counts
 
 
 class HomeScreen(StoreScreen):
@@ -43,10 +44,8 @@ class HomeScreen(StoreScreen):
     def _summarise(self) -> None:
         with Store.open(self.store.path) as store:
             done = progress(store, QueueFilter(review="all"))
-            backends = store.conn.execute(
-                "SELECT backend, count(*) FROM trajectories WHERE backend IS NOT NULL GROUP BY backend"
-            ).fetchall()
-        self.app.call_from_thread(self._show, done, dict(backends))
+            backends = backend_counts(store)
+        self.app.call_from_thread(self._show, done, backends)
 
     def _show(self, done: Progress, backends: dict[str, int]) -> None:
         rate = "–" if done.accept_rate is None else f"{done.accept_rate:.0%}"

@@ -32,7 +32,7 @@ from store.queue import Progress, QueueFilter, count, position, progress
 from store.taxonomy import default_mask_policy
 from store.toolcalls import ToolCall, Toolbox
 
-#: How often the screen looks for other sessions' commits (one PRAGMA read).
+#: How often the screen looks for other sessions' commits (one read of the store's data version).
 POLL_SECONDS = 1.0
 
 

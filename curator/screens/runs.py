@@ -1,8 +1,8 @@
 """The runs screen: every training and evaluation run, and the selected one's loss curve, details and log.
 
 Runs are processes of their own (see curator/runs.py): this screen only reads
-the store and their files. A timer notices the runs' commits (``PRAGMA
-data_version``, one read) and reloads the list and the selected run's loss
+the store and their files. A timer notices the runs' commits (the store's
+data version, one read) and reloads the list and the selected run's loss
 (two indexed queries); logs are read, processes checked and runs cancelled or
 started on worker threads, so nothing here waits for a run.
 """
