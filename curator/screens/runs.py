@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Footer
 from curator.runs import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
                           mark_lost, rerun)
 from curator.screens.base import StoreScreen
-from curator.widgets.runs import LogTail, LossCurve, RunDetails, RunList
+from curator.widgets.run_panels import LogTail, LossCurve, RunDetails, RunList
 from store import CuratorError, Run
 
 #: How often the screen looks at the store (one PRAGMA read) and the selected run's log.
