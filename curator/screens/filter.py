@@ -19,13 +19,13 @@ class FilterDialog(ModalScreen[QueueFilter | None]):
         Binding("escape", "dismiss(None)", "Cancel"),
     ]
 
-    def __init__(self, queue: QueueFilter, toolsets: list[str]) -> None:
+    def __init__(self, current: QueueFilter, toolsets: list[str]) -> None:
         super().__init__()
-        self.queue = queue
+        self.current = current
         self.toolsets = toolsets
 
     def compose(self) -> ComposeResult:
-        q = self.queue
+        q = self.current
         with Vertical(classes="dialog", id="filter"):
             yield Label("Filter the queue — Enter in the text box or Ctrl+S applies, Esc cancels",
                         classes="dialog-title")
@@ -51,4 +51,4 @@ class FilterDialog(ModalScreen[QueueFilter | None]):
 
         self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
                                  toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
-                                 order=self.queue.order))
+                                 order=self.current.order))

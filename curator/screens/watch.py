@@ -145,7 +145,7 @@ class WatchScreen(StoreScreen):
         shown = self.query_one(ConversationView).shown
         selected = self._follow_target() if self.following else shown.trajectory.id if shown else None
         self.queue.reload()
-        found = position(self.store, self.queue.queue, selected) if selected else None
+        found = position(self.store, self.queue.filter, selected) if selected else None
         self.queue.set_reactive(QueueView.cursor, found or 0)
         self.queue.refresh()
         current = self.queue.current
