@@ -1,8 +1,9 @@
-"""What every screen of the app reaches: the store, the config and the annotator's name."""
+"""What every screen of the app reaches: the store, the config, the annotator's name and the other screens."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Collection, cast
 
+from textual.binding import Binding
 from textual.screen import Screen
 
 from curator.config import Config
@@ -10,6 +11,24 @@ from store import Store
 
 if TYPE_CHECKING:
     from curator.app import CuratorApp
+
+#: The app's screens (its modes), each with the key that opens it and its name, in the order screens list them.
+SCREEN_KEYS: dict[str, tuple[str, str]] = {
+    "review": ("r", "Review"),
+    "watch": ("w", "Watch"),
+    "runs": ("R", "Runs"),
+    "home": ("escape", "Home"),
+}
+
+
+def navigation(here: str, *, shown: Collection[str] = ("review",)) -> list[Binding]:
+    """The bindings that open every screen but ``here``; only the ``shown`` ones take room in the footer.
+
+    Each screen ends its ``BINDINGS`` with these, so the help screen and the command palette, which
+    read the bindings, list them under every screen.
+    """
+    return [Binding(key, f"app.open('{screen}')", name, show=screen in shown)
+            for screen, (key, name) in SCREEN_KEYS.items() if screen != here]
 
 
 class StoreScreen(Screen[None]):
@@ -40,3 +59,4 @@ class StoreScreen(Screen[None]):
         changed = self._data_version is not None and version != self._data_version
         self._data_version = version
         return changed
+

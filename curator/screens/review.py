@@ -20,7 +20,7 @@ from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
 from curator.flagging import flag_trajectory
-from curator.screens.base import StoreScreen
+from curator.screens.base import StoreScreen, navigation
 from curator.screens.call_editor import CallEditor
 from curator.screens.filter import FilterDialog
 from curator.screens.prompt import TextPrompt
@@ -54,9 +54,7 @@ class ReviewScreen(StoreScreen):
         Binding("T", "app.train", "Train"),
         Binding("J", "trajectory(1)", "Next trajectory", show=False),
         Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
-        Binding("w", "app.open('watch')", "Watch", show=False),
-        Binding("R", "app.open('runs')", "Runs", show=False),
-        Binding("escape", "app.open('home')", "Home", show=False),
+        *navigation("review"),
     ]
 
     def __init__(self) -> None:

@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from curator.screens.base import StoreScreen
+from curator.screens.base import StoreScreen, navigation
 from curator.screens.simulate_form import SimulateForm
 from curator.sim import SimConfig, Simulation, SimulationDone
 from curator.sim.toolsets import demo_names
@@ -43,9 +43,7 @@ class WatchScreen(StoreScreen):
         Binding("s", "start", "Start simulation"),
         Binding("x", "stop", "Stop simulation"),
         Binding("f", "follow", "Follow live"),
-        Binding("r", "app.open('review')", "Review"),
-        Binding("R", "app.open('runs')", "Runs", show=False),
-        Binding("escape", "app.open('home')", "Home", show=False),
+        *navigation("watch"),
     ]
 
     def __init__(self) -> None:
