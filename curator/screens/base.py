@@ -1,16 +1,18 @@
 """What every screen of the app reaches: the store, the config, the annotator's name and the other screens."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Collection, cast
+from typing import TYPE_CHECKING, Collection, TypeVar, cast
 
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from curator.config import Config
 from store import Store
 
 if TYPE_CHECKING:
     from curator.app import CuratorApp
+
+R = TypeVar("R")
 
 #: The app's screens (its modes), each with the key that opens it and its name, in the order screens list them.
 SCREEN_KEYS: dict[str, tuple[str, str]] = {
@@ -60,3 +62,8 @@ class StoreScreen(Screen[None]):
         self._data_version = version
         return changed
 
+
+class Dialog(ModalScreen[R]):
+    """A form or picker over a screen: Esc cancels it, returning None to the screen that pushed it."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]

@@ -4,20 +4,17 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
+from curator.screens.base import Dialog
 from store.db import REVIEW_FILTERS
 from store.queue import QueueFilter
 from store.records import STATUSES
 from store.taxonomy import CODE_NAMES
 
 
-class FilterDialog(ModalScreen[QueueFilter | None]):
-    BINDINGS = [
-        Binding("ctrl+s", "apply", "Apply"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+class FilterDialog(Dialog[QueueFilter | None]):
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply")]
 
     def __init__(self, current: QueueFilter, toolsets: list[str]) -> None:
         super().__init__()

@@ -7,10 +7,10 @@ from typing import NamedTuple
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from curator.config import TrainConfig, default_learning_rate
+from curator.screens.base import Dialog
 
 ALGORITHMS = [
     ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
@@ -41,11 +41,8 @@ class EnterCheckbox(Checkbox, inherit_bindings=False):
     BINDINGS = [Binding("space", "toggle_button", "Toggle", show=False)]
 
 
-class TrainForm(ModalScreen[TrainChoice | None]):
-    BINDINGS = [
-        Binding("enter,ctrl+s", "start", "Start"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+class TrainForm(Dialog[TrainChoice | None]):
+    BINDINGS = [Binding("enter,ctrl+s", "start", "Start")]
 
     def __init__(self, settings: TrainConfig, mask_instability: bool, accepted: int) -> None:
         super().__init__()
