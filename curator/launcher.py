@@ -144,7 +144,7 @@ def export_snapshot(db: str, policy: MaskPolicy, with_rejected: bool = False) ->
         if accepted:
             flag_all(snapshot, policy)
             export_jsonl(snapshot, jsonl_path, "accepted")
-            snapshot.conn.execute("PRAGMA journal_mode = DELETE")  # one self-contained file again, as exported
+            snapshot.make_self_contained()  # one file again, as exported
     if not accepted:
         shutil.rmtree(folder)
         raise RunError("nothing to train on: no accepted trajectory")

@@ -101,6 +101,21 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def data_version(self) -> int:
+        """A number that changes when another connection commits to the file (``PRAGMA data_version``).
+
+        One cheap read, so screens poll it from timers to notice a headless simulation or another annotator.
+        """
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def make_self_contained(self) -> None:
+        """Fold the write-ahead log into the file and switch to a rollback journal: the file alone is the store.
+
+        For a snapshot that is copied or opened read-only after this connection closes; ``Store.open``
+        switches a file back to WAL.
+        """
+        self.conn.execute("PRAGMA journal_mode = DELETE")
+
     def __enter__(self) -> "Store":
         return self
 
@@ -268,6 +283,21 @@ class Store:
 
     def has_trajectory(self, trajectory_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone() is not None
+
+    def is_empty(self) -> bool:
+        """True when the store holds no trajectory (toolsets and gold items do not count)."""
+        return self.conn.execute("SELECT 1 FROM trajectories LIMIT 1").fetchone() is None
+
+    def trajectory_status(self, trajectory_id: str) -> str | None:
+        """The trajectory's status alone (None: no such trajectory), without loading its messages."""
+        row = self.conn.execute("SELECT status FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
+        return row[0] if row else None
+
+    def latest_running(self) -> str | None:
+        """The id of the running trajectory that grew last, or None when nothing is running."""
+        row = self.conn.execute(
+            "SELECT id FROM trajectories WHERE status = 'running' ORDER BY updated_at DESC LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def trajectory(self, trajectory_id: str) -> Trajectory | None:
         """The trajectory with its messages, effective tags and current decision."""

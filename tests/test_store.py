@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import sqlite3
+import time
 
 import pytest
 
@@ -238,6 +239,53 @@ def test_nested_transaction_rolls_back_only_the_inner_part(store):
                 store.new_trajectory("weather", "dropped")
                 raise RuntimeError("inner failure")
     assert [t.instruction for t in store.iter_trajectories()] == ["kept"]
+
+
+def test_data_version_moves_only_when_another_connection_commits(store):
+    before = store.data_version()
+    store.new_trajectory("weather", "our own write")
+    assert store.data_version() == before  # our own commits do not count
+    with Store.open(store.path) as other:
+        other.new_trajectory("weather", "theirs")
+    assert store.data_version() != before
+
+
+def test_emptiness_status_and_the_latest_running_trajectory(store):
+    assert store.is_empty() and store.latest_running() is None
+    done = simple_trajectory(store)
+    first, second = store.new_trajectory("weather", "first"), store.new_trajectory("weather", "second")
+    time.sleep(0.01)  # timestamps are in milliseconds
+    store.append_message(first, Message("user", "first grows last"))
+    assert not store.is_empty()
+    assert (store.trajectory_status(done), store.trajectory_status(first), store.trajectory_status("nope")) == (
+        "complete", "running", None)
+    assert store.latest_running() == first
+    store.set_status(first, "failed", "cancelled")
+    assert store.latest_running() == second
+
+
+def test_activity_and_backend_counts(store):
+    from store.stats import activity, backend_counts, status_counts
+
+    flagged = simple_trajectory(store)
+    store.replace_auto_tags(flagged, [(1, "param_hallucination", None), (2, "tool_call_failure", None)])
+    store.new_trajectory("weather", "by a model", backend="openai")
+    store.new_trajectory("weather", "imported", status="imported", source="imported")
+    counts = activity(store)
+    assert counts.by_status == status_counts(store) == {"complete": 1, "imported": 1, "running": 1}
+    assert (counts.status("failed"), counts.finished, counts.flagged, counts.last_message) == (0, 1, 1, 6)
+    assert backend_counts(store) == {"openai": 1}
+
+
+def test_a_snapshot_made_self_contained_is_one_file(store, tmp_path):
+    simple_trajectory(store)
+    store.make_self_contained()
+    store.close()
+    assert not (tmp_path / "t.db-wal").exists()
+    conn = sqlite3.connect(tmp_path / "t.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 6
+    conn.close()
 
 
 def test_sqlite_utils_view_of_the_same_store(store):

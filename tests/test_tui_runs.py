@@ -22,7 +22,7 @@ from curator.config import load as load_config
 from curator.launcher import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
                           rerun, start_run)
 from curator.screens.runs import RunsScreen
-from curator.widgets.runs import LossCurve
+from curator.widgets.run_panels import LossCurve
 from store import Message, Store, Trajectory
 from store.errors import InputError
 from store.taxonomy import MaskPolicy

@@ -20,7 +20,7 @@ from curator.config import Config, TrainSettings
 from curator.launcher import ACTIVE, is_run_process
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainForm
-from curator.widgets.runs import LossCurve
+from curator.widgets.run_panels import LossCurve
 from store import Correction, Store
 
 SIZE = (130, 40)

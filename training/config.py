@@ -145,19 +145,6 @@ class TrainingConfig(DataConfig):
     def default_learning_rate(cls, base_model: str) -> float:
         raise NotImplementedError
 
-    def peft_config(self):
-        """The LoRA adapter this run trains (peft is imported here, not at module load)."""
-        from peft import LoraConfig
-
-        modules = self.lora_target_modules
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=modules if modules == "all-linear" else [m.strip() for m in modules.split(",")],
-            task_type="CAUSAL_LM",
-        )
-
 
 @dataclass
 class SFTConfig(TrainingConfig):

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from training.config import TINY, TinyConfig
+from training.config import TINY, TinyConfig, TrainingConfig
 from training.data import Renderer, rendered_texts
 from training.errors import TrainingError
 from training.templates import SPECIAL_TOKENS, TEMPLATES, resolve_template
@@ -69,14 +69,21 @@ def load(
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
 
 
-def wrap_lora(model, config):
-    """The model with fresh LoRA adapters (``config.peft_config()``), or as it is when it already carries a
-    trainable adapter (an adapter directory given as the base model)."""
+def wrap_lora(model, config: TrainingConfig):
+    """The model with fresh LoRA adapters as ``config`` says, or as it is when it already carries a trainable
+    adapter (an adapter directory given as the base model)."""
     if hasattr(model, "peft_config"):
         return model
-    from peft import get_peft_model
+    from peft import LoraConfig, get_peft_model
 
-    return get_peft_model(model, config.peft_config())
+    modules = config.lora_target_modules
+    return get_peft_model(model, LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=modules if modules == "all-linear" else [m.strip() for m in modules.split(",")],
+        task_type="CAUSAL_LM",
+    ))
 
 
 def context_length(model) -> int | None:

@@ -61,7 +61,7 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     obj = ctx.obj
     db = obj["db"] if ctx.parent and ctx.parent.get_parameter_source("db") != ParameterSource.DEFAULT else DEMO_DB
     with Store.open(db) as store:
-        fresh = not store.conn.execute("SELECT 1 FROM trajectories LIMIT 1").fetchone()
+        fresh = store.is_empty()
     if not fresh:
         open_app(obj, "review", db=db)
         return

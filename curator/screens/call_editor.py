@@ -6,18 +6,15 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static, TextArea
 
+from curator.screens.base import Dialog
 from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_call
 
 
-class CallEditor(ModalScreen[ToolCall | None]):
-    BINDINGS = [
-        Binding("ctrl+s", "save", "Save correction"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+class CallEditor(Dialog[ToolCall | None]):
+    BINDINGS = [Binding("ctrl+s", "save", "Save correction")]
 
     def __init__(self, name: str, arguments: str, call_id: str | None, toolbox: Toolbox,
                  position: tuple[int, int] = (1, 1)) -> None:

@@ -4,28 +4,25 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select
 
+from curator.screens.base import Dialog
 from store.db import REVIEW_FILTERS
 from store.queue import QueueFilter
 from store.records import STATUSES
 from store.taxonomy import CODE_NAMES
 
 
-class FilterDialog(ModalScreen[QueueFilter | None]):
-    BINDINGS = [
-        Binding("ctrl+s", "apply", "Apply"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+class FilterDialog(Dialog[QueueFilter | None]):
+    BINDINGS = [Binding("ctrl+s", "apply", "Apply")]
 
-    def __init__(self, queue: QueueFilter, toolsets: list[str]) -> None:
+    def __init__(self, current: QueueFilter, toolsets: list[str]) -> None:
         super().__init__()
-        self.queue = queue
+        self.current = current
         self.toolsets = toolsets
 
     def compose(self) -> ComposeResult:
-        q = self.queue
+        q = self.current
         with Vertical(classes="dialog", id="filter"):
             yield Label("Filter the queue — Enter in the text box or Ctrl+S applies, Esc cancels",
                         classes="dialog-title")
@@ -51,4 +48,4 @@ class FilterDialog(ModalScreen[QueueFilter | None]):
 
         self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
                                  toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
-                                 order=self.queue.order))
+                                 order=self.current.order))

@@ -4,21 +4,17 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Footer, Static
 
-from curator.screens.base import StoreScreen
+from curator.screens.base import SCREEN_KEYS, StoreScreen, navigation
 from store import Store
 from store.queue import Progress, QueueFilter, progress
+from store.stats import backend_counts
 
 
 class HomeScreen(StoreScreen):
-    BINDINGS = [
-        Binding("r", "app.open('review')", "Review"),
-        Binding("w", "app.open('watch')", "Watch"),
-        Binding("R", "app.open('runs')", "Runs"),
-    ]
+    BINDINGS = navigation("home", shown=SCREEN_KEYS)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="home"):
@@ -43,10 +39,8 @@ class HomeScreen(StoreScreen):
     def _summarise(self) -> None:
         with Store.open(self.store.path) as store:
             done = progress(store, QueueFilter(review="all"))
-            backends = store.conn.execute(
-                "SELECT backend, count(*) FROM trajectories WHERE backend IS NOT NULL GROUP BY backend"
-            ).fetchall()
-        self.app.call_from_thread(self._show, done, dict(backends))
+            backends = backend_counts(store)
+        self.app.call_from_thread(self._show, done, backends)
 
     def _show(self, done: Progress, backends: dict[str, int]) -> None:
         rate = "–" if done.accept_rate is None else f"{done.accept_rate:.0%}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import work
@@ -18,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Static
 from textual.worker import get_current_worker
 
-from curator.screens.base import StoreScreen
+from curator.screens.base import StoreScreen, navigation
 from curator.screens.call_editor import CallEditor
 from curator.screens.filter import FilterDialog
 from curator.screens.prompt import TextPrompt
@@ -31,7 +32,7 @@ from store.queue import Progress, QueueFilter, count, position, progress
 from store.flagging import flag_trajectory
 from store.toolcalls import ToolCall, Toolbox
 
-#: How often the screen looks for other sessions' commits (one PRAGMA read).
+#: How often the screen looks for other sessions' commits (one read of the store's data version).
 POLL_SECONDS = 1.0
 
 
@@ -52,9 +53,7 @@ class ReviewScreen(StoreScreen):
         Binding("T", "app.train", "Train"),
         Binding("J", "trajectory(1)", "Next trajectory", show=False),
         Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
-        Binding("w", "app.open('watch')", "Watch", show=False),
-        Binding("R", "app.open('runs')", "Runs", show=False),
-        Binding("escape", "app.open('home')", "Home", show=False),
+        *navigation("review"),
     ]
 
     def __init__(self) -> None:
@@ -109,7 +108,7 @@ class ReviewScreen(StoreScreen):
         before = self.store.decision(trajectory_id)
         self.store.undo(review_id, annotator=self.annotator)
         self._decided(before, self.store.decision(trajectory_id))
-        found = position(self.store, self.queue.queue, trajectory_id)
+        found = position(self.store, self.queue.filter, trajectory_id)
         if found is not None:
             self.queue.select(found)
         self.notify(f"Undid the decision on {trajectory_id}.")
@@ -117,13 +116,13 @@ class ReviewScreen(StoreScreen):
     def _decided(self, old: str | None, new: str | None) -> None:
         """Our own decision moved one trajectory: update the counts without recounting, then page again."""
         self._generation += 1
-        queue = self.queue.queue
-        self.queue.set_total(self.queue.total + int(queue.admits(new)) - int(queue.admits(old)))
+        held = self.queue.filter
+        self.queue.set_total(self.queue.total + int(held.admits(new)) - int(held.admits(old)))
         if self.progress is not None:
             self.progress = self.progress.moved(old, new)
-            self.query_one(ReviewProgress).show(self.progress, queue.describe(), self.queue.total)
+            self.query_one(ReviewProgress).show(self.progress, held.describe(), self.queue.total)
         else:
-            self._count(queue, self._generation)
+            self._count(held, self._generation)
         self._reload(recount=False)
 
     # -- moving --------------------------------------------------------------------------------------
@@ -143,9 +142,8 @@ class ReviewScreen(StoreScreen):
         """`t`: toggle an error code on the message (a human tag or un-tag), then recompute the mask."""
         if (target := self._target()) is None:
             return
-        shown, _, index = target
-        trajectory_id = shown.trajectory.id
-        present = {t.code: t.source for t in shown.trajectory.tags if t.message_index == index}
+        trajectory_id, index = target.trajectory_id, target.index
+        present = {t.code: t.source for t in target.shown.trajectory.tags if t.message_index == index}
 
         def toggle(code: str | None) -> None:
             if code is None:
@@ -161,32 +159,24 @@ class ReviewScreen(StoreScreen):
 
     def action_mask(self) -> None:
         """`m`: toggle the training weight of an assistant message (a human setting, never re-flagged)."""
-        if (target := self._target()) is None:
+        if (target := self._target(only_assistant="Only assistant messages carry a training weight.")) is None:
             return
-        shown, message, index = target
-        if message.role != "assistant":
-            self.notify("Only assistant messages carry a training weight.", severity="warning")
-            return
-        self.store.set_weight(shown.trajectory.id, index, 1 if message.weight == 0 else 0, source="human")
-        self._show(shown.trajectory.id)
+        weight = 1 if target.message.weight == 0 else 0
+        self.store.set_weight(target.trajectory_id, target.index, weight, source="human")
+        self._show(target.trajectory_id)
 
     def action_edit_call(self) -> None:
         """`e`: correct the message's tool call; saved as a correction only when the schema accepts it."""
-        if (target := self._target()) is None:
+        if (target := self._target(only_assistant="Only an assistant message has a call to correct.")) is None:
             return
-        shown, message, index = target
-        trajectory_id = shown.trajectory.id
-        if message.role != "assistant":
-            self.notify("Only an assistant message has a call to correct.", severity="warning")
-            return
-        toolset = self.store.toolset(shown.trajectory.toolset or "")
+        toolset = self.store.toolset(target.shown.trajectory.toolset or "")
         if toolset is None:
             self.notify("This trajectory's toolset is not in the store: nothing to check the call against.",
                         severity="error")
             return
-        correction = shown.corrections.get(index)
-        calls = list(correction.tool_calls if correction else message.tool_calls or [])  # as last corrected
-        self._edit_calls(trajectory_id, index, calls or [{}], Toolbox(toolset.openai_tools()))
+        correction = target.shown.corrections.get(target.index)
+        calls = list(correction.tool_calls if correction else target.message.tool_calls or [])  # as last corrected
+        self._edit_calls(target.trajectory_id, target.index, calls or [{}], Toolbox(toolset.openai_tools()))
 
     def _edit_calls(self, trajectory_id: str, index: int, calls: list[dict], toolbox: Toolbox) -> None:
         """One editor per call, in order; Esc keeps a call as it is. One correction holds every call once
@@ -219,7 +209,7 @@ class ReviewScreen(StoreScreen):
         """`n`: a free-text note on the message."""
         if (target := self._target()) is None:
             return
-        trajectory_id, index = target[0].trajectory.id, target[2]
+        trajectory_id, index = target.trajectory_id, target.index
 
         def save(text: str | None) -> None:
             if text:
@@ -230,16 +220,16 @@ class ReviewScreen(StoreScreen):
 
     def action_filter(self) -> None:
         """`/`: change which trajectories the queue holds."""
-        def apply(queue: QueueFilter | None) -> None:
-            if queue is not None:
-                self._reload(queue)
+        def apply(chosen: QueueFilter | None) -> None:
+            if chosen is not None:
+                self._reload(chosen)
 
-        self.app.push_screen(FilterDialog(self.queue.queue, self.store.toolset_names()), apply)
+        self.app.push_screen(FilterDialog(self.queue.filter, self.store.toolset_names()), apply)
 
     # -- loading -------------------------------------------------------------------------------------
-    def _reload(self, queue: QueueFilter | None = None, *, recount: bool = True) -> None:
-        """Page the queue again and show the row under the cursor; recount in the background."""
-        self.queue.reload(queue)
+    def _reload(self, queue_filter: QueueFilter | None = None, *, recount: bool = True) -> None:
+        """Page the queue again (under ``queue_filter`` when given), show the row under the cursor, recount."""
+        self.queue.reload(queue_filter)
         current = self.queue.current
         self._show(current.id if current else None)
         if recount:
@@ -247,7 +237,7 @@ class ReviewScreen(StoreScreen):
 
     def _recount(self) -> None:
         self._generation += 1
-        self._count(self.queue.queue, self._generation)
+        self._count(self.queue.filter, self._generation)
 
     def _poll(self) -> None:
         if self.is_current and self.store_changed():  # a hidden screen catches up when it is shown again
@@ -272,32 +262,51 @@ class ReviewScreen(StoreScreen):
         self.conversation.show(self.shown)
 
     @work(thread=True, exclusive=True, group="count")
-    def _count(self, queue: QueueFilter, generation: int) -> None:
+    def _count(self, queue_filter: QueueFilter, generation: int) -> None:
         """Count the queue and the progress on a connection of its own (tens of ms at 100,000 trajectories).
 
         Runs when the filter changes or another session commits; this session's own decisions
         update the counts in place (``_decided``), so reviewing never waits for a count.
         """
         with Store.open(self.store.path) as store:
-            total, done = count(store, queue), progress(store, queue)
+            total, done = count(store, queue_filter), progress(store, queue_filter)
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._show_counts, generation, total, done)
 
     def _show_counts(self, generation: int, total: int, done: Progress) -> None:
         if generation != self._generation:  # counted before a later change: count again
-            self._count(self.queue.queue, self._generation)
+            self._count(self.queue.filter, self._generation)
             return
         self.progress = done
         self.queue.set_total(total)
-        self.query_one(ReviewProgress).show(done, self.queue.queue.describe(), total)
+        self.query_one(ReviewProgress).show(done, self.queue.filter.describe(), total)
 
-    def _target(self) -> tuple[Shown, Message, int] | None:
-        """What is shown, the message under the cursor and its index."""
+    def _target(self, only_assistant: str | None = None) -> Target | None:
+        """The message under the cursor, or None once the annotator is told why not.
+
+        ``only_assistant``: the warning when the message must be an assistant's and is not.
+        """
         message = self.conversation.message
         if self.shown is None or message is None or message.index is None:
             self.notify("No message selected.", severity="warning")
             return None
-        return self.shown, message, message.index
+        if only_assistant is not None and message.role != "assistant":
+            self.notify(only_assistant, severity="warning")
+            return None
+        return Target(self.shown, message, message.index)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The message a step-level key (`t`, `m`, `e`, `n`) works on, in the trajectory shown."""
+
+    shown: Shown
+    message: Message
+    index: int  # the message's index in its trajectory (``message.index``, known not to be None)
+
+    @property
+    def trajectory_id(self) -> str:
+        return self.shown.trajectory.id
 
 
 def _title(shown: Shown) -> Text:

@@ -1,8 +1,8 @@
 """The runs screen: every training and evaluation run, and the selected one's loss curve, details and log.
 
 Runs are processes of their own (see curator/launcher.py): this screen only reads
-the store and their files. A timer notices the runs' commits (``PRAGMA
-data_version``, one read) and reloads the list and the selected run's loss
+the store and their files. A timer notices the runs' commits (the store's
+data version, one read) and reloads the list and the selected run's loss
 (two indexed queries); logs are read, processes checked and runs cancelled or
 started on worker threads, so nothing here waits for a run.
 """
@@ -18,11 +18,11 @@ from textual.widgets import DataTable, Footer
 
 from curator.launcher import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
                           mark_lost, rerun)
-from curator.screens.base import StoreScreen
-from curator.widgets.runs import LogTail, LossCurve, RunDetails, RunList
+from curator.screens.base import StoreScreen, navigation
+from curator.widgets.run_panels import LogTail, LossCurve, RunDetails, RunList
 from store import CuratorError, Run
 
-#: How often the screen looks at the store (one PRAGMA read) and the selected run's log.
+#: How often the screen looks at the store (one read of its data version) and the selected run's log.
 POLL_SECONDS = 1.0
 #: How often it checks that the active runs' processes are still there.
 PROCESS_CHECK_SECONDS = 5.0
@@ -35,9 +35,7 @@ class RunsScreen(StoreScreen):
         Binding("e", "evaluate", "Evaluate vs base"),
         Binding("T", "app.train", "Train"),
         Binding("t", "app.train(True)", "Train with new settings"),
-        Binding("r", "app.open('review')", "Review"),
-        Binding("w", "app.open('watch')", "Watch", show=False),
-        Binding("escape", "app.open('home')", "Home", show=False),
+        *navigation("runs"),
     ]
 
     def __init__(self) -> None:

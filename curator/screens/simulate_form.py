@@ -4,19 +4,16 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Select, Static
 
+from curator.screens.base import Dialog
 from curator.sim import SimConfig
 from curator.sim.config import BACKENDS
 from store.errors import InputError
 
 
-class SimulateForm(ModalScreen[SimConfig | None]):
-    BINDINGS = [
-        Binding("ctrl+s", "start", "Start"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+class SimulateForm(Dialog[SimConfig | None]):
+    BINDINGS = [Binding("ctrl+s", "start", "Start")]
 
     def __init__(self, settings: SimConfig, toolsets: list[str]) -> None:
         super().__init__()

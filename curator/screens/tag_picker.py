@@ -3,19 +3,16 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
+from curator.screens.base import Dialog
 from store.taxonomy import CODES
 
 
-class TagPicker(ModalScreen[str | None]):
+class TagPicker(Dialog[str | None]):
     """Returns the chosen code, or None when cancelled."""
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, message_label: str, present: dict[str, str]) -> None:
         super().__init__()

@@ -6,10 +6,10 @@ from typing import Any, NamedTuple
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from curator.config import TrainSettings
+from curator.screens.base import Dialog
 from training.config import BadValue, SFTConfig, field_types
 
 ALGORITHMS = [
@@ -54,14 +54,11 @@ def text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class TrainForm(ModalScreen[TrainChoice | None]):
+class TrainForm(Dialog[TrainChoice | None]):
     """Every field starts at the effective setting; a field left at its default follows the algorithm and the
     base model (a new base model brings its own learning rate), and only what differs is saved to [train]."""
 
-    BINDINGS = [
-        Binding("enter,ctrl+s", "start", "Start"),
-        Binding("escape", "dismiss(None)", "Cancel"),
-    ]
+    BINDINGS = [Binding("enter,ctrl+s", "start", "Start")]
 
     def __init__(self, settings: TrainSettings, mask_instability: bool, accepted: int) -> None:
         super().__init__()

@@ -3,7 +3,7 @@
 The screen draws from the store, not from one simulation's events: a simulation
 started here writes through a connection of its own, exactly like a headless
 `curator simulate` in another terminal, and a timer notices either one's commits
-(``PRAGMA data_version``) and redraws. Events only make the redraw come sooner.
+(the store's data version) and redraws. Events only make the redraw come sooner.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from curator.screens.base import StoreScreen
+from curator.screens.base import StoreScreen, navigation
 from curator.screens.simulate_form import SimulateForm
 from curator.sim import SimConfig, Simulation, SimulationDone
 from curator.sim.toolsets import demo_names
@@ -28,6 +28,7 @@ from curator.widgets.progress import Counts, WatchCounters
 from curator.widgets.queue_view import QueueView
 from store import Store
 from store.queue import QueueFilter, position
+from store.stats import Activity, activity
 
 #: Redraw at most this often while the store changes.
 POLL_SECONDS = 0.25
@@ -42,9 +43,7 @@ class WatchScreen(StoreScreen):
         Binding("s", "start", "Start simulation"),
         Binding("x", "stop", "Stop simulation"),
         Binding("f", "follow", "Follow live"),
-        Binding("r", "app.open('review')", "Review"),
-        Binding("R", "app.open('runs')", "Runs", show=False),
-        Binding("escape", "app.open('home')", "Home", show=False),
+        *navigation("watch"),
     ]
 
     def __init__(self) -> None:
@@ -144,7 +143,7 @@ class WatchScreen(StoreScreen):
         shown = self.query_one(ConversationView).shown
         selected = self._follow_target() if self.following else shown.trajectory.id if shown else None
         self.queue.reload()
-        found = position(self.store, self.queue.queue, selected) if selected else None
+        found = position(self.store, self.queue.filter, selected) if selected else None
         self.queue.set_reactive(QueueView.cursor, found or 0)
         self.queue.refresh()
         current = self.queue.current
@@ -153,15 +152,9 @@ class WatchScreen(StoreScreen):
     def _follow_target(self) -> str | None:
         """The followed trajectory stays until it finishes; then the running one updated last (None: the newest)."""
         shown = self.query_one(ConversationView).shown
-        candidates = [shown.trajectory.id] if shown else []
-        last = self.store.conn.execute(
-            "SELECT id FROM trajectories WHERE status = 'running' ORDER BY updated_at DESC LIMIT 1").fetchone()
-        candidates += [last[0]] if last else []
-        for trajectory_id in candidates:
-            row = self.store.conn.execute("SELECT status FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone()
-            if row and row[0] == "running":
-                return trajectory_id
-        return None
+        if shown and self.store.trajectory_status(shown.trajectory.id) == "running":
+            return shown.trajectory.id
+        return self.store.latest_running()
 
     def _show(self, trajectory_id: str | None) -> None:
         trajectory = self.store.trajectory(trajectory_id) if trajectory_id else None
@@ -172,26 +165,22 @@ class WatchScreen(StoreScreen):
         """Counters on a connection of their own; three indexed queries."""
         self._counted_at = time.monotonic()
         with Store.open(self.store.path) as store:
-            by_status = dict(store.conn.execute("SELECT status, count(*) FROM trajectories GROUP BY status"))
-            flagged = store.conn.execute(
-                "SELECT count(DISTINCT trajectory_id) FROM tags WHERE source = 'auto'").fetchone()[0]
-            last_message = store.conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0]
+            sample = activity(store)
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._take_sample, by_status, flagged, last_message)
+            self.app.call_from_thread(self._take_sample, sample)
 
-    def _take_sample(self, by_status: dict[str, int], flagged: int, last_message: int) -> None:
+    def _take_sample(self, sample: Activity) -> None:
         now = time.monotonic()
-        finished = by_status.get("complete", 0) + by_status.get("failed", 0)
-        self._samples.append((now, last_message, finished))
+        self._samples.append((now, sample.last_message, sample.finished))
         while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW:
             self._samples.popleft()
         first_time, first_message, first_finished = self._samples[0]
         elapsed = now - first_time
         self._counts = Counts(
-            running=by_status.get("running", 0), complete=by_status.get("complete", 0),
-            failed=by_status.get("failed", 0), flagged=flagged,
-            messages_per_s=(last_message - first_message) / elapsed if elapsed > 0 else 0.0,
-            finished_per_min=60 * (finished - first_finished) / elapsed if elapsed > 0 else 0.0,
+            running=sample.status("running"), complete=sample.status("complete"), failed=sample.status("failed"),
+            flagged=sample.flagged,
+            messages_per_s=(sample.last_message - first_message) / elapsed if elapsed > 0 else 0.0,
+            finished_per_min=60 * (sample.finished - first_finished) / elapsed if elapsed > 0 else 0.0,
         )
         self._update_counters()
 

@@ -44,22 +44,22 @@ class QueueView(LineView, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, store: Store, queue: QueueFilter, *, id: str | None = None) -> None:
+    def __init__(self, store: Store, queue_filter: QueueFilter, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store = store
-        self.queue = queue
+        self.filter = queue_filter  # which trajectories the queue holds, in which order
         self.total = 0
         self._start = 0
         self._rows: list[QueueRow] = []
 
     # -- data ------------------------------------------------------------------------------------
-    def reload(self, queue: QueueFilter | None = None) -> None:
-        """Fetch the page around the cursor again (after a decision, a filter or a change in the store).
+    def reload(self, queue_filter: QueueFilter | None = None) -> None:
+        """Fetch the page around the cursor again (after a decision, a new ``queue_filter`` or a change in the store).
 
         The caller shows the row now under the cursor; ``Highlighted`` is only posted when the cursor moves.
         """
-        if queue is not None and queue != self.queue:
-            self.queue = queue
+        if queue_filter is not None and queue_filter != self.filter:
+            self.filter = queue_filter
             self.set_reactive(QueueView.cursor, 0)
             self.total = 0
         self._fetch(max(0, self.cursor - PAGE // 2))
@@ -94,7 +94,7 @@ class QueueView(LineView, can_focus=True):
 
     def _fetch(self, start: int) -> None:
         self._start = start
-        self._rows = window(self.store, self.queue, start, PAGE)
+        self._rows = window(self.store, self.filter, start, PAGE)
 
     def _resize(self) -> None:
         self.virtual_size = Size(self.scrollable_content_region.width, self.total)
