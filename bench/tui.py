@@ -28,7 +28,7 @@ from textual.app import App, ComposeResult
 from textual.widgets import Static
 
 from curator.app import CuratorApp
-from curator.config import Config
+from curator.settings import Config
 from curator.screens.review import ReviewScreen
 from store import Message, Store, Tag, Tool, Toolset, Trajectory
 

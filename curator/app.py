@@ -15,7 +15,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from curator.config import Config, TrainSettings
+from curator.settings import Config, TrainSettings
 from curator.launcher import accepted_count, export_and_train
 from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen

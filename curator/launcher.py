@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Collection
 
-from curator.config import TrainSettings
+from curator.settings import TrainSettings
 from store import CuratorError, Run, Store, now
 from store.flagging import flag_all
 from store.formats import export_jsonl, export_sqlite

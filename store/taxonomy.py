@@ -44,7 +44,7 @@ CALL_CHECK_CODES = frozenset(
 class MaskPolicy:
     """The codes whose presence on an assistant message gives it training weight 0.
 
-    One value, built once from ``curator.toml [flag]`` (``curator.config.FlagConfig.policy``)
+    One value, built once from ``curator.toml [flag]`` (``curator.settings.FlagConfig.policy``)
     and handed to every flagging call: the simulation, imports, ``curator flag``, the
     review screen and the training snapshot all weigh messages by the same policy.
     """

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from curator.cli.train import COMMANDS
+from curator.cli.training import COMMANDS
 from curator.launcher import training_command
 from store import Store
 from training_fixtures import records, write_jsonl
@@ -19,7 +19,7 @@ train, eval_, runs = COMMANDS
 
 
 def test_the_cli_module_does_not_import_torch():
-    code = "import curator.cli.train, sys; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
+    code = "import curator.cli.training, sys; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,7 +10,7 @@ from tui_fixtures import make_store, wait_until
 
 from curator.app import CuratorApp
 from curator.cli import cli
-from curator.config import Config
+from curator.settings import Config
 from curator.cli.app import PacedScripted
 from curator.sim import SimConfig, Simulation
 from curator.widgets.queue_view import QueueView

@@ -9,7 +9,7 @@ from textual.widgets import Input, OptionList, Select, Static, TextArea
 from tui_fixtures import WEATHER, call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
-from curator.config import Config
+from curator.settings import Config
 from curator.screens.call_editor import CallEditor
 from curator.screens.help import HelpScreen
 from curator.screens.review import ReviewScreen

@@ -17,8 +17,8 @@ from tui_fixtures import STAMP, call, make_store, screen_text, wait_until
 
 import store.db
 from curator.app import CuratorApp
-from curator.config import Config, TrainSettings
-from curator.config import load as load_config
+from curator.settings import Config, TrainSettings
+from curator.settings import load as load_config
 from curator.launcher import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
                           rerun, start_run)
 from curator.screens.runs import RunsScreen

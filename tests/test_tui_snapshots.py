@@ -7,7 +7,7 @@ from textual.pilot import Pilot
 from tui_fixtures import make_store
 
 from curator.app import CuratorApp
-from curator.config import Config
+from curator.settings import Config
 
 SIZE = (130, 40)
 

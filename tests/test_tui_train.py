@@ -16,7 +16,7 @@ from textual.widgets import Input, Select
 from tui_fixtures import call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
-from curator.config import Config, TrainSettings
+from curator.settings import Config, TrainSettings
 from curator.launcher import ACTIVE, is_run_process
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainForm

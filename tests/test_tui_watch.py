@@ -9,7 +9,7 @@ from textual.widgets import Input, Select
 from tui_fixtures import make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
-from curator.config import Config
+from curator.settings import Config
 from curator.screens.simulate_form import SimulateForm
 from curator.screens.watch import WatchScreen
 from curator.widgets.conversation import ConversationView

@@ -17,15 +17,15 @@ from store.errors import CuratorError
 
 #: command name -> module under curator.cli whose ``COMMANDS`` list holds it.
 LAZY_COMMANDS: dict[str, str] = {
-    "import": "data",
-    "export": "data",
-    "stats": "data",
+    "import": "dataset",
+    "export": "dataset",
+    "stats": "dataset",
     "simulate": "simulate",
     "toolset": "simulate",
     "flag": "flag",
-    "train": "train",
-    "eval": "train",
-    "runs": "train",
+    "train": "training",
+    "eval": "training",
+    "runs": "training",
     "review": "app",
     "watch": "app",
     "demo": "app",

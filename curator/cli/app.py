@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from curator.config import load
+from curator.settings import load
 from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend

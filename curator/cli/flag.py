@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from curator.config import load as load_config
+from curator.settings import load as load_config
 from store import DEFAULT_PATH, Store
 from store.flagging import FlagSummary, flag_all
 from store.taxonomy import MaskPolicy

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from curator import config as settings
+from curator import settings
 from store import Store, Toolset
 from store.errors import CuratorError, InputError
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Collection, TypeVar, cast
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
-from curator.config import Config
+from curator.settings import Config
 from store import Store
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ class StoreScreen(Screen[None]):
 
     @property
     def config(self) -> Config:
-        return self.curator.config
+        return self.curator.settings
 
     @property
     def annotator(self) -> str:

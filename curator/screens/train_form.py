@@ -8,7 +8,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Vertical
 from textual.widgets import Checkbox, Input, Label, Select, Static
 
-from curator.config import TrainSettings
+from curator.settings import TrainSettings
 from curator.screens.base import Dialog
 from training.config import BadValue, SFTConfig, field_types
 

@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import click
 
-from curator.config import TrainSettings
-from curator.config import load as load_config
+from curator.settings import TrainSettings
+from curator.settings import load as load_config
 from curator.launcher import LOG_FILE, RunError, result, start_run
 from store import DEFAULT_PATH, Store
 from training.config import TRAINING, DataConfig, EvalConfig, describe, field_types, to_argv
