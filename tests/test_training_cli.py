@@ -58,3 +58,17 @@ def test_bad_input_fails_the_run_with_one_line(tmp_path: Path, monkeypatch):
     assert result.exit_code == 2
     [run] = Store.open(db).runs()
     assert run.status == "failed" and "dataset not found" in run.error
+
+
+def test_curator_train_and_python_m_training_record_the_same_configuration(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = write_jsonl(tmp_path / "d.jsonl", records(4))
+    db = str(tmp_path / "c.db")
+    args = ["--data", str(data), "--max-steps", "1", "--output", "out", "--threads", "1"]
+    result = CliRunner().invoke(train, ["sft", "--db", db, *args], obj={"db": db})
+    assert result.exit_code == 0, result.output
+    subprocess.run([sys.executable, "-m", "training", "sft", "--db", db, *args], check=True, capture_output=True)
+    second, first = Store.open(db).runs()
+    assert first.status == second.status == "completed"
+    assert first.config == second.config
+    assert (first.config["learning_rate"], first.config["lora_r"], first.config["max_length"]) == (5e-3, 16, None)

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+import trl
+from datasets import Dataset
+from trl import DPOTrainer
+
 from training import models
 from training.config import DPOConfig
 from training.data import DB_SUFFIXES, Renderer, decision, load_records
@@ -121,15 +125,9 @@ def rows(pairs: Sequence[Pair], renderer: Renderer) -> list[dict[str, str]]:
 class DPORun(AlgorithmRun):
     config: DPOConfig
 
-    @property
-    def trainer_class(self) -> type:
-        from trl import DPOTrainer
-
-        return DPOTrainer
+    trainer_class = DPOTrainer
 
     def prepare(self) -> Prepared:
-        from datasets import Dataset
-
         config = self.config
         pairs = collect_pairs(config.data, config.db)
         if not pairs:
@@ -148,8 +146,6 @@ class DPORun(AlgorithmRun):
         return Prepared(model, tokenizer, Dataset.from_list(dataset), summary)
 
     def arguments(self, prepared: Prepared) -> Any:
-        import trl
-
         return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,                            max_length=prepared.summary["max_length"])
 
 

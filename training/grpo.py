@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import trl
+from datasets import Dataset
+from trl import GRPOTrainer
+
 from store.toolcalls import judge
 from training import models
 from training.config import GRPOConfig
@@ -59,15 +63,9 @@ def error_type_reward(completions: list[str], gold: list[str], tools: list[str],
 class GRPORun(AlgorithmRun):
     config: GRPOConfig
 
-    @property
-    def trainer_class(self) -> type:
-        from trl import GRPOTrainer
-
-        return GRPOTrainer
+    trainer_class = GRPOTrainer
 
     def prepare(self) -> Prepared:
-        from datasets import Dataset
-
         config = self.config
         records = sft_records(load_records(config.data, config.db))
         model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template,
@@ -81,8 +79,6 @@ class GRPORun(AlgorithmRun):
         return Prepared(model, tokenizer, Dataset.from_list(rows), summary, {"reward_funcs": error_type_reward})
 
     def arguments(self, prepared: Prepared) -> Any:
-        import trl
-
         config = self.config
         return trl.GRPOConfig(
             **shared_arguments(config),
