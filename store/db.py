@@ -14,27 +14,30 @@ import os
 import sqlite3
 import uuid
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .records import (
     DECISIONS,
-    RUN_STATUSES,
     STATUSES,
     Correction,
     GoldItem,
     Message,
-    Run,
+    Note,
     Tag,
     Tool,
     Toolset,
     Trajectory,
+    check,
     dumps,
     loads,
+    new_id,
+    now,
     openai_message,
+    to_record,
 )
 from .errors import StoreError
+from .runs import RunBookkeeping
 from .schema import migrate
 from .taxonomy import check_code
 from .toolcalls import ToolCall
@@ -51,15 +54,7 @@ _PAGE = 500
 M = TypeVar("M")
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex[:16]
-
-
-class Store:
+class Store(RunBookkeeping):
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
@@ -204,7 +199,7 @@ class Store:
         id: str | None = None,
     ) -> str:
         """Create an empty trajectory and return its id."""
-        _check(status, STATUSES, "status")
+        check(status, STATUSES, "status")
         trajectory_id = id or new_id()
         stamp = now()
         with self.transaction():
@@ -229,7 +224,7 @@ class Store:
         return index
 
     def set_status(self, trajectory_id: str, status: str, reason: str | None = None) -> None:
-        _check(status, STATUSES, "status")
+        check(status, STATUSES, "status")
         with self.transaction():
             self.conn.execute(
                 "UPDATE trajectories SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
@@ -395,7 +390,7 @@ class Store:
     # -- weights -------------------------------------------------------------------------------
     def set_weight(self, trajectory_id: str, index: int, weight: int, source: str = "human") -> None:
         """Set one message's training weight; a human setting is never overwritten by re-flagging."""
-        _check(weight, (0, 1), "weight")
+        check(weight, (0, 1), "weight")
         with self.transaction():
             self.conn.execute(
                 "UPDATE messages SET weight = ?, weight_source = ? WHERE trajectory_id = ? AND idx = ?",
@@ -454,7 +449,7 @@ class Store:
     def decide(self, trajectory_id: str, decision: str, *, annotator: str | None = None,
                note: str | None = None) -> int:
         """Record accept / reject / skip; committed before this returns. Returns the review id."""
-        _check(decision, DECISIONS, "decision")
+        check(decision, DECISIONS, "decision")
         with self.transaction():
             cursor = self.conn.execute(
                 "INSERT INTO reviews (trajectory_id, decision, annotator, note, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -489,8 +484,9 @@ class Store:
                 (trajectory_id, message_index, text, annotator, now()),
             )
 
-    def notes(self, trajectory_id: str) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM notes WHERE trajectory_id = ? ORDER BY id", (trajectory_id,))
+    def notes(self, trajectory_id: str) -> list[Note]:
+        return [Note(r["trajectory_id"], r["text"], r["message_index"], r["annotator"], r["created_at"], r["id"])
+                for r in self._rows("SELECT * FROM notes WHERE trajectory_id = ? ORDER BY id", (trajectory_id,))]
 
     def add_correction(self, correction: Correction) -> int:
         with self.transaction():
@@ -542,55 +538,6 @@ class Store:
                 calls=[ToolCall(c["name"], c.get("arguments") or {}) for c in loads(r["calls"])], source=r["source"],
             )
 
-    # -- runs --------------------------------------------------------------------------------------
-    def create_run(self, kind: str, algorithm: str, base_model: str, config: dict[str, Any],
-                   dataset: dict[str, Any] | None = None, output_dir: str | None = None) -> str:
-        run_id = new_id()
-        with self.transaction():
-            self.conn.execute(
-                "INSERT INTO runs (id, kind, algorithm, base_model, status, config, dataset, output_dir, created_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
-                (run_id, kind, algorithm, base_model, dumps(config), dumps(dataset), output_dir, now()),
-            )
-        return run_id
-
-    _RUN_FIELDS = frozenset({"status", "pid", "error", "summary", "started_at", "finished_at", "output_dir",
-                             "dataset", "config"})
-
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        unknown = set(fields) - self._RUN_FIELDS
-        if unknown:
-            raise ValueError(f"unknown run field(s): {', '.join(sorted(unknown))}")
-        if "status" in fields:
-            _check(fields["status"], RUN_STATUSES, "run status")
-        values = {k: dumps(v) if k in ("summary", "dataset", "config") else v for k, v in fields.items()}
-        assignments = ", ".join(f"{k} = ?" for k in values)
-        with self.transaction():
-            self.conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*values.values(), run_id))
-
-    def add_run_metrics(self, run_id: str, step: int, metrics: dict[str, float]) -> None:
-        stamp = now()
-        with self.transaction():
-            self.conn.executemany(
-                "INSERT INTO run_metrics (run_id, step, key, value, created_at) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, step, k, float(v), stamp) for k, v in metrics.items()],
-            )
-
-    def run(self, run_id: str) -> Run | None:
-        rows = self._rows("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return _run(rows[0]) if rows else None
-
-    def runs(self) -> list[Run]:
-        return [_run(r) for r in self._rows("SELECT * FROM runs ORDER BY created_at DESC, rowid DESC")]
-
-    def run_metrics(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        return [
-            (r[0], r[1])
-            for r in self.conn.execute(
-                "SELECT step, value FROM run_metrics WHERE run_id = ? AND key = ? ORDER BY step, rowid", (run_id, key)
-            )
-        ]
-
 
 #: Message rowids matching one FTS5 query parameter.
 FTS_ROWIDS = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
@@ -619,23 +566,9 @@ def _message(row: dict[str, Any]) -> Message:
     )
 
 
-def _run(row: dict[str, Any]) -> Run:
-    return Run(
-        id=row["id"], kind=row["kind"], algorithm=row["algorithm"], base_model=row["base_model"],
-        status=row["status"], config=loads(row["config"]) or {}, dataset=loads(row["dataset"]),
-        output_dir=row["output_dir"], pid=row["pid"], error=row["error"], summary=loads(row["summary"]),
-        created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
-    )
-
-
-def _check(value: Any, allowed: Sequence[Any], what: str) -> None:
-    if value not in allowed:
-        raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
-
-
 def review_clause(review: str, column: str) -> tuple[str | None, list[Any]]:
     """The SQL condition a review filter puts on ``column`` (a current decision), or None for "all"."""
-    _check(review, REVIEW_FILTERS, "review filter")
+    check(review, REVIEW_FILTERS, "review filter")
     if review == "all":
         return None, []
     decision = FILTER_DECISION[review]
@@ -646,7 +579,7 @@ def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
     """SQL selecting trajectory ids by status and review filter, in insertion order."""
     clauses, params = [], []
     if status is not None:
-        _check(status, STATUSES, "status")
+        check(status, STATUSES, "status")
         clauses.append("t.status = ?")
         params.append(status)
     condition, values = review_clause(review, "d.decision")
@@ -656,29 +589,3 @@ def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
     where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
     join = "LEFT JOIN review_state d ON d.trajectory_id = t.id" if review != "all" else ""
     return f"SELECT t.id FROM trajectories t {join} {where} ORDER BY t.rowid", params
-
-
-def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
-              messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A trajectory as one JSONL export line (before serialisation); ``messages``: already in OpenAI shape."""
-    meta: dict[str, Any] = {
-        "toolset": trajectory.toolset,
-        "instruction": trajectory.instruction,
-        "source": trajectory.source,
-        "status": trajectory.status,
-        "decision": trajectory.decision,
-        "backend": trajectory.backend,
-        "model": trajectory.model,
-        "difficulty": trajectory.difficulty,
-        "reason": trajectory.reason,
-        "created_at": trajectory.created_at,
-        "tags": [t.to_json() for t in trajectory.tags],
-    }
-    if trajectory.meta:
-        meta["extra"] = trajectory.meta
-    return {
-        "id": trajectory.id,
-        "messages": messages if messages is not None else [m.to_openai() for m in trajectory.messages],
-        "tools": tools,
-        "meta": meta,
-    }

@@ -6,8 +6,10 @@ export's shape, so the store, the exporters and the trainer speak one format.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Sequence
 
 from .toolcalls import ToolCall, function_of, parse_openai_call
 
@@ -162,6 +164,21 @@ class Correction:
 
 
 @dataclass
+class Note:
+    """An annotator's free-text note on a trajectory, or on one of its messages (``message_index``)."""
+
+    trajectory_id: str
+    text: str
+    message_index: int | None = None
+    annotator: str | None = None
+    created_at: str | None = None
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in ("trajectory_id", "id")}
+
+
+@dataclass
 class GoldItem:
     """One single-step evaluation item: a context and the acceptable calls."""
 
@@ -198,3 +215,42 @@ def dumps(value: Any) -> str | None:
 
 def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def check(value: Any, allowed: Sequence[Any], what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
+              messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A trajectory as one JSONL export line (before serialisation); ``messages``: already in OpenAI shape."""
+    meta: dict[str, Any] = {
+        "toolset": trajectory.toolset,
+        "instruction": trajectory.instruction,
+        "source": trajectory.source,
+        "status": trajectory.status,
+        "decision": trajectory.decision,
+        "backend": trajectory.backend,
+        "model": trajectory.model,
+        "difficulty": trajectory.difficulty,
+        "reason": trajectory.reason,
+        "created_at": trajectory.created_at,
+        "tags": [t.to_json() for t in trajectory.tags],
+    }
+    if trajectory.meta:
+        meta["extra"] = trajectory.meta
+    return {
+        "id": trajectory.id,
+        "messages": messages if messages is not None else [m.to_openai() for m in trajectory.messages],
+        "tools": tools,
+        "meta": meta,
+    }

@@ -39,7 +39,7 @@ def test_sqlite_export_holds_only_the_accepted_trajectories_and_their_work(store
         assert curated.toolset_names() == ["weather"]
         assert [t.name for t in curated.toolset("weather").tools] == ["getWeatherForecast", "getWeatherHistory"]
         assert [g.id for g in curated.gold_items()] == ["g-weather"]
-        assert curated.notes("w1")[0]["text"] == "nice recovery"
+        assert curated.notes("w1")[0].text == "nice recovery"
         assert curated.corrections("w1")[0].message_index == 2
         assert curated.decision("w2") == "accept"
         assert curated.search("sunny") == ["w1", "w2"]  # the full-text index came along

@@ -201,7 +201,7 @@ async def test_n_adds_a_note_on_the_message(store: Store) -> None:
         await pilot.press(*"city forgotten")
         await pilot.press("enter")
         [note] = store.notes("traj-01")
-        assert (note["text"], note["message_index"], note["annotator"]) == ("city forgotten", 2, "ann")
+        assert (note.text, note.message_index, note.annotator) == ("city forgotten", 2, "ann")
         assert "✍ city forgotten" in conversation_text(app)
 
 

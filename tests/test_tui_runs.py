@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from tui_fixtures import STAMP, call, make_store, screen_text, wait_until
 
-import store.db
+import store.runs
 from curator.app import CuratorApp
 from curator.settings import Config, TrainSettings
 from curator.settings import load as load_config
@@ -210,7 +210,7 @@ def test_run_again_and_evaluate_start_the_right_processes(tmp_path: Path, monkey
 def finished_runs(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A completed SFT run with its loss and log, its two evaluations, and a failed DPO run; fixed ids and times."""
     ids = iter(["a1b2c3d4e5f60718", "e7a1e7a1e7a1e7a1", "ba5eba5eba5eba5e", "dead0000dead0000"])
-    monkeypatch.setattr(store.db, "new_id", lambda: next(ids))
+    monkeypatch.setattr(store.runs, "new_id", lambda: next(ids))
     output = "runs/sft-20260101-000000"
     with Store.open(db) as s:
         sft = s.create_run("train", "sft", "tiny", {"max_steps": 30, "epochs": 1.0,

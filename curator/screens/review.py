@@ -255,7 +255,7 @@ class ReviewScreen(StoreScreen):
             return
         notes: dict[int | None, list[str]] = defaultdict(list)
         for note in self.store.notes(trajectory.id):
-            notes[note["message_index"]].append(note["text"])
+            notes[note.message_index].append(note.text)
         corrections = {c.message_index: c for c in self.store.corrections(trajectory.id)}
         self.shown = Shown(trajectory, corrections, dict(notes))
         self.query_one("#trajectory-title", Static).update(_title(self.shown))
