@@ -156,9 +156,9 @@ async def test_a_run_that_crashes_shows_failed_and_its_error(tmp_path: Path) -> 
 async def test_T_refuses_when_nothing_is_accepted(tmp_path: Path) -> None:
     store = make_store(tmp_path / "c.db")
     app = app_on(store, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await pilot.press("T")
-        await pilot.pause()
+        await wait_until(pilot, lambda: "Nothing to train on" in screen_text(app))
         assert not isinstance(app.screen, TrainForm)
         assert store.runs() == [] and not (tmp_path / "exports").exists()
 
