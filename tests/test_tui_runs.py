@@ -270,6 +270,7 @@ async def test_a_new_session_shows_the_runs_in_the_store_and_moves_between_them(
         assert len(app.store.runs()) == 4
 
 
+@pytest.mark.slow
 async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     with make_store(db) as s:
