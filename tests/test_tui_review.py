@@ -310,7 +310,7 @@ async def test_a_hidden_review_screen_catches_up_when_shown_again(store: Store) 
         await pilot.press("w")  # to the watch screen; the review screen stops polling
         with Store.open(store.path) as other:
             other.decide("traj-01", "reject", annotator="someone else")
-        await pilot.pause(2 * POLL_SECONDS)  # the scenario: its poll timer fires while it is hidden
+        await pilot.pause(1.5 * POLL_SECONDS)  # a poll tick falls while it is hidden
         await pilot.press("r")
         await wait_until(pilot, lambda: shown_id(app) == "traj-02")
         await settle(pilot, app)
