@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from curator.cli import LAZY_COMMANDS
 
@@ -21,6 +23,7 @@ def test_help_lists_every_subcommand_and_the_readme_documents_each():
         assert f"curator {name}" in readme, f"README does not document curator {name}"
 
 
+@pytest.mark.slow
 def test_a_failed_training_run_fails_the_command(tmp_path):
     result = curator("--db", str(tmp_path / "c.db"), "train", "sft", "--data", str(tmp_path / "missing.jsonl"),
                      "--output", str(tmp_path / "out"), cwd=tmp_path)

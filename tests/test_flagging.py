@@ -1,15 +1,15 @@
 """Auto-flagging: the feedback classifier on the labelled set, and flagging stored trajectories."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, fixture_path
+from bench import feedback_cases
+from bench.feedback_cases import code_accuracy, load_cases, ours_says_error, score, tl_training_says_error
+from conftest import fixture_path
 from curator.cli import cli
 from store import Message, Store, Tool, Toolset
 from store.feedback import classify_feedback
@@ -18,19 +18,9 @@ from store.taxonomy import CODE_NAMES, MaskPolicy
 
 POLICY = MaskPolicy.of()
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_flagging", REPO / "bench" / "flagging.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
-CASES = BENCH.load_cases()
-HELDOUT = BENCH.load_cases(BENCH.HELDOUT)
-FRESH = BENCH.load_cases(BENCH.FRESH)
+CASES = load_cases(feedback_cases.TUNING)
+HELDOUT = load_cases(feedback_cases.HELDOUT)
+FRESH = load_cases(feedback_cases.FRESH)
 FEEDBACK_CODES = {
     "parse_error", "tool_hallucination", "param_hallucination", "param_missing", "param_invalid",
     "tool_call_failure", "tool_instability",
@@ -48,9 +38,9 @@ def test_labelled_set_is_big_and_covers_every_feedback_code():
 
 
 def test_classifier_meets_the_goals_and_beats_tl_training_rules():
-    ours = BENCH.score(CASES, BENCH.ours_says_error)
-    theirs = BENCH.score(CASES, BENCH.tl_training_says_error)
-    right_code, _ = BENCH.code_accuracy(CASES)
+    ours = score(CASES, ours_says_error)
+    theirs = score(CASES, tl_training_says_error)
+    right_code, _ = code_accuracy(CASES)
     assert ours.precision >= 0.95 and ours.recall >= 0.95
     assert right_code >= 0.90
     assert ours.precision > theirs.precision and ours.recall > theirs.recall
@@ -66,9 +56,9 @@ def test_held_out_set_is_apart_and_covers_every_feedback_code():
 
 def test_held_out_figures_stay_above_their_floor():
     """Floors a little under the figures reached (0.983 / 1.000 / 0.991; blind, before tuning: 0.960 / 0.819 / 0.664)."""
-    ours = BENCH.score(HELDOUT, BENCH.ours_says_error)
-    theirs = BENCH.score(HELDOUT, BENCH.tl_training_says_error)
-    right_code, _ = BENCH.code_accuracy(HELDOUT)
+    ours = score(HELDOUT, ours_says_error)
+    theirs = score(HELDOUT, tl_training_says_error)
+    right_code, _ = code_accuracy(HELDOUT)
     assert ours.precision >= 0.97 and ours.recall >= 0.97
     assert right_code >= 0.95
     assert ours.precision > theirs.precision and ours.recall > theirs.recall
@@ -76,7 +66,7 @@ def test_held_out_figures_stay_above_their_floor():
 
 def test_every_code_is_mostly_right():
     """Per code, not only overall: a broken rule for one code must not hide in the average."""
-    _, misses = BENCH.code_accuracy(CASES)
+    _, misses = code_accuracy(CASES)
     for code in {c["code"] for c in CASES if c["error"]}:
         total = sum(c["code"] == code for c in CASES)
         wrong = sum(case["code"] == code for case, _ in misses)
@@ -84,9 +74,9 @@ def test_every_code_is_mostly_right():
 
 
 def test_tl_training_rule_strips_punctuation_and_case():
-    assert BENCH.tl_training_says_error('{"Error": "x"}')
-    assert BENCH.tl_training_says_error("requests.exceptions.ConnectionError: boom")
-    assert not BENCH.tl_training_says_error('{"temp": 21}')
+    assert tl_training_says_error('{"Error": "x"}')
+    assert tl_training_says_error("requests.exceptions.ConnectionError: boom")
+    assert not tl_training_says_error('{"temp": 21}')
 
 
 @pytest.mark.parametrize(

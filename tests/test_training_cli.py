@@ -14,7 +14,6 @@ from curator.launcher import training_command
 from store import Store
 from training_fixtures import records, write_jsonl
 
-pytestmark = pytest.mark.slow
 train, eval_, runs = COMMANDS
 
 
@@ -33,6 +32,7 @@ def test_training_command_uses_accelerate_when_asked(monkeypatch, tmp_path):
     assert training_command("sft", [], str(cfg))[2:4] == ["--config_file", str(cfg)]
 
 
+@pytest.mark.slow
 def test_train_sft_then_runs(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -51,6 +51,7 @@ def test_train_sft_then_runs(tmp_path: Path, monkeypatch):
     assert run.id in table and "completed" in table and "loss" in table
 
 
+@pytest.mark.slow
 def test_bad_input_fails_the_run_with_one_line(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     db = str(tmp_path / "c.db")

@@ -17,7 +17,6 @@ from training.evaluate import PREDICTIONS_FILE, Item, gold_items, score  # noqa:
 from training.templates import Generation  # noqa: E402
 from training_fixtures import TOOLS, records, write_jsonl  # noqa: E402
 
-pytestmark = pytest.mark.slow
 
 GOLD = ToolCall("getWeatherForecast", {"city": "Oslo", "days": 2})
 CONTEXT = [{"role": "user", "content": "Weather in Oslo for two days?"}]
@@ -119,6 +118,7 @@ def test_endpoint_eval_with_the_openai_client_is_stored_as_a_run(tmp_path: Path,
     assert len((tmp_path / "ev" / PREDICTIONS_FILE).read_text().splitlines()) == 4
 
 
+@pytest.mark.slow
 def test_local_eval_of_a_trained_adapter(tmp_path: Path, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
     adapter = tmp_path / "sft"

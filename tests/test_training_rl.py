@@ -16,8 +16,6 @@ from training.__main__ import main  # noqa: E402
 from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training_fixtures import TOOLS, preference_records, records, write_jsonl  # noqa: E402
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -42,6 +40,7 @@ def test_error_type_reward_uses_the_judge():
     assert rewards == [1.0, -0.25, -1.5, -2.0, -2.0, -2.0]
 
 
+@pytest.mark.slow
 def test_grpo_runs_and_saves_an_adapter(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
     output = tmp_path / "grpo"
@@ -64,6 +63,7 @@ def test_grpo_prompts_are_the_approved_call_steps():
     assert "town" not in "".join(r["gold"] for r in rows)
 
 
+@pytest.mark.slow
 def test_dpo_from_accepted_over_rejected_runs_and_saves_an_adapter(tmp_path: Path):
     data = write_jsonl(tmp_path / "d.jsonl", preference_records(3))
     pairs = dpo.collect_pairs(str(data), None)

@@ -23,7 +23,6 @@ from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training.tiny import TinyConfig, build  # noqa: E402
 from training_fixtures import assistant_call, records, trajectory, write_jsonl  # noqa: E402
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,6 +44,7 @@ def losses(output: Path) -> list[float]:
     return [row["loss"] for row in map(json.loads, (output / METRICS_FILE).read_text().splitlines()) if "loss" in row]
 
 
+@pytest.mark.slow
 def test_lora_sft_loss_falls_over_30_steps(data: Path, tmp_path: Path):
     output = tmp_path / "out"
     config = SFTConfig(data=str(data), output=str(output), max_steps=30, learning_rate=1e-2, save_steps=1000)
@@ -151,6 +151,7 @@ def test_weighted_loss_is_exact_under_gradient_accumulation(tmp_path: Path):
     assert loss_full == pytest.approx(float((w * ce).sum().detach() / w.sum()), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_sft_from_scratch_with_ablation_flags_records_the_run(data: Path, tmp_path: Path):
     db = str(tmp_path / "c.db")
     output = tmp_path / "scratch"
@@ -200,6 +201,7 @@ def test_bad_input_is_one_clear_line_and_a_failed_run(tmp_path, capsys, argv_ext
     assert run.status == "failed" and message in run.error
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(data: Path, tmp_path: Path):
     output = tmp_path / "out"
     first = SFTConfig(data=str(data), output=str(output), max_steps=2, save_steps=2)
@@ -210,6 +212,7 @@ def test_resume_continues_from_the_last_checkpoint(data: Path, tmp_path: Path):
     assert [json.loads(l)["step"] for l in (output / METRICS_FILE).read_text().splitlines()] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_a_checkpoint(data: Path, tmp_path: Path):
     db = str(tmp_path / "c.db")
     output = tmp_path / "out"

@@ -12,7 +12,7 @@ from curator.app import CuratorApp
 from curator.settings import Config
 from curator.screens.call_editor import CallEditor
 from curator.screens.help import HelpScreen
-from curator.screens.review import ReviewScreen
+from curator.screens.review import POLL_SECONDS, ReviewScreen
 from curator.widgets.conversation import ConversationView
 from curator.widgets.queue_view import PAGE, QueueView
 from store import Message, Store, Trajectory
@@ -38,11 +38,6 @@ def shown_id(app: CuratorApp) -> str | None:
 
 def text_of(app: CuratorApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
-
-
-def conversation_text(app: CuratorApp) -> str:
-    strips = app.screen.query_one(ConversationView)._strips
-    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
 
 
 async def settle(pilot, app: CuratorApp) -> None:
@@ -113,7 +108,7 @@ async def test_tag_picker_adds_and_removes_a_human_tag_and_remasks(store: Store)
         tags = {(t.code, t.source) for t in store.effective_tags("traj-01") if t.message_index == 4}
         assert tags == {("wrong_tool", "human")}
         assert store.trajectory("traj-01").messages[4].weight == 0  # wrong_tool masks by default
-        assert "⚑ wrong_tool (human)" in conversation_text(app)
+        assert "⚑ wrong_tool (human)" in screen_text(app)
         await pilot.press("t")
         picker = app.screen.query_one(OptionList)
         picker.highlighted = picker.get_option_index("wrong_tool")
@@ -133,7 +128,7 @@ async def test_m_toggles_the_mask_as_a_human_setting(store: Store) -> None:
         await pilot.press("m")
         message = store.trajectory("traj-01").messages[2]
         assert (message.weight, message.weight_source) == (0, "human")
-        assert "⊘ masked (human)" in conversation_text(app)
+        assert "⊘ masked (human)" in screen_text(app)
         await pilot.press("k", "m")  # the user's message has no weight
         assert store.trajectory("traj-01").messages[1].weight is None
 
@@ -161,7 +156,7 @@ async def test_e_saves_only_a_call_the_schema_accepts(store: Store) -> None:
         fixed = correction.tool_calls[0]
         assert fixed["id"] == "c1" and fixed["function"]["name"] == "getWeatherForecast"
         assert json.loads(fixed["function"]["arguments"]) == {"city": "Paris", "days": 3}
-        assert "✎ corrected → getWeatherForecast" in conversation_text(app)
+        assert "✎ corrected → getWeatherForecast" in screen_text(app)
         await pilot.press("k", "e")  # a user message has no call
         assert isinstance(app.screen, ReviewScreen)
 
@@ -202,7 +197,7 @@ async def test_n_adds_a_note_on_the_message(store: Store) -> None:
         await pilot.press("enter")
         [note] = store.notes("traj-01")
         assert (note.text, note.message_index, note.annotator) == ("city forgotten", 2, "ann")
-        assert "✍ city forgotten" in conversation_text(app)
+        assert "✍ city forgotten" in screen_text(app)
 
 
 async def test_slash_filters_the_queue(store: Store) -> None:
@@ -295,10 +290,10 @@ async def test_a_big_queue_is_paged_not_loaded(tmp_path: Path) -> None:
         async with app.run_test(size=SIZE) as pilot:
             await settle(pilot, app)
             queue = app.screen.query_one(QueueView)
-            assert queue.total == n and len(queue._rows) <= PAGE
+            assert queue.total == n and queue.loaded_rows <= PAGE
             await pilot.press("tab", "end")
             await pilot.pause()
-            assert shown_id(app) == f"t{n - 1:05d}" and len(queue._rows) <= PAGE
+            assert shown_id(app) == f"t{n - 1:05d}" and queue.loaded_rows <= PAGE
             await pilot.press("pageup", "up")
             await pilot.pause()
             assert queue.cursor < n - 2 and shown_id(app) == f"t{queue.cursor:05d}"
@@ -315,7 +310,7 @@ async def test_a_hidden_review_screen_catches_up_when_shown_again(store: Store) 
         await pilot.press("w")  # to the watch screen; the review screen stops polling
         with Store.open(store.path) as other:
             other.decide("traj-01", "reject", annotator="someone else")
-        await pilot.pause(1.2)
+        await pilot.pause(1.5 * POLL_SECONDS)  # a poll tick falls while it is hidden
         await pilot.press("r")
         await wait_until(pilot, lambda: shown_id(app) == "traj-02")
         await settle(pilot, app)

@@ -263,7 +263,7 @@ async def test_a_new_session_shows_the_runs_in_the_store_and_moves_between_them(
     monkeypatch.chdir(tmp_path)
     finished_runs(tmp_path / "runs.db", monkeypatch)
     app = CuratorApp(Store.open(tmp_path / "runs.db"), Config(), screen="runs", annotator="ann")
-    async with app.run_test(size=(130, 40)) as pilot:
+    async with app.run_test(size=(130, 40), notifications=True) as pilot:
         screen = app.screen
         assert isinstance(screen, RunsScreen) and screen.selected == "a1b2c3d4e5f60718"
         assert len(screen.query_one(LossCurve).points) == 30
@@ -273,10 +273,11 @@ async def test_a_new_session_shows_the_runs_in_the_store_and_moves_between_them(
         await wait_until(pilot, lambda: "model not found" in screen_text(app))
         assert screen.query_one(LossCurve).points == []
         await pilot.press("e")  # not a completed SFT run: refused, nothing started
-        await pilot.pause()
+        await wait_until(pilot, lambda: "Select a completed SFT run to evaluate." in screen_text(app))
         assert len(app.store.runs()) == 4
 
 
+@pytest.mark.slow
 async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     with make_store(db) as s:
@@ -286,7 +287,7 @@ async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Pa
                              str(tmp_path / "runs" / "sft"), detach=True)
     assert proc.wait(RUN_TIMEOUT) == 0
     app = CuratorApp(Store.open(db), Config(), screen="runs", annotator="ann")
-    async with app.run_test(size=(130, 40)) as pilot:
+    async with app.run_test(size=(130, 40), notifications=True) as pilot:
         await wait_until(pilot, lambda: app.screen.selected == run_id)
         await pilot.press("e")
         await wait_until(pilot, lambda: len(app.store.runs()) == 3)
@@ -298,5 +299,5 @@ async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Pa
         text = screen_text(app)
         assert "trained" in text and "base " in text and "TS" in text and "CF" in text
         await pilot.press("e")  # both evaluations exist: nothing new
-        await pilot.pause(0.5)
+        await wait_until(pilot, lambda: "Already evaluated" in screen_text(app))
         assert len(app.store.runs()) == 3

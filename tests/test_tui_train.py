@@ -1,6 +1,7 @@
 """`T` end to end: the settings dialog, the snapshot, a real tiny-model run followed on the runs screen, cancel, crash.
 
-Each test starts real `python -m training` processes (the tiny model, a few steps on CPU).
+The tests marked slow start real `python -m training` processes (the tiny model, a few steps on CPU);
+the dialog's own tests start none.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ async def start_from_dialog(pilot, app: CuratorApp, store: Store, **fields: str)
     return app.screen.selected
 
 
+@pytest.mark.slow
 async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: Path) -> None:
     store = accepted_store(tmp_path)
     app = app_on(store, tmp_path)
@@ -102,6 +104,7 @@ async def test_T_exports_trains_and_plots_then_T_again_starts_at_once(tmp_path: 
         await wait_until(pilot, lambda: status(store, second) == "cancelled", RUN_TIMEOUT)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["grpo", "dpo"])
 async def test_T_trains_grpo_and_dpo_on_what_was_reviewed(tmp_path: Path, algorithm: str) -> None:
     store = accepted_store(tmp_path)
@@ -121,6 +124,7 @@ async def test_T_trains_grpo_and_dpo_on_what_was_reviewed(tmp_path: Path, algori
         assert run.config["learning_rate"] == {"grpo": 1e-5, "dpo": 5e-6}[algorithm]  # their own rates, not SFT's
 
 
+@pytest.mark.slow
 async def test_quitting_leaves_the_run_going_and_a_new_session_follows_and_cancels_it(tmp_path: Path) -> None:
     store = accepted_store(tmp_path)
     app = app_on(store, tmp_path, TrainSettings("sft", {"max_steps": 100_000}))
@@ -139,6 +143,7 @@ async def test_quitting_leaves_the_run_going_and_a_new_session_follows_and_cance
         await wait_until(pilot, lambda: "cancelled" in screen_text(app))
 
 
+@pytest.mark.slow
 async def test_a_run_that_crashes_shows_failed_and_its_error(tmp_path: Path) -> None:
     store = accepted_store(tmp_path)
     app = app_on(store, tmp_path)
@@ -153,9 +158,9 @@ async def test_a_run_that_crashes_shows_failed_and_its_error(tmp_path: Path) -> 
 async def test_T_refuses_when_nothing_is_accepted(tmp_path: Path) -> None:
     store = make_store(tmp_path / "c.db")
     app = app_on(store, tmp_path)
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
         await pilot.press("T")
-        await pilot.pause()
+        await wait_until(pilot, lambda: "Nothing to train on" in screen_text(app))
         assert not isinstance(app.screen, TrainForm)
         assert store.runs() == [] and not (tmp_path / "exports").exists()
 

@@ -29,6 +29,12 @@ def watch_app(store: Store) -> CuratorApp:
     return CuratorApp(store, Config(), screen="watch", annotator="ann")
 
 
+def finished_here(store: Store) -> int:
+    """Trajectories a simulation started in the test has finished (the fixture's own are traj-01 … traj-04)."""
+    return store.conn.execute(
+        "SELECT count(*) FROM trajectories WHERE id NOT LIKE 'traj-%' AND status != 'running'").fetchone()[0]
+
+
 async def test_start_a_scripted_simulation_from_the_app(store: Store) -> None:
     app = watch_app(store)
     async with app.run_test(size=SIZE) as pilot:
@@ -41,10 +47,7 @@ async def test_start_a_scripted_simulation_from_the_app(store: Store) -> None:
         await pilot.press("ctrl+s")
         screen = app.screen
         assert isinstance(screen, WatchScreen)
-        await app.workers.wait_for_complete()  # the simulation runs in a worker of the screen
-        await pilot.pause(0.6)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_until(pilot, lambda: screen.simulation is None and finished_here(store) == 3)  # in a worker
         new = store.conn.execute(
             "SELECT status, count(*) FROM trajectories WHERE backend = 'scripted' AND id NOT LIKE 'traj-%' "
             "GROUP BY status").fetchall()
@@ -52,10 +55,10 @@ async def test_start_a_scripted_simulation_from_the_app(store: Store) -> None:
         complete = store.conn.execute("SELECT count(*) FROM trajectories WHERE status = 'complete'").fetchone()[0]
         await wait_until(pilot, lambda: f"✓ complete {complete}" in screen_text(app))  # counted once a second
         assert "● running 0" in screen_text(app)
-        queue = screen.query_one(QueueView)
-        assert queue.total == 7
+        queue, conversation = screen.query_one(QueueView), screen.query_one(ConversationView)
         newest = store.conn.execute("SELECT id FROM trajectories ORDER BY rowid DESC LIMIT 1").fetchone()[0]
-        assert screen.query_one(ConversationView).shown.trajectory.id == newest  # following the newest
+        await wait_until(pilot, lambda: queue.total == 7 and conversation.shown is not None
+                         and conversation.shown.trajectory.id == newest)  # all listed, following the newest
 
 
 async def test_stop_ends_the_running_trajectories(store: Store) -> None:
@@ -114,7 +117,7 @@ async def test_moving_in_the_list_stops_following_and_f_resumes(store: Store) ->
         assert not screen.following and conversation.shown.trajectory.id == "traj-02"
         with Store.open(store.path) as other:
             new = other.new_trajectory("weather", "Wind in Perth?")
-            await pilot.pause(0.6)
-            assert conversation.shown.trajectory.id == "traj-02"  # stays where the annotator put it
+            await wait_until(pilot, lambda: "Wind in Perth?" in screen_text(app))  # listed
+            assert conversation.shown.trajectory.id == "traj-02"  # but not shown: it stays where the annotator put it
             await pilot.press("f")
             await wait_until(pilot, lambda: conversation.shown.trajectory.id == new)

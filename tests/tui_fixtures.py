@@ -1,11 +1,23 @@
-"""A small deterministic store for the TUI tests: fixed ids, timestamps and contents."""
+"""The TUI tests' helpers: a small deterministic store (fixed ids, timestamps and contents), the screen as
+text, and waiting for a condition."""
 from __future__ import annotations
 
+import inspect
 import json
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from xml.etree import ElementTree
+
+from rich.cells import cell_len
+from textual.app import App
+from textual.pilot import Pilot
 
 from store import Message, Store, Tag, Tool, Toolset, Trajectory
 
+_SVG = "http://www.w3.org/2000/svg"
+_LINE = re.compile(r"-line-(\d+)\)$")
 STAMP = "2026-01-01T00:00:00.000Z"
 WEATHER = Toolset("weather", [
     Tool("getWeatherForecast", "Forecast for a city.", {
@@ -76,16 +88,41 @@ def make_store(path: Path) -> Store:
     return store
 
 
-def screen_text(app) -> str:  # noqa: ANN001 (any App)
-    """What the terminal shows now, as plain text."""
-    strips = app.screen._compositor.render_strips()
-    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+def screen_text(app: App[object]) -> str:
+    """What the terminal shows now, as plain text: the app's SVG screenshot, read back line by line.
+
+    ``App.export_screenshot`` is Textual's public view of the whole screen (dialogs over the screens
+    below them included); each of its text runs names its line and starts at ``x`` = column × cell width.
+    """
+    root = ElementTree.fromstring(app.export_screenshot())
+    lines: dict[int, str] = {}
+    for run in root.iter(f"{{{_SVG}}}text"):
+        line = _LINE.search(run.get("clip-path", ""))
+        text = (run.text or "").replace("\xa0", " ").rstrip("\n")
+        if line is None or not text:
+            continue
+        cell = float(run.get("textLength", "0")) / len(run.text or " ")
+        row = int(line.group(1))
+        before = lines.get(row, "")
+        lines[row] = before + " " * (round(float(run.get("x", "0")) / cell) - cell_len(before)) + text
+    return "\n".join(lines.get(row, "").rstrip() for row in range(app.size.height))
 
 
-async def wait_until(pilot, condition, seconds: float = 20.0) -> None:  # noqa: ANN001 (a Pilot, a callable)
-    """Let the app run until ``condition()`` holds (timers and workers run meanwhile)."""
-    for _ in range(int(seconds / 0.1)):
-        if condition():
-            return
+async def wait_until(pilot: Pilot[object], condition: Callable[[], object], seconds: float = 20.0) -> None:
+    """Let the app run (timers, workers, other processes) until ``condition()`` holds.
+
+    Fails after ``seconds`` naming the condition (its source line) and showing the screen as it was.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {seconds:g} s: {_describe(condition)}\n"
+                                 f"the screen shows:\n{screen_text(pilot.app)}")
         await pilot.pause(0.1)
-    raise AssertionError("timed out waiting for the screen")
+
+
+def _describe(condition: Callable[[], object]) -> str:
+    try:
+        return inspect.getsource(condition).strip()
+    except (OSError, TypeError):
+        return repr(condition)

@@ -89,6 +89,11 @@ class QueueView(LineView, can_focus=True):
     def current(self) -> QueueRow | None:
         return self.row(self.cursor)
 
+    @property
+    def loaded_rows(self) -> int:
+        """How many rows are in memory now: one page around the cursor at most, whatever ``total`` is."""
+        return len(self._rows)
+
     def select(self, index: int) -> None:
         self.cursor = max(0, min(index, self.total - 1))
 
