@@ -44,7 +44,7 @@ class StoreScreen(Screen[None]):
 
     @property
     def config(self) -> Config:
-        return self.curator.settings
+        return self.curator.config
 
     @property
     def annotator(self) -> str:
