@@ -61,6 +61,7 @@ def test_bad_input_fails_the_run_with_one_line(tmp_path: Path, monkeypatch):
     assert run.status == "failed" and "dataset not found" in run.error
 
 
+@pytest.mark.slow
 def test_curator_train_and_python_m_training_record_the_same_configuration(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
