@@ -132,6 +132,30 @@ def _with_empty_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**m, "content": ""} if m.get("tool_calls") and "content" not in m else m for m in messages]
 
 
+def _with_string_arguments(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call arguments back as JSON strings (the OpenAI shape), for templates that concatenate them as text."""
+    def call(c: dict[str, Any]) -> dict[str, Any]:
+        arguments = c["function"].get("arguments")
+        if isinstance(arguments, str) or arguments is None:
+            return c
+        return {**c, "function": {**c["function"], "arguments": json.dumps(arguments, ensure_ascii=False)}}
+
+    return [{**m, "tool_calls": [call(c) for c in m["tool_calls"]]} if m.get("tool_calls") else m for m in messages]
+
+
+def _adaptations(messages: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The messages, then the variants some templates need (missing content as "", arguments as text)."""
+    yield messages
+    empty = _with_empty_content(messages)
+    if empty != messages:
+        yield empty
+    text = _with_string_arguments(messages)
+    if text != messages:
+        yield text
+        if empty != messages:
+            yield _with_string_arguments(empty)
+
+
 # What a template's own code can raise while rendering one conversation.
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError)
 
@@ -192,20 +216,17 @@ class Renderer:
     ) -> tuple[str, list[dict[str, Any]]]:
         """The whole conversation rendered, and the messages as rendered (adapted if the template needed it).
 
-        Raises :class:`TemplateRefused` with the template's own message when it
-        refuses the conversation as it is and with tool calls' missing content as "".
+        Raises :class:`TemplateRefused` with the template's own message (its
+        first complaint) when it refuses the conversation in every shape of
+        :func:`_adaptations`.
         """
         self.forget()
-        try:
-            return self.render(messages, tools), messages
-        except RENDER_ERRORS as exc:
-            first = exc
-        adapted = _with_empty_content(messages)
-        if adapted != messages:
+        first: BaseException | None = None
+        for variant in _adaptations(messages):
             try:
-                return self.render(adapted, tools), adapted
-            except RENDER_ERRORS:
-                pass
+                return self.render(variant, tools), variant
+            except RENDER_ERRORS as exc:
+                first = first or exc
         raise TemplateRefused(_first_line(first)) from None
 
     def locator(self, text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Locator:

@@ -24,7 +24,8 @@ conversation rendered once as ``F``:
    token, the first one after the message's last anchor (generation stops there),
    or, when the template closes turns with something else (Gemma's
    ``<end_of_turn>``), the text the template appends after the message when it is
-   the last one, trailing whitespace aside.
+   the last one, as far as the conversation's render agrees with it, trailing
+   whitespace aside.
 4. **Verified.** A span holds no anchor of another message, its start and end are
    found exactly once, and (in :mod:`training.data`) no token straddles its
    edges. Anything else is a :class:`SpanError` with the reason, and the example
@@ -191,7 +192,9 @@ class Locator:
             return last + gap.index(self.eos) + len(self.eos)
         closed = self._render(self.messages[: index + 1], False)
         own = self.text[first:last]
-        fits = [t for t in range(len(gap), -1, -1) if closed.endswith(own + gap[:t])]
-        if not fits:
-            raise SpanError("the end of its turn is not where the template closes the turn")
-        return last + len(gap[: fits[0]].rstrip())
+        at = closed.rfind(own)
+        if at < 0:
+            raise SpanError("the template renders it differently when it is the last message")
+        closing = closed[at + len(own) :]
+        agreed = next((n for n, (a, b) in enumerate(zip(closing, gap)) if a != b), min(len(closing), len(gap)))
+        return last + len(gap[:agreed].rstrip())
