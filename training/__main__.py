@@ -1,4 +1,4 @@
-"""``python -m training sft|grpo|dpo|eval …``: what ``curator train`` / ``curator eval`` run in a subprocess.
+"""``python -m training sft|grpo|dpo|eval|preview …``: what ``curator train`` / ``curator eval`` run in a subprocess.
 
 Bad input ends in one line on stderr, exit status 2 and the run marked failed;
 a SIGTERM ends a training run after the current step with a checkpoint, and
@@ -71,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
     _train_options(dpo, lr=5e-6, max_steps=-1)
     dpo.add_argument("--beta", type=float, default=0.1)
     dpo.add_argument("--max-length", type=int, default=2048)
+
+    from training import preview
+
+    preview.add_arguments(sub.add_parser("preview", help="the tokens training sees, coloured by loss weight"))
 
     ev = sub.add_parser("eval", help="TS / PI / CF over gold single-step items")
     _data_options(ev)
@@ -177,6 +181,10 @@ def _quiet_progress_bars() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "preview":
+        from training import preview
+
+        return preview.run(args)
     _quiet_progress_bars()
     recorder = None
     try:

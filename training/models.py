@@ -9,7 +9,7 @@ from typing import Any, Mapping, Sequence
 from training.data import Renderer, rendered_texts
 from training.errors import TrainingError
 from training.templates import SPECIAL_TOKENS, TEMPLATES, resolve_template
-from training.tiny import TinyConfig, build
+from training.tiny import TinyConfig, build, build_tokenizer
 
 TINY = "tiny"
 TINY_FILE = "tiny_config.json"
@@ -49,12 +49,7 @@ def load(
     """
     if name == TINY:
         tiny = tiny or TinyConfig()
-        try:
-            renderer = Renderer(TEMPLATES[tiny.template], SPECIAL_TOKENS[tiny.template])
-        except KeyError:
-            raise TrainingError(f"unknown tiny template {tiny.template!r}: use one of {', '.join(TEMPLATES)}") from None
-        corpus = list(rendered_texts(records, renderer)) if records else None
-        model, tokenizer = build(tiny, corpus)
+        model, tokenizer = build(tiny, _tiny_corpus(tiny, records))
         return model, _checked(tokenizer, name, chat_template)
     path = Path(name).expanduser()
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
@@ -67,6 +62,31 @@ def load(
 
     base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
+
+
+def load_tokenizer(
+    name: str,
+    tiny: TinyConfig | None = None,
+    records: Sequence[Mapping[str, Any]] | None = None,
+    chat_template: str | None = None,
+):
+    """The tokenizer :func:`load` would give, without loading or building any weights."""
+    if name == TINY:
+        tiny = tiny or TinyConfig()
+        return _checked(build_tokenizer(tiny, _tiny_corpus(tiny, records)), name, chat_template)
+    path = Path(name).expanduser()
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise TrainingError(f"model not found: {name} (no such directory)")
+    return _checked(_pretrained(name, "AutoTokenizer", name), name, chat_template)
+
+
+def _tiny_corpus(tiny: TinyConfig, records: Sequence[Mapping[str, Any]] | None) -> list[str] | None:
+    """The records rendered with the tiny template: what the tiny tokenizer is trained on."""
+    try:
+        renderer = Renderer(TEMPLATES[tiny.template], SPECIAL_TOKENS[tiny.template])
+    except KeyError:
+        raise TrainingError(f"unknown tiny template {tiny.template!r}: use one of {', '.join(TEMPLATES)}") from None
+    return list(rendered_texts(records, renderer)) if records else None
 
 
 def _pretrained(name: str, auto_class: str, asked: str):

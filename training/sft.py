@@ -7,6 +7,7 @@ weighted sum divided by that total, so accumulation changes nothing.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,20 @@ def training_arguments(config: SFTConfig, output: Path) -> TrainingArguments:
 
 
 def prepare(config: SFTConfig):
-    """Records → (model, tokenizer, kept records, examples), with the clear errors of bad input."""
+    """Records → (model, tokenizer, kept records, examples, report), with the clear errors of bad input.
+
+    The report lists the trajectories refused (spans not locatable exactly, or
+    the template refused them) and truncated; refusals are also logged.
+    """
     records = sft_records(load_records(config.data, config.db))
     if not records:
         raise TrainingError("the dataset is empty: no accepted trajectory")
     model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template, trainable_adapter=True)
     encoder = Encoder(tokenizer, max_length=config.max_length, w_max=config.w_max, mae=config.mae)
     kept, examples = encoder.encode_all(records)
-    return model, tokenizer, kept, examples
+    if encoder.report.summary():
+        print(f"warning: {encoder.report.summary()}", file=sys.stderr)
+    return model, tokenizer, kept, examples, encoder.report
 
 
 def wrap_lora(model, options: LoraOptions):
@@ -175,12 +182,14 @@ def train(config: SFTConfig, recorder: RunRecorder) -> dict[str, Any]:
     output = Path(config.output)
     if config.full_finetune and config.base_model != models.TINY:
         raise TrainingError("--from-scratch/--full-finetune is for --base-model tiny")
-    model, tokenizer, kept, examples = prepare(config)
+    model, tokenizer, kept, examples, report = prepare(config)
     dataset = {
         "source": config.data or config.db,
         "trajectories": len(kept),
         "tokens": int(sum(len(e.input_ids) for e in examples)),
         "trainable_tokens": int(sum(e.trainable for e in examples)),
+        "refused": len(report.refused),
+        "truncated": len(report.truncated),
     }
     recorder.start(dataset)
     tiny_base = config.base_model == models.TINY and not config.full_finetune
