@@ -197,3 +197,16 @@ def test_cli_prints_the_templates_refusal_as_one_error_line(tmp_path, capsys):
     assert code == 2
     assert err[-1].startswith("error: every trajectory was refused (2); the first: chat template refused trajectory t0: ")
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_piecewise_tokenization_equals_tokenizing_the_whole_render(case):
+    tok = tokenizer_for(case)
+    encoder = Encoder(tok)
+    for record in trajectories(case):
+        example = encoder.encode(record)
+        if not example.text:
+            continue
+        whole = tok.backend_tokenizer.encode(example.text, add_special_tokens=False)
+        assert example.input_ids.tolist() == whole.ids
+        assert [tuple(o) for o in example.offsets.tolist()] == whole.offsets

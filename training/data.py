@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,8 +378,7 @@ class Encoder:
         if not getattr(tokenizer, "is_fast", False):
             raise TrainingError("a fast tokenizer is needed (offset mappings)")
         self.tokenizer = tokenizer
-        # The Rust tokenizer itself: the same ids as ``tokenizer(text)``, without the Python wrapping.
-        self._backend = tokenizer.backend_tokenizer
+        self._pieces = PieceTokenizer(tokenizer.backend_tokenizer)
         self.renderer = Renderer.of(tokenizer)
         self.max_length = max_length
         self.w_max = w_max
@@ -394,9 +394,7 @@ class Encoder:
             empty = np.zeros(0, dtype=np.int64)
             return Example(empty, empty.copy(), np.zeros(0, dtype=np.float32), id=rid,
                            refused=f"chat template refused trajectory {rid}: {exc}")
-        enc = self._backend.encode(text, add_special_tokens=False)
-        ids = np.asarray(enc.ids, dtype=np.int64)
-        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+        ids, offsets = self._pieces.encode(text)
         labels = np.full(len(ids), IGNORE, dtype=np.int64)
         weights = np.zeros(len(ids), dtype=np.float32)
         refused = None
@@ -508,6 +506,66 @@ class Encoder:
                     f"assistant message (the shortest trainable trajectory has {min(lengths)} tokens); "
                     "raise --max-length")
         return "no trainable token: every assistant message is masked"
+
+
+class PieceTokenizer:
+    """The ids and offsets of ``tokenizer(text)``, tokenizing each piece between added tokens once.
+
+    A tokenizer splits its input at its added tokens before anything else and
+    encodes the text between them independently, so a piece seen before (the
+    system prompt and tool schemas every trajectory of a toolset repeats) need
+    not be encoded again. Each piece is encoded after the added token before it,
+    then that token dropped, so pre-tokenizers that treat the start of the input
+    specially (Metaspace "first") see it where it really is. Added tokens that
+    strip whitespace or are normalized would move those splits: with any of
+    them the whole text is encoded, as before.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self, backend):
+        self._backend = backend
+        added = backend.get_added_tokens_decoder()
+        self._ids = {t.content: i for i, t in added.items()}
+        plain = all(not (t.lstrip or t.rstrip or t.single_word or t.normalized) for t in added.values())
+        longest_first = sorted(self._ids, key=len, reverse=True)
+        self._split = re.compile("|".join(map(re.escape, longest_first))) if plain and self._ids else None
+        self._cache: dict[tuple[str | None, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        if self._split is None:
+            return self._whole(text)
+        ids, offsets, pos, before = [], [], 0, None
+        for match in self._split.finditer(text):
+            if match.start() > pos:
+                self._piece(text[pos : match.start()], pos, before, ids, offsets)
+            ids.append(np.array([self._ids[match.group()]], dtype=np.int64))
+            offsets.append(np.array([[match.start(), match.end()]], dtype=np.int64))
+            before, pos = match.group(), match.end()
+        if pos < len(text):
+            self._piece(text[pos:], pos, before, ids, offsets)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+        return np.concatenate(ids), np.concatenate(offsets)
+
+    def _whole(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        enc = self._backend.encode(text, add_special_tokens=False)
+        return np.asarray(enc.ids, dtype=np.int64), np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+
+    def _piece(self, piece: str, at: int, before: str | None, ids: list, offsets: list) -> None:
+        key = (before, piece)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= self.LIMIT:
+                self._cache.clear()
+            piece_ids, piece_offsets = self._whole((before or "") + piece)
+            if before is not None:
+                if not len(piece_ids) or piece_ids[0] != self._ids[before]:
+                    raise TrainingError(f"the tokenizer does not split at its added token {before!r}")
+                piece_ids, piece_offsets = piece_ids[1:], piece_offsets[1:] - len(before)
+            hit = self._cache[key] = (piece_ids, piece_offsets)
+        ids.append(hit[0])
+        offsets.append(hit[1] + at)
 
 
 def token_range(starts: np.ndarray, ends: np.ndarray, begin: int, end: int) -> tuple[int, int]:
