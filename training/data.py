@@ -254,12 +254,17 @@ class Renderer:
     ) -> str:
         """The rendered text of one assistant message after its context (what follows :meth:`prompt`), to its end of turn.
 
-        Located as training locates it; raises :class:`TemplateRefused` or
-        :class:`~training.spans.SpanError` when it cannot be.
+        Located as training locates it; a :class:`TrainingError` with the
+        reason when the template refuses it or its span cannot be located exactly.
         """
         wrapped = template_tools(tools)
-        text, messages = self.conversation(template_messages([*context, message]), wrapped)
-        span = self.locator(text, messages, wrapped).span(len(messages) - 1)
+        try:
+            text, messages = self.conversation(template_messages([*context, message]), wrapped)
+            span = self.locator(text, messages, wrapped).span(len(messages) - 1)
+        except TemplateRefused as exc:
+            raise TrainingError(f"chat template refused a step: {exc}") from None
+        except SpanError as exc:
+            raise TrainingError(f"a step's completion cannot be located exactly: {exc}") from None
         return text[span.start : span.end]
 
 
