@@ -1,4 +1,4 @@
-"""``python -m training sft|grpo|dpo|eval …``: what ``curator train`` / ``curator eval`` run in a subprocess.
+"""``python -m training sft|grpo|dpo|eval|preview …``: what ``curator train`` / ``curator eval`` run.
 
 Bad input ends in one line on stderr, exit status 2 and the run marked failed;
 a SIGTERM ends a training run after the current step with a checkpoint, and
@@ -17,6 +17,7 @@ from typing import Any, Callable
 from store import CuratorError
 from training.config import (COMMANDS, ArgumentError, CommandParser, DataConfig, EvalConfig, command_parser,
                              from_namespace)
+from training import preview
 from training.errors import TrainingError
 
 EXIT_BAD_INPUT = 2
@@ -35,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     for command, help_text in HELP.items():
         p = command_parser(command, sub.add_parser(command, help=help_text, description=COMMANDS[command].__doc__))
         p.add_argument("--run-id", help="an existing run row to update (the launcher created it)")
+    preview.add_arguments(sub.add_parser("preview", help="the tokens training sees, coloured by loss weight"))
     return root
 
 
@@ -61,6 +63,8 @@ def _quiet_progress_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parser().parse_args(argv)
+        if args.command == "preview":
+            return preview.run(args)
         config, run, model_name = build(args)
     except ArgumentError as exc:
         print(f"error: {exc}", file=sys.stderr)

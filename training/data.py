@@ -2,21 +2,27 @@
 
 Each trajectory is rendered once with the tokenizer's own chat template and
 tokenized once with offsets. Where each assistant message starts and ends is
-found by rendering message prefixes as strings (cheap next to tokenizing), and
-char spans are mapped to tokens through the offset mapping, so no template's
-markers are ever parsed.
+located on that render and verified (:mod:`training.spans`: perturbation
+anchors, the generation prompt, the end of turn), and char spans are mapped to
+tokens through the offset mapping, so no template's markers are ever parsed.
+An example whose spans cannot be located exactly is refused with a reason.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import re
+import string
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
+from jinja2 import TemplateError
 
 from store.toolcalls import function_of
 from training.errors import TrainingError
+from training.spans import Locator, SpanError
 from training.weights import apply_pkt, key_token_indices
 
 IGNORE = -100
@@ -72,12 +78,14 @@ def sft_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def template_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Messages as chat templates expect them: no None values, call arguments as dicts."""
+    """Messages as chat templates expect them: no None values, call arguments as dicts, ids every template takes."""
     out = []
     for message in messages:
         m = {k: v for k, v in message.items() if v is not None and k != "weight"}
         if m.get("tool_calls"):
             m["tool_calls"] = [_template_call(c) for c in m["tool_calls"]]
+        if isinstance(m.get("tool_call_id"), str):
+            m["tool_call_id"] = template_id(m["tool_call_id"])
         out.append(m)
     return out
 
@@ -90,7 +98,67 @@ def _template_call(call: Mapping[str, Any]) -> dict[str, Any]:
             function["arguments"] = json.loads(arguments) if arguments.strip() else {}
         except json.JSONDecodeError:
             pass  # rendered verbatim: a broken call is still what the model said
-    return {**call, "function": function}
+    out = {**call, "function": function}
+    if isinstance(out.get("id"), str):
+        out["id"] = template_id(out["id"])
+    return out
+
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+ID_LENGTH = 9
+
+
+def template_id(raw: str) -> str:
+    """The tool-call id as the template sees it: 9 alphanumeric characters, the same for the same id.
+
+    Templates constrain ids (Mistral's raise unless an id is exactly 9
+    alphanumeric characters), and every template accepts such an id, so ids are
+    always adapted rather than retried on one template's error message (which
+    would mean recognising that message). The mapping depends on the id alone,
+    so a call and the tool answer that names it stay paired; ids that already
+    fit are kept.
+    """
+    if len(raw) == ID_LENGTH and raw.isascii() and raw.isalnum():
+        return raw
+    number = int.from_bytes(hashlib.blake2b(raw.encode(), digest_size=8).digest(), "big")
+    chars = []
+    for _ in range(ID_LENGTH):
+        number, digit = divmod(number, len(_ID_ALPHABET))
+        chars.append(_ID_ALPHABET[digit])
+    return "".join(chars)
+
+
+def _with_empty_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tool-call messages with ``content: ""`` where it was missing, for templates that read it unconditionally."""
+    return [{**m, "content": ""} if m.get("tool_calls") and "content" not in m else m for m in messages]
+
+
+def _with_string_arguments(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call arguments back as JSON strings (the OpenAI shape), for templates that concatenate them as text."""
+    def call(c: dict[str, Any]) -> dict[str, Any]:
+        arguments = c["function"].get("arguments")
+        if isinstance(arguments, str) or arguments is None:
+            return c
+        return {**c, "function": {**c["function"], "arguments": json.dumps(arguments, ensure_ascii=False)}}
+
+    return [{**m, "tool_calls": [call(c) for c in m["tool_calls"]]} if m.get("tool_calls") else m for m in messages]
+
+
+def _adaptations(messages: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The messages, then the variants some templates need (missing content as "", arguments as text)."""
+    yield messages
+    empty = _with_empty_content(messages)
+    if empty != messages:
+        yield empty
+    text = _with_string_arguments(messages)
+    if text != messages:
+        yield text
+        if empty != messages:
+            yield _with_string_arguments(empty)
+
+
+# What a template's own code can raise while rendering one conversation.
+RENDER_ERRORS = (TemplateError, TypeError, ValueError, KeyError, IndexError, AttributeError)
 
 
 def template_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -113,6 +181,7 @@ class Renderer:
         environment.filters = dict(environment.filters)
         self._tojson = _MemoJson(environment.filters["tojson"])
         environment.filters["tojson"] = self._tojson
+        environment.getattr = _dict_first_getattr(environment.getattr)
         self.template = template
         self._compiled = environment.from_string(template)
         self._kwargs = dict(special_tokens or {})
@@ -132,12 +201,45 @@ class Renderer:
         """Drop the memoised JSON; call before rendering a new conversation."""
         self._tojson.clear()
 
+    @property
+    def eos(self) -> str | None:
+        return self._kwargs.get("eos_token")
+
     def render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool = False
     ) -> str:
         return self._compiled.render(
             messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **self._kwargs
         )
+
+    def conversation(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The whole conversation rendered, and the messages as rendered (adapted if the template needed it).
+
+        Raises :class:`TemplateRefused` with the template's own message (its
+        first complaint) when it refuses the conversation in every shape of
+        :func:`_adaptations`.
+        """
+        self.forget()
+        first: BaseException | None = None
+        for variant in _adaptations(messages):
+            try:
+                return self.render(variant, tools), variant
+            except RENDER_ERRORS as exc:
+                first = first or exc
+        raise TemplateRefused(_first_line(first)) from None
+
+    def locator(self, text: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> Locator:
+        """The span locator of one rendered conversation (:mod:`training.spans`)."""
+
+        def render(part: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+            try:
+                return self.render(part, tools, add_generation_prompt)
+            except RENDER_ERRORS as exc:
+                raise SpanError(f"the chat template refused part of it: {_first_line(exc)}") from None
+
+        return Locator(text, messages, render, self.eos)
 
     def prompt(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The text a model continues to produce the next assistant message."""
@@ -150,10 +252,48 @@ class Renderer:
         message: Mapping[str, Any],
         tools: Sequence[Mapping[str, Any]] | None,
     ) -> str:
-        """The rendered text of one assistant message after its context (what follows :meth:`prompt`)."""
-        prompt = self.prompt(context, tools)
-        full = self.render(template_messages([*context, message]), template_tools(tools))
-        return full[_shared_prefix(prompt, full) :]
+        """The rendered text of one assistant message after its context (what follows :meth:`prompt`), to its end of turn.
+
+        Located as training locates it; a :class:`TrainingError` with the
+        reason when the template refuses it or its span cannot be located exactly.
+        """
+        wrapped = template_tools(tools)
+        try:
+            text, messages = self.conversation(template_messages([*context, message]), wrapped)
+            span = self.locator(text, messages, wrapped).span(len(messages) - 1)
+        except TemplateRefused as exc:
+            raise TrainingError(f"chat template refused a step: {exc}") from None
+        except SpanError as exc:
+            raise TrainingError(f"a step's completion cannot be located exactly: {exc}") from None
+        return text[span.start : span.end]
+
+
+class TemplateRefused(Exception):
+    """The chat template raised on a conversation; the message is the template's own."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+def _dict_first_getattr(sandboxed: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """The sandbox's ``getattr`` with a fast path for ``message.role`` on a plain dict.
+
+    The sandbox looks the name up as an attribute first and falls back to the
+    item; for a dict key that is no dict attribute that is always the item, so
+    returning it directly changes nothing but the cost (a third of a render).
+    """
+
+    def getattr_(obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
+            return obj[attribute]
+        return sandboxed(obj, attribute)
+
+    return getattr_
 
 
 class _MemoJson:
@@ -180,28 +320,23 @@ class _MemoJson:
         self._cache.clear()
 
 
-def _shared_prefix(prefix: str, text: str) -> int:
-    """Length of the common prefix; the whole prefix for templates that render incrementally."""
-    if text.startswith(prefix):
-        return len(prefix)
-    lo, hi = 0, min(len(prefix), len(text))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if text[:mid] == prefix[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
 @dataclass
 class Example:
-    """One tokenized trajectory: ``labels`` and ``weights`` are aligned with ``input_ids``."""
+    """One tokenized trajectory: ``labels`` and ``weights`` are aligned with ``input_ids``.
+
+    ``refused`` says why nothing of it is trained (its spans could not be
+    located exactly, or the template refused it); ``text`` and ``offsets`` (the
+    render and each token's characters) are what the preview shows.
+    """
 
     input_ids: np.ndarray
     labels: np.ndarray
     weights: np.ndarray
     id: str = ""
+    refused: str | None = None
+    truncated: bool = False
+    text: str = ""
+    offsets: np.ndarray | None = None
 
     @property
     def trainable(self) -> int:
@@ -211,58 +346,114 @@ class Example:
         return {"input_ids": self.input_ids.tolist(), "labels": self.labels.tolist(), "weights": self.weights.tolist()}
 
 
+@dataclass
+class EncodeReport:
+    """What :meth:`Encoder.encode_all` left out or cut: ``(id, reason)`` of each refusal, ids truncated."""
+
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, examples: Iterable[Example]) -> "EncodeReport":
+        report = cls()
+        for e in examples:
+            if e.refused:
+                report.refused.append((e.id, e.refused))
+            if e.truncated:
+                report.truncated.append(e.id)
+        return report
+
+    def summary(self) -> str | None:
+        """One line for the log, or None when nothing was refused."""
+        if not self.refused:
+            return None
+        first_id, reason = self.refused[0]
+        return f"{len(self.refused)} trajectory(ies) refused, e.g. {reason}"
+
+
 class Encoder:
     """Tokenizes trajectories with MAE and PKT weights.
 
     ``mae=False`` treats every assistant message as weight 1 (the plain-SFT
-    ablation); ``w_max=1`` turns PKT off.
+    ablation); ``w_max=1`` turns PKT off. After :meth:`encode_all`, ``report``
+    lists the refused and truncated trajectories.
     """
 
     def __init__(self, tokenizer, max_length: int | None = None, w_max: float = 9.0, mae: bool = True):
         if not getattr(tokenizer, "is_fast", False):
             raise TrainingError("a fast tokenizer is needed (offset mappings)")
         self.tokenizer = tokenizer
-        # The Rust tokenizer itself: the same ids as ``tokenizer(text)``, without the Python wrapping.
-        self._backend = tokenizer.backend_tokenizer
+        self._pieces = PieceTokenizer(tokenizer.backend_tokenizer)
         self.renderer = Renderer.of(tokenizer)
         self.max_length = max_length
         self.w_max = w_max
         self.mae = mae
+        self.report = EncodeReport()
 
     def encode(self, record: Mapping[str, Any]) -> Example:
-        self.renderer.forget()
-        messages = template_messages(record["messages"])
+        rid = str(record.get("id", ""))
         tools = template_tools(record.get("tools"))
-        names = [t["function"]["name"] for t in tools or []]
-        text = self.renderer.render(messages, tools)
-        enc = self._backend.encode(text, add_special_tokens=False)
-        ids = np.asarray(enc.ids, dtype=np.int64)
-        offsets = np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
-        starts, ends = offsets[:, 0], offsets[:, 1]
+        try:
+            text, messages = self.renderer.conversation(template_messages(record["messages"]), tools)
+        except TemplateRefused as exc:
+            empty = np.zeros(0, dtype=np.int64)
+            return Example(empty, empty.copy(), np.zeros(0, dtype=np.float32), id=rid,
+                           refused=f"chat template refused trajectory {rid}: {exc}")
+        ids, offsets = self._pieces.encode(text)
         labels = np.full(len(ids), IGNORE, dtype=np.int64)
         weights = np.zeros(len(ids), dtype=np.float32)
+        refused = None
+        try:
+            keys = self._weigh(record, text, messages, tools, ids, offsets, labels, weights)
+        except SpanError as exc:
+            refused = f"trajectory {rid}: {exc}"
+            labels[:] = IGNORE
+            weights[:] = 0
+            keys = []
+        apply_pkt(weights, keys, self.w_max)
+        truncated = bool(self.max_length and len(ids) > self.max_length)
+        if truncated:
+            ids, labels, weights = ids[: self.max_length], labels[: self.max_length], weights[: self.max_length]
+            offsets = offsets[: self.max_length]
+        return Example(ids, labels, weights, id=rid, refused=refused, truncated=truncated, text=text, offsets=offsets)
+
+    def _weigh(
+        self,
+        record: Mapping[str, Any],
+        text: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        ids: np.ndarray,
+        offsets: np.ndarray,
+        labels: np.ndarray,
+        weights: np.ndarray,
+    ) -> list[int]:
+        """Label and weigh every assistant message's tokens in place; the PKT key tokens found on the way.
+
+        A message whose span cannot be located exactly raises :class:`SpanError`
+        unless its weight is 0 (then it only stays unlabelled).
+        """
+        starts, ends = offsets[:, 0], offsets[:, 1]
+        names = [t["function"]["name"] for t in tools or []]
+        locator = None
         keys: list[int] = []
         for index, message in enumerate(record["messages"]):
             if message.get("role") != "assistant":
                 continue
-            begin = _shared_prefix(self.renderer.render(messages[:index], tools, add_generation_prompt=True), text)
-            end = _shared_prefix(self.renderer.render(messages[: index + 1], tools), text)
-            # from the token holding the first character (it may straddle the prompt) to the last starting inside
-            first = max(int(np.searchsorted(starts, begin, side="right")) - 1, 0)
-            if ends[first] <= begin:
-                first += 1
-            last = int(np.searchsorted(starts, end, side="left"))
-            if first >= last:
+            weight = 1.0 if not self.mae else float(message.get("weight", 1))
+            try:
+                locator = locator or self.renderer.locator(text, messages, tools)
+                span = locator.span(index)
+                first, last = token_range(starts, ends, span.start, span.end)
+            except SpanError as exc:
+                if weight > 0:
+                    raise SpanError(f"assistant message {index} cannot be located exactly: {exc}") from None
                 continue
             labels[first:last] = ids[first:last]
-            weight = 1.0 if not self.mae else float(message.get("weight", 1))
             weights[first:last] = weight
             if weight > 0 and names:
-                keys.extend(self._name_keys(text, starts, message, begin, end, names))
-        apply_pkt(weights, keys, self.w_max)
-        if self.max_length and len(ids) > self.max_length:
-            ids, labels, weights = ids[: self.max_length], labels[: self.max_length], weights[: self.max_length]
-        return Example(ids, labels, weights, id=str(record.get("id", "")))
+                keys.extend(self._name_keys(text, starts, message, span.start, span.end, names))
+        return keys
 
     @staticmethod
     def _name_keys(
@@ -292,17 +483,24 @@ class Encoder:
         return keys
 
     def encode_all(self, records: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Example]]:
-        """The trajectories with at least one trainable token, and their examples; an error when none has any."""
+        """The trajectories with at least one trainable token, and their examples; an error when none has any.
+
+        Refused and truncated trajectories are listed in ``self.report``.
+        """
         if not records:
             raise TrainingError("the dataset is empty")
-        pairs = [(r, e) for r in records if (e := self.encode(r)).trainable]
+        examples = [self.encode(r) for r in records]
+        self.report = EncodeReport.of(examples)
+        pairs = [(r, e) for r, e in zip(records, examples) if e.trainable]
         if not pairs:
             raise TrainingError(self._no_trainable_token(records))
-        kept, examples = zip(*pairs)
-        return list(kept), list(examples)
+        kept, trainable = zip(*pairs)
+        return list(kept), list(trainable)
 
     def _no_trainable_token(self, records: Sequence[Mapping[str, Any]]) -> str:
-        """Why nothing is trainable: all masked, or every trajectory's answers start past ``max_length``."""
+        """Why nothing is trainable: all refused, all masked, or every answer starts past ``max_length``."""
+        if len(self.report.refused) == len(records):
+            return f"every trajectory was refused ({len(records)}); the first: {self.report.refused[0][1]}"
         limit, self.max_length = self.max_length, None
         try:
             lengths = [len(e.input_ids) for r in records if (e := self.encode(r)).trainable]
@@ -313,6 +511,81 @@ class Encoder:
                     f"assistant message (the shortest trainable trajectory has {min(lengths)} tokens); "
                     "raise --max-length")
         return "no trainable token: every assistant message is masked"
+
+
+class PieceTokenizer:
+    """The ids and offsets of ``tokenizer(text)``, tokenizing each piece between added tokens once.
+
+    A tokenizer splits its input at its added tokens before anything else and
+    encodes the text between them independently, so a piece seen before (the
+    system prompt and tool schemas every trajectory of a toolset repeats) need
+    not be encoded again. Each piece is encoded after the added token before it,
+    then that token dropped, so pre-tokenizers that treat the start of the input
+    specially (Metaspace "first") see it where it really is. Added tokens that
+    strip whitespace or are normalized would move those splits: with any of
+    them the whole text is encoded, as before.
+    """
+
+    LIMIT = 100_000
+
+    def __init__(self, backend):
+        self._backend = backend
+        added = backend.get_added_tokens_decoder()
+        self._ids = {t.content: i for i, t in added.items()}
+        plain = all(not (t.lstrip or t.rstrip or t.single_word or t.normalized) for t in added.values())
+        longest_first = sorted(self._ids, key=len, reverse=True)
+        self._split = re.compile("|".join(map(re.escape, longest_first))) if plain and self._ids else None
+        self._cache: dict[tuple[str | None, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        if self._split is None:
+            return self._whole(text)
+        ids, offsets, pos, before = [], [], 0, None
+        for match in self._split.finditer(text):
+            if match.start() > pos:
+                self._piece(text[pos : match.start()], pos, before, ids, offsets)
+            ids.append(np.array([self._ids[match.group()]], dtype=np.int64))
+            offsets.append(np.array([[match.start(), match.end()]], dtype=np.int64))
+            before, pos = match.group(), match.end()
+        if pos < len(text):
+            self._piece(text[pos:], pos, before, ids, offsets)
+        if not ids:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
+        return np.concatenate(ids), np.concatenate(offsets)
+
+    def _whole(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        enc = self._backend.encode(text, add_special_tokens=False)
+        return np.asarray(enc.ids, dtype=np.int64), np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
+
+    def _piece(self, piece: str, at: int, before: str | None, ids: list, offsets: list) -> None:
+        key = (before, piece)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= self.LIMIT:
+                self._cache.clear()
+            piece_ids, piece_offsets = self._whole((before or "") + piece)
+            if before is not None:
+                if not len(piece_ids) or piece_ids[0] != self._ids[before]:
+                    raise TrainingError(f"the tokenizer does not split at its added token {before!r}")
+                piece_ids, piece_offsets = piece_ids[1:], piece_offsets[1:] - len(before)
+            hit = self._cache[key] = (piece_ids, piece_offsets)
+        ids.append(hit[0])
+        offsets.append(hit[1] + at)
+
+
+def token_range(starts: np.ndarray, ends: np.ndarray, begin: int, end: int) -> tuple[int, int]:
+    """The tokens lying inside characters ``[begin, end)``; a token across either edge is a :class:`SpanError`.
+
+    Such a token would carry prompt text into the loss (or leave part of the
+    message out), so it is never rounded either way.
+    """
+    first = int(np.searchsorted(starts, begin, side="left"))
+    last = int(np.searchsorted(ends, end, side="right"))
+    if first > 0 and ends[first - 1] > begin:
+        raise SpanError(f"a token straddles where the message starts: {starts[first - 1]}..{ends[first - 1]}")
+    if last < len(starts) and starts[last] < end:
+        raise SpanError(f"a token straddles where the message ends: {starts[last]}..{ends[last]}")
+    return first, last
 
 
 def rendered_texts(records: Iterable[Mapping[str, Any]], renderer: Renderer, limit: int = 2000) -> Iterator[str]:

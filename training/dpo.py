@@ -136,7 +136,7 @@ class DPORun(AlgorithmRun):
         corpus = [{"messages": [*p.context, p.chosen, p.rejected], "tools": p.tools} for p in pairs]
         model, tokenizer = models.load(config.base_model, config.tiny, corpus, config.chat_template,
                                        trainable_adapter=True)
-        max_length = models.max_length(config, model)
+        max_length = models.max_length(config, model.config)
         dataset, too_long = fitting_rows(rows(pairs, Renderer.of(tokenizer)), tokenizer, max_length)
         sources: dict[str, int] = defaultdict(int)
         for p in pairs:

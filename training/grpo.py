@@ -73,7 +73,7 @@ class GRPORun(AlgorithmRun):
         rows = prompts(records, Renderer.of(tokenizer))
         if not rows:
             raise TrainingError("no prompts: the dataset has no accepted tool-call step")
-        fits(rows, tokenizer, models.context_length(model), config.max_completion_length)
+        fits(rows, tokenizer, models.context_length(model.config), config.max_completion_length)
         tokenizer.padding_side = "left"
         summary = {"source": config.data or config.db, "trajectories": len(records), "prompts": len(rows)}
         return Prepared(model, tokenizer, Dataset.from_list(rows), summary, {"reward_funcs": error_type_reward})

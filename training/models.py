@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from training.config import TINY, TinyConfig, TrainingConfig
+from training.config import TINY, LengthLimitedConfig, TinyConfig, TrainingConfig
 from training.data import Renderer, rendered_texts
 from training.errors import TrainingError
 from training.templates import SPECIAL_TOKENS, TEMPLATES, resolve_template
-from training.tiny import build
+from training.tiny import build, build_tokenizer
 
 TINY_FILE = "tiny_config.json"
 BASE_DIR = "base"
@@ -49,12 +49,7 @@ def load(
     """
     if name == TINY:
         tiny = tiny or TinyConfig()
-        try:
-            renderer = Renderer(TEMPLATES[tiny.template], SPECIAL_TOKENS[tiny.template])
-        except KeyError:
-            raise TrainingError(f"unknown tiny template {tiny.template!r}: use one of {', '.join(TEMPLATES)}") from None
-        corpus = list(rendered_texts(records, renderer)) if records else None
-        model, tokenizer = build(tiny, corpus)
+        model, tokenizer = build(tiny, _tiny_corpus(tiny, records))
         return model, _checked(tokenizer, name, chat_template)
     path = Path(name).expanduser()
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
@@ -86,18 +81,50 @@ def wrap_lora(model, config: TrainingConfig):
     ))
 
 
-def context_length(model) -> int | None:
-    """The positions the model was built for (``max_position_embeddings``), when its config says."""
-    length = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+def context_length(model_config: Any) -> int | None:
+    """The positions a model was built for (``max_position_embeddings`` of its config), when the config says."""
+    length = getattr(model_config, "max_position_embeddings", None)
     return int(length) if isinstance(length, int) and length > 0 else None
 
 
-def max_length(config, model) -> int:
-    """``config.max_length`` as given, else the base model's context length capped by ``config.max_length_cap``."""
+def max_length(config: LengthLimitedConfig, model_config: Any = None) -> int:
+    """``config.max_length`` as given, else the base model's context length capped by ``config.max_length_cap``.
+
+    ``model_config`` is the loaded model's config; without it (a preview loads no weights)
+    the base model's own config file is read: the tiny config, or ``AutoConfig``.
+    """
     if config.max_length is not None:
         return config.max_length
-    context = context_length(model)
+    if model_config is None:
+        model_config = config.tiny if config.base_model == TINY else _pretrained(config.base_model, "AutoConfig",
+                                                                                 config.base_model)
+    context = context_length(model_config)
     return min(context, config.max_length_cap) if context else config.max_length_cap
+
+
+def load_tokenizer(
+    name: str,
+    tiny: TinyConfig | None = None,
+    records: Sequence[Mapping[str, Any]] | None = None,
+    chat_template: str | None = None,
+):
+    """The tokenizer :func:`load` would give, without loading or building any weights."""
+    if name == TINY:
+        tiny = tiny or TinyConfig()
+        return _checked(build_tokenizer(tiny, _tiny_corpus(tiny, records)), name, chat_template)
+    path = Path(name).expanduser()
+    if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        raise TrainingError(f"model not found: {name} (no such directory)")
+    return _checked(_pretrained(name, "AutoTokenizer", name), name, chat_template)
+
+
+def _tiny_corpus(tiny: TinyConfig, records: Sequence[Mapping[str, Any]] | None) -> list[str] | None:
+    """The records rendered with the tiny template: what the tiny tokenizer is trained on."""
+    try:
+        renderer = Renderer(TEMPLATES[tiny.template], SPECIAL_TOKENS[tiny.template])
+    except KeyError:
+        raise TrainingError(f"unknown tiny template {tiny.template!r}: use one of {', '.join(TEMPLATES)}") from None
+    return list(rendered_texts(records, renderer)) if records else None
 
 
 def _pretrained(name: str, auto_class: str, asked: str):

@@ -7,6 +7,7 @@ weighted sum divided by that total, so accumulation changes nothing.
 """
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import torch
@@ -124,15 +125,19 @@ class SFTRun(AlgorithmRun):
             raise TrainingError("the dataset is empty: no accepted trajectory")
         model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template,
                                        trainable_adapter=True)
-        encoder = Encoder(tokenizer, max_length=models.max_length(config, model), w_max=config.w_max,
+        encoder = Encoder(tokenizer, max_length=models.max_length(config, model.config), w_max=config.w_max,
                           mae=config.mae)
         kept, examples = encoder.encode_all(records)
+        if encoder.report.summary():
+            print(f"warning: {encoder.report.summary()}", file=sys.stderr)
         summary = {
             "source": config.data or config.db,
             "trajectories": len(kept),
             "max_length": encoder.max_length,
             "tokens": int(sum(len(e.input_ids) for e in examples)),
             "trainable_tokens": int(sum(e.trainable for e in examples)),
+            "refused": len(encoder.report.refused),
+            "truncated": len(encoder.report.truncated),
         }
         sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
         return Prepared(model, tokenizer, ExampleDataset(examples), summary,

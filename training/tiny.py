@@ -32,12 +32,29 @@ I could not find that, could you tell me the city and the date? Thank you, that 
 
 def build_tokenizer(config: TinyConfig, corpus: Iterable[str] | None = None):
     """A fast tokenizer with the style's chat template and special tokens."""
-    from transformers import PreTrainedTokenizerFast
-
     if config.template not in TEMPLATES:
         raise ValueError(f"unknown tiny template {config.template!r}: use one of {', '.join(TEMPLATES)}")
-    special = SPECIAL_TOKENS[config.template]
-    special_list = list(dict.fromkeys([*special.values(), *EXTRA_SPECIAL_TOKENS[config.template]]))
+    return byte_level_tokenizer(
+        TEMPLATES[config.template], SPECIAL_TOKENS[config.template], EXTRA_SPECIAL_TOKENS[config.template],
+        corpus, config.vocab_size,
+    )
+
+
+def byte_level_tokenizer(
+    chat_template: str,
+    special: dict[str, str],
+    extra_special: Iterable[str] = (),
+    corpus: Iterable[str] | None = None,
+    vocab_size: int = 1024,
+):
+    """A byte-level BPE trained on ``corpus`` that keeps ``special`` (bos/eos/pad…) and ``extra_special`` whole.
+
+    Any chat template can be attached: this is how a real model's template is
+    tried offline, with that template's markers added as special tokens.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    special_list = list(dict.fromkeys([*special.values(), *extra_special]))
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
@@ -48,16 +65,14 @@ def build_tokenizer(config: TinyConfig, corpus: Iterable[str] | None = None):
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
-        vocab_size=config.vocab_size,
+        vocab_size=vocab_size,
         special_tokens=special_list,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     texts = list(corpus) if corpus is not None else []
     tok.train_from_iterator(texts or [_DEFAULT_CORPUS], trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, chat_template=TEMPLATES[config.template], padding_side="right", **special
-    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, chat_template=chat_template, padding_side="right", **special)
 
 
 def build_model(config: TinyConfig, tokenizer):
