@@ -315,20 +315,26 @@ class Store(RunBookkeeping):
             yield from self._load(page)
 
     def iter_records(self, status: str = "accepted") -> Iterator[dict[str, Any]]:
-        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter.
-
-        The messages are built straight from their rows (``openai_message``), not through ``Message``
-        objects: on an export that is a third of the time.
-        """
+        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter."""
         tools_cache: dict[str | None, list[dict[str, Any]]] = {}
         sql, params = _select_ids(None, status)
         cursor = self.conn.execute(sql, params)
         while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
-            for trajectory, messages in self._page(page, openai_message):
-                if trajectory.toolset not in tools_cache:
-                    toolset = self.toolset(trajectory.toolset) if trajectory.toolset else None
-                    tools_cache[trajectory.toolset] = toolset.openai_tools() if toolset else []
-                yield to_record(trajectory, tools_cache[trajectory.toolset], messages)
+            yield from self._records(page, tools_cache)
+
+    def record(self, trajectory_id: str) -> dict[str, Any] | None:
+        """One trajectory as its canonical export dict: what an export writes and a training run reads of it."""
+        return next(iter(self._records([trajectory_id], {})), None)
+
+    def _records(self, ids: list[str], tools_cache: dict[str | None, list[dict[str, Any]]]
+                 ) -> Iterator[dict[str, Any]]:
+        """The records of ``ids``, their messages built straight from their rows (``openai_message``), not through
+        ``Message`` objects: on an export that is a third of the time."""
+        for trajectory, messages in self._page(ids, openai_message):
+            if trajectory.toolset not in tools_cache:
+                toolset = self.toolset(trajectory.toolset) if trajectory.toolset else None
+                tools_cache[trajectory.toolset] = toolset.openai_tools() if toolset else []
+            yield to_record(trajectory, tools_cache[trajectory.toolset], messages)
 
     def _load(self, ids: list[str]) -> list[Trajectory]:
         loaded = []

@@ -12,6 +12,7 @@ from curator.app import CuratorApp
 from curator.settings import Config
 from curator.screens.call_editor import CallEditor
 from curator.screens.help import HelpScreen
+from curator.screens.mask_preview import MaskPreview
 from curator.screens.review import POLL_SECONDS, ReviewScreen
 from curator.widgets.conversation import ConversationView
 from curator.widgets.queue_view import PAGE, QueueView
@@ -315,3 +316,23 @@ async def test_a_hidden_review_screen_catches_up_when_shown_again(store: Store) 
         await wait_until(pilot, lambda: shown_id(app) == "traj-02")
         await settle(pilot, app)
         assert "reviewed 1 / 4" in text_of(app, "ReviewProgress")
+
+
+@pytest.mark.slow
+async def test_p_previews_the_loss_mask_of_the_shown_trajectory(store: Store) -> None:
+    app = review_app(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        trajectory = app.screen.shown.trajectory
+        masked = [m for m in trajectory.messages if m.role == "assistant" and m.weight == 0]
+        await pilot.press("p")
+        await wait_until(pilot, lambda: isinstance(app.screen, MaskPreview) and app.screen.shown is not None, 120)
+        shown = app.screen.shown
+        assert shown.id == trajectory.id and shown.refused is None
+        trained = "".join(text for text, weight in shown.tokens if weight > 0)
+        untrained = "".join(text for text, weight in shown.tokens if weight == 0)
+        assert masked and all(m.tool_calls[0]["function"]["name"] in untrained for m in masked)
+        assert trajectory.instruction not in trained  # the user's words are prompt, never trained
+        assert "trained" in screen_text(app) and "key tokens (PKT)" in screen_text(app)
+        await pilot.press("escape")
+        assert isinstance(app.screen, ReviewScreen)

@@ -16,12 +16,12 @@ import os
 import sys
 from typing import Any, Mapping
 
+from store.text import visible
 from training.config import SFTConfig, command_parser, from_namespace
 from training.data import Encoder, Example, load_records
 from training.errors import TrainingError
 
 EXIT_BAD_INPUT = 2
-_VISIBLE = {"\n": "↵\n", "\t": "⇥", "\r": "␍"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,19 +88,6 @@ def as_json(example: Example) -> dict[str, Any]:
     weights = [float(w) for w in example.weights]
     tokens = [[text, int(w) if w.is_integer() else round(w, 4)] for text, w in zip(token_texts(example), weights)]
     return {"id": example.id, "tokens": tokens, "refused": example.refused, "truncated": example.truncated}
-
-
-def visible(text: str) -> str:
-    """Control characters made visible (newlines still break the line); everything else as it is."""
-    out = []
-    for ch in text:
-        if ch in _VISIBLE:
-            out.append(_VISIBLE[ch])
-        elif ch < " " or "\x7f" <= ch < "\xa0":
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def show(record: Mapping[str, Any], example: Example) -> None:

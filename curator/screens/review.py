@@ -22,6 +22,7 @@ from textual.worker import get_current_worker
 from curator.screens.base import StoreScreen, navigation
 from curator.screens.call_editor import CallEditor
 from curator.screens.filter import FilterDialog
+from curator.screens.mask_preview import MaskPreview
 from curator.screens.prompt import TextPrompt
 from curator.screens.tag_picker import TagPicker
 from curator.widgets.conversation import ConversationView, Shown, pretty_json
@@ -50,6 +51,7 @@ class ReviewScreen(StoreScreen):
         Binding("e", "edit_call", "Edit call"),
         Binding("n", "note", "Note"),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("p", "preview", "Loss mask"),
         Binding("T", "app.train", "Train"),
         Binding("J", "trajectory(1)", "Next trajectory", show=False),
         Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
@@ -204,6 +206,14 @@ class ReviewScreen(StoreScreen):
                 self.notify(f"Saved the correction of message #{index}.")
 
         edit(0)
+
+    def action_preview(self) -> None:
+        """`p`: the shown trajectory's tokens coloured by loss weight, as `T`'s SFT run would train them."""
+        record = self.store.record(self.shown.trajectory.id) if self.shown else None
+        if record is None:
+            self.notify("Nothing to preview: no trajectory is shown.", severity="warning")
+            return
+        self.app.push_screen(MaskPreview(record, self.config.train))
 
     def action_note(self) -> None:
         """`n`: a free-text note on the message."""
