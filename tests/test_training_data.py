@@ -179,3 +179,17 @@ def test_curriculum_orders_easy_to_hard():
     seen = [rows[i % 3]["id"] for i in order]
     assert seen == ["t0"] * 3 + ["t1"] * 3 + ["t2"] * 3
     assert json.dumps(sorted(order)) == json.dumps(list(range(9)))
+
+
+def test_truncation_is_reported_with_the_trained_tokens_it_cut(tokenizer):
+    data = records(4, extra_turns=1)
+    whole = Encoder(tokenizer).encode(data[0])
+    first_trained = int(np.flatnonzero(whole.weights)[0])
+    limit = first_trained + 3  # cuts into the first answer
+    encoder = Encoder(tokenizer, max_length=limit)
+    encoder.encode_all(data)
+    cut = encoder.encode(data[0])
+    assert cut.truncated and len(cut.input_ids) == limit
+    assert cut.lost == whole.trainable - cut.trainable > 0
+    assert data[0]["id"] in encoder.report.truncated and encoder.report.lost_tokens >= cut.lost
+    assert f"losing {encoder.report.lost_tokens} trained tokens" in encoder.report.summary()

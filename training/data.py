@@ -337,6 +337,8 @@ class Example:
     truncated: bool = False
     text: str = ""
     offsets: np.ndarray | None = None
+    #: Trained (weight > 0) tokens cut off by ``max_length``.
+    lost: int = 0
 
     @property
     def trainable(self) -> int:
@@ -348,10 +350,12 @@ class Example:
 
 @dataclass
 class EncodeReport:
-    """What :meth:`Encoder.encode_all` left out or cut: ``(id, reason)`` of each refusal, ids truncated."""
+    """What :meth:`Encoder.encode_all` left out or cut: ``(id, reason)`` of each refusal, ids truncated, and how
+    many trained tokens the truncation cut."""
 
     refused: list[tuple[str, str]] = field(default_factory=list)
     truncated: list[str] = field(default_factory=list)
+    lost_tokens: int = 0
 
     @classmethod
     def of(cls, examples: Iterable[Example]) -> "EncodeReport":
@@ -361,14 +365,17 @@ class EncodeReport:
                 report.refused.append((e.id, e.refused))
             if e.truncated:
                 report.truncated.append(e.id)
+                report.lost_tokens += e.lost
         return report
 
     def summary(self) -> str | None:
-        """One line for the log, or None when nothing was refused."""
-        if not self.refused:
-            return None
-        first_id, reason = self.refused[0]
-        return f"{len(self.refused)} trajectory(ies) refused, e.g. {reason}"
+        """One line for the log, or None when nothing was refused or cut."""
+        parts = []
+        if self.refused:
+            parts.append(f"{len(self.refused)} trajectory(ies) refused, e.g. {self.refused[0][1]}")
+        if self.truncated:
+            parts.append(f"{len(self.truncated)} truncated at max_length, losing {self.lost_tokens} trained tokens")
+        return "; ".join(parts) or None
 
 
 class Encoder:
@@ -412,10 +419,12 @@ class Encoder:
             keys = []
         apply_pkt(weights, keys, self.w_max)
         truncated = bool(self.max_length and len(ids) > self.max_length)
+        lost = int(np.count_nonzero(weights[self.max_length:])) if truncated else 0
         if truncated:
             ids, labels, weights = ids[: self.max_length], labels[: self.max_length], weights[: self.max_length]
             offsets = offsets[: self.max_length]
-        return Example(ids, labels, weights, id=rid, refused=refused, truncated=truncated, text=text, offsets=offsets)
+        return Example(ids, labels, weights, id=rid, refused=refused, truncated=truncated, text=text, offsets=offsets,
+                       lost=lost)
 
     def _weigh(
         self,

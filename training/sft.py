@@ -138,6 +138,7 @@ class SFTRun(AlgorithmRun):
             "trainable_tokens": int(sum(e.trainable for e in examples)),
             "refused": len(encoder.report.refused),
             "truncated": len(encoder.report.truncated),
+            "truncated_trained_tokens": encoder.report.lost_tokens,
         }
         sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
         return Prepared(model, tokenizer, ExampleDataset(examples), summary,
