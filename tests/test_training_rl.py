@@ -97,3 +97,30 @@ def test_dpo_pairs_from_store_corrections(tmp_path: Path):
     assert pair.source == "correction" and len(pair.context) == 2 and pair.tools
     assert json.loads(pair.chosen["tool_calls"][0]["function"]["arguments"]) == {"city": "Perth"}
     assert "town" in pair.rejected["tool_calls"][0]["function"]["arguments"]
+
+
+@pytest.mark.slow
+def test_dpo_on_the_25_tool_everyday_store_fits_its_prompts_or_says_how_long_they_are(tmp_path: Path, capsys):
+    import asyncio
+
+    from curator.sim import SimConfig, Simulation
+    from store.taxonomy import MaskPolicy
+
+    db = str(tmp_path / "c.db")
+    with Store.open(db) as store:
+        asyncio.run(Simulation(store, SimConfig(toolset="everyday", n=2, seed=3), policy=MaskPolicy.of()).run())
+        tid = store.trajectory_ids()[0]
+        store.decide(tid, "accept")
+        step = next(m for m in store.trajectory(tid).messages if m.role == "assistant" and m.tool_calls)
+        fixed = json.loads(json.dumps(step.tool_calls))
+        fixed[0]["function"]["arguments"] = json.dumps({**json.loads(fixed[0]["function"]["arguments"]), "x": 1})
+        store.add_correction(Correction(tid, step.index, fixed, annotator="ann"))
+    output = str(tmp_path / "dpo")
+    # the prompt (25 tool schemas) is thousands of tokens: the default length follows the model's context
+    assert main(["dpo", "--db", db, "--output", output, "--max-steps", "1", "--threads", "1"]) == 0
+    run = Store.open(db).runs()[0]
+    assert run.status == "completed" and run.dataset["correction_pairs"] == 1 and run.dataset["max_length"] == 4096
+    capsys.readouterr()
+    assert main(["dpo", "--db", db, "--output", output, "--max-steps", "1", "--max-length", "512"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: every preference pair is longer than --max-length 512: the longest prompt")
