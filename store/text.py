@@ -7,6 +7,10 @@ colours or hide what follows.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
+from rich.text import Text
+
 #: Whitespace shown as a sign; newlines still break the line.
 _SIGNS = {"\n": "↵\n", "\t": "⇥", "\r": "␍"}
 
@@ -22,3 +26,18 @@ def visible(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def by_weight(tokens: Iterable[tuple[str, float]]) -> Text:
+    """Tokens as inert text styled by their loss weight: masked or prompt dim, trained bold green, PKT key tokens
+    highlighted and followed by their weight (the preview's look, in the terminal and in the app)."""
+    body = Text()
+    for text, weight in tokens:
+        if weight <= 0:
+            body.append(visible(text), style="dim")
+        elif weight > 1:
+            body.append(visible(text), style="bold black on yellow")
+            body.append(f"×{weight:.3g}", style="yellow")
+        else:
+            body.append(visible(text), style="bold green")
+    return body

@@ -2,7 +2,7 @@
 
 Renders trajectories with the real tokenizer and chat template, exactly as SFT
 encodes them (:class:`training.data.Encoder`), and prints every token: weight 0
-dim, weight 1 plain, PKT key tokens highlighted with their weight. Everything
+dim, weight 1 bold green, PKT key tokens highlighted with their weight. Everything
 shown came from data, so it is printed through ``rich.text.Text`` (never parsed
 as markup) with control characters made visible. ``--json`` prints one object a
 trajectory instead: ``{"id", "tokens": [[text, weight], …], "refused", "truncated"}``,
@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Mapping
 
-from store.text import visible
+from store.text import by_weight
 from training.config import SFTConfig, command_parser, from_namespace
 from training.data import Encoder, Example, load_records
 from training.errors import TrainingError
@@ -97,16 +97,7 @@ def show(record: Mapping[str, Any], example: Example) -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(Text(f"── {example.id} ", style="bold"))
-    body = Text()
-    for text, weight in zip(token_texts(example), example.weights):
-        if weight <= 0:
-            body.append(visible(text), style="dim")
-        elif weight > 1:
-            body.append(visible(text), style="bold black on yellow")
-            body.append(f"×{weight:.3g}", style="yellow")
-        else:
-            body.append(visible(text))
-    console.print(body)
+    console.print(by_weight(zip(token_texts(example), (float(w) for w in example.weights))))
     for line in summary(record, example):
         console.print(Text(line))
 

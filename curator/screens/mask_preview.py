@@ -13,24 +13,10 @@ from textual.widgets import Label, Static
 from curator.mask_preview import Preview, PreviewError, preview
 from curator.screens.base import Dialog
 from curator.settings import TrainSettings
-from store.text import visible
+from store.text import by_weight
 
 LEGEND = Text.assemble(("trained", "bold green"), "  ", ("key token ×w", "bold black on yellow"), "  ",
                        ("masked or prompt", "dim"))
-
-
-def coloured(shown: Preview) -> Text:
-    """The tokens as inert text (control characters visible, never markup), styled by weight."""
-    body = Text()
-    for text, weight in shown.tokens:
-        if weight <= 0:
-            body.append(visible(text), style="dim")
-        elif weight > 1:
-            body.append(visible(text), style="bold black on yellow")
-            body.append(f"×{weight:.3g}", style="yellow")
-        else:
-            body.append(visible(text), style="bold green")
-    return body
 
 
 class MaskPreview(Dialog[None]):
@@ -68,7 +54,7 @@ class MaskPreview(Dialog[None]):
     def _show(self, made: Preview) -> None:
         self.shown = made
         self.query_one("#mask-summary", Static).update(Text(made.summary()))
-        self.query_one("#mask-text", Static).update(coloured(made))
+        self.query_one("#mask-text", Static).update(by_weight(made.tokens))
 
     def _failed(self, problem: str) -> None:
         self.query_one("#mask-summary", Static).update(Text(f"No preview: {problem}", style="bold red"))
