@@ -158,6 +158,7 @@ async def test_e_saves_only_a_call_the_schema_accepts(store: Store) -> None:
         assert fixed["id"] == "c1" and fixed["function"]["name"] == "getWeatherForecast"
         assert json.loads(fixed["function"]["arguments"]) == {"city": "Paris", "days": 3}
         assert "✎ corrected → getWeatherForecast" in screen_text(app)
+        assert "⊘ masked (corrected: the fix trains)" in screen_text(app)  # as exports and runs read it
         await pilot.press("k", "e")  # a user message has no call
         assert isinstance(app.screen, ReviewScreen)
 

@@ -143,9 +143,12 @@ class ConversationView(LineView, can_focus=False):
     def _marks(self, message: Message, tags: list[Tag]) -> list[Text]:
         flag = self._styles["flag"]
         marks = [Text(f" ⚑ {t.code} ({t.source}) ", flag) for t in tags]
-        if message.role == "assistant" and message.weight == 0:
-            marks.append(Text(f" ⊘ masked ({message.weight_source}) ",
-                              self._styles["masked"]))
+        assert self.shown is not None
+        if message.role == "assistant" and message.index in self.shown.corrections:
+            # what every export and run reads: the original at weight 0, the fix as an example of its own
+            marks.append(Text(" ⊘ masked (corrected: the fix trains) ", self._styles["masked"]))
+        elif message.role == "assistant" and message.weight == 0:
+            marks.append(Text(f" ⊘ masked ({message.weight_source}) ", self._styles["masked"]))
         return marks
 
     def _body(self, message: Message, index: int) -> Text:
