@@ -7,6 +7,7 @@ import pytest
 
 from data_helpers import rich_store, snapshot, weather_trajectory, write_jsonl
 from store import InputError, Store
+from store.formats import ExportSummary
 from store.formats.jsonl import export_jsonl, import_jsonl, record_line
 
 
@@ -19,10 +20,10 @@ def store(tmp_path):
 
 def test_export_import_export_is_byte_for_byte_the_same(store, tmp_path):
     first = tmp_path / "first.jsonl"
-    assert export_jsonl(store, first, "all") == 4
+    assert export_jsonl(store, first, "all") == ExportSummary(trajectories=4, examples=1)
     with Store.open(tmp_path / "copy.db") as copy:
         summary = import_jsonl(copy, first)
-        assert (summary.trajectories, summary.toolsets, summary.skipped) == (4, 2, 0)
+        assert (summary.trajectories, summary.toolsets, summary.skipped, summary.derived) == (4, 2, 0, 1)
         second = tmp_path / "second.jsonl"
         export_jsonl(copy, second, "all")
     assert second.read_bytes() == first.read_bytes()
@@ -46,11 +47,11 @@ def test_the_line_carries_weights_tags_decision_and_meta(store, tmp_path):
 
 
 def test_export_filters_by_review_decision(store, tmp_path):
-    counts = {status: export_jsonl(store, tmp_path / f"{status}.jsonl", status)
+    counts = {status: export_jsonl(store, tmp_path / f"{status}.jsonl", status).trajectories
               for status in ("accepted", "rejected", "pending", "all")}
     assert counts == {"accepted": 2, "rejected": 1, "pending": 1, "all": 4}
     ids = [json.loads(line)["id"] for line in (tmp_path / "accepted.jsonl").read_text().splitlines()]
-    assert ids == ["w1", "w2"]
+    assert ids == ["w1", "w1#correction-2", "w2"]
 
 
 def test_record_line_with_the_tools_cache_is_plain_json_dumps(store):
