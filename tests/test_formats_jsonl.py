@@ -24,6 +24,10 @@ def test_export_import_export_is_byte_for_byte_the_same(store, tmp_path):
     with Store.open(tmp_path / "copy.db") as copy:
         summary = import_jsonl(copy, first)
         assert (summary.trajectories, summary.toolsets, summary.skipped, summary.derived) == (4, 2, 0, 1)
+        # w1's correction and note are rows again, as the annotator left them
+        assert [(c.message_index, c.tool_calls, c.annotator, c.created_at) for c in copy.corrections()] == [
+            (c.message_index, c.tool_calls, c.annotator, c.created_at) for c in store.corrections()]
+        assert [n.to_json() for n in copy.notes("w1")] == [n.to_json() for n in store.notes("w1")] != []
         second = tmp_path / "second.jsonl"
         export_jsonl(copy, second, "all")
     assert second.read_bytes() == first.read_bytes()
@@ -87,6 +91,13 @@ def test_a_foreign_line_with_only_messages_imports_with_derived_ids(tmp_path):
         assert import_jsonl(store, path).skipped == 1  # the derived id is stable
 
 
+FIX = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+CALLED = {"id": "a", "messages": [
+    {"role": "user", "content": "x"},
+    {"role": "assistant", "tool_calls": [{**FIX, "function": {"name": "g", "arguments": "{}"}}]},
+]}
+
+
 @pytest.mark.parametrize("line, problem", [
     ("[1, 2]", "expected a JSON object, got array"),
     ('{"id": "a", "messages": [{"role": "user", "content": "x"}', "invalid JSON at column"),
@@ -100,6 +111,21 @@ def test_a_foreign_line_with_only_messages_imports_with_derived_ids(tmp_path):
     ({"id": "a", "messages": [{"role": "user", "content": "x"}], "meta": {"tags": [{"code": "other", "message": 5}]}},
      "meta.tags[0]: 'message' must be null or a message index below 1"),
     ({"id": "a", "messages": [{"role": "assistant", "tool_calls": [{"function": "f"}]}]}, "message 0, tool call 0"),
+    ({**CALLED, "meta": {"corrections": {}}}, "'meta.corrections' must be an array, got object"),
+    ({**CALLED, "meta": {"corrections": [{"message": 0, "tool_calls": [FIX]}]}},
+     "meta.corrections[0]: message 0 is a user message, not the assistant's"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1}]}}, "'meta.corrections[0].tool_calls' is missing"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [{"function": 1}]}]}},
+     "meta.corrections[0], tool call 0: expected"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX], "original": [FIX]}]}},
+     "meta.corrections[0]: 'original' is not message 1's tool_calls"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX]}, {"message": 1, "tool_calls": [FIX]}]}},
+     "meta.corrections[1]: message 1 is corrected twice"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX], "annotator": 7}]}},
+     "'meta.corrections[0].annotator' must be a string, got number"),
+    ({**CALLED, "meta": {"notes": [{"message": 0}]}}, "'meta.notes[0].text' is missing"),
+    ({**CALLED, "meta": {"notes": [{"text": "x", "message": 2}]}},
+     "meta.notes[0]: 'message' must be null or a message index below 2, got 2"),
 ])
 def test_a_bad_line_names_the_file_and_line_and_writes_nothing(store, tmp_path, line, problem):
     good = json.loads(record_line(next(store.iter_records("all"))))

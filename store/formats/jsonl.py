@@ -25,8 +25,19 @@ from typing import Any, Iterator
 
 from ..db import Store
 from ..errors import InputError
-from ..records import (DECISIONS, STATUSES, Correction, Message, Note, Tag, Tool, Toolset, Trajectory, dumps,
-                       is_derived)
+from ..records import (
+    DECISIONS,
+    STATUSES,
+    Correction,
+    Message,
+    Note,
+    Tag,
+    Tool,
+    Toolset,
+    Trajectory,
+    dumps,
+    is_derived,
+)
 from ..taxonomy import check_code
 from .files import iter_json_lines, json_type, write_lines
 from .summary import ExportSummary, ImportSummary
@@ -196,7 +207,7 @@ def _message(message: Any, index: int) -> Message:
     if parsed.tool_calls is not None:
         if not isinstance(parsed.tool_calls, list):
             raise ValueError(f"{where}: 'tool_calls' must be an array, got {json_type(parsed.tool_calls)}")
-        parsed.tool_calls = [_tool_call(c, f"{where}, tool call {i}") for i, c in enumerate(parsed.tool_calls)]
+        parsed.tool_calls = _calls(parsed.tool_calls, f"{where}, tool call")
     return parsed
 
 
@@ -209,6 +220,10 @@ def _tool_call(call: Any, where: str) -> dict[str, Any]:
     if not isinstance(arguments, str):
         call = {**call, "function": {**function, "arguments": json.dumps(arguments or {}, ensure_ascii=False)}}
     return call
+
+
+def _calls(calls: list[Any], where: str) -> list[dict[str, Any]]:
+    return [_tool_call(c, f"{where} {i}") for i, c in enumerate(calls)]
 
 
 def _tool(tool: Any, index: int) -> Tool:
@@ -247,23 +262,23 @@ def _corrections(trajectory_id: str, entries: list[Any], messages: list[Message]
             raise ValueError(f"{where}: message {message} is a {messages[message].role} message, not the assistant's")
         if message in corrections:
             raise ValueError(f"{where}: message {message} is corrected twice")
-        calls = _field(entry, "tool_calls", list, prefix=f"{where}.")
-        if not calls:
+        fixed = _calls(_field(entry, "tool_calls", list, prefix=f"{where}."), f"{where}, tool call")
+        if not fixed:
             raise ValueError(f"{where}: 'tool_calls' is empty")
-        fixed = [_tool_call(c, f"{where}, tool call {i}") for i, c in enumerate(calls)]
         original = _field(entry, "original", list, None, f"{where}.")
-        if original is not None and [_tool_call(c, f"{where}, original call {i}") for i, c in
-                                     enumerate(original)] != (messages[message].tool_calls or []):
+        # the message holds the original; one that differs would be lost on import, so it is refused
+        if original is not None and _calls(original, f"{where}, original call") != (messages[message].tool_calls or []):
             raise ValueError(f"{where}: 'original' is not message {message}'s tool_calls")
-        corrections[message] = Correction(trajectory_id, message, fixed, **_strings(entry, where, "annotator", "note",
-                                                                         "created_at"))
+        strings = _strings(entry, where, "annotator", "note", "created_at")
+        corrections[message] = Correction(trajectory_id, message, fixed, **strings)
     return sorted(corrections.values(), key=lambda c: c.message_index)
 
 
 def _note(trajectory_id: str, note: Any, index: int, message_count: int) -> Note:
     where = f"meta.notes[{index}]"
     _check_object(note, where)
-    return Note(trajectory_id, _field(note, "text", str, prefix=f"{where}."), _message_index(note, where, message_count),
+    text = _field(note, "text", str, prefix=f"{where}.")
+    return Note(trajectory_id, text, _message_index(note, where, message_count),
                 **_strings(note, where, "annotator", "created_at"))
 
 
