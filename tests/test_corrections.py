@@ -146,3 +146,14 @@ def test_dpo_pairs_come_from_the_jsonl_export_as_from_the_store(store: Store, ex
     assert pair.source == "correction" and [m["role"] for m in pair.context] == ["system", "user"]
     assert pair.chosen["tool_calls"] == FIXED and pair.rejected["tool_calls"] == ORIGINAL
     assert [vars(p) for p in dpo.collect_pairs(None, store.path)] == [vars(pair)]
+
+
+@pytest.mark.slow
+def test_an_sft_run_on_the_store_counts_the_examples_apart(store: Store, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from training.__main__ import main as train
+
+    assert train(["sft", "--db", store.path, "--output", str(tmp_path / "sft"), "--max-steps", "1"]) == 0
+    [run] = store.runs()
+    # traj-03 alone trains nothing (its one call is the corrected one), its example and traj-04 do
+    assert (run.status, run.dataset["trajectories"], run.dataset["correction_examples"]) == ("completed", 1, 1)

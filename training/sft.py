@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from store.records import is_derived
 from training import models
 from training.config import TINY, SFTConfig
 from training.curriculum import CurriculumOrder, stages
@@ -127,9 +128,11 @@ class SFTRun(AlgorithmRun):
         encoder = Encoder(tokenizer, max_length=models.max_length(config, model), w_max=config.w_max,
                           mae=config.mae)
         kept, examples = encoder.encode_all(records)
+        corrections = sum(map(is_derived, kept))
         summary = {
             "source": config.data or config.db,
-            "trajectories": len(kept),
+            "trajectories": len(kept) - corrections,
+            "correction_examples": corrections,
             "max_length": encoder.max_length,
             "tokens": int(sum(len(e.input_ids) for e in examples)),
             "trainable_tokens": int(sum(e.trainable for e in examples)),
