@@ -29,11 +29,11 @@ from .records import (
     Toolset,
     Trajectory,
     check,
+    correction_examples,
     dumps,
     loads,
     new_id,
     now,
-    correction_examples,
     openai_message,
     to_record,
 )
@@ -233,7 +233,8 @@ class Store(RunBookkeeping):
             )
 
     def insert_trajectories(self, trajectories: Iterable[Trajectory]) -> int:
-        """Bulk-insert whole trajectories (messages, tags, decision, corrections, notes) in the caller's transaction."""
+        """Bulk-insert whole trajectories (messages, tags, decision, corrections, notes) in the caller's
+        transaction."""
         count = 0
         batch: list[Trajectory] = []
         with self.transaction():

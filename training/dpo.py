@@ -151,7 +151,8 @@ class DPORun(AlgorithmRun):
         return Prepared(model, tokenizer, Dataset.from_list(dataset), summary)
 
     def arguments(self, prepared: Prepared) -> Any:
-        return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,                            max_length=prepared.summary["max_length"])
+        return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,
+                             max_length=prepared.summary["max_length"])
 
 
 def fitting_rows(dataset: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:

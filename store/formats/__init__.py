@@ -22,5 +22,5 @@ Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl}
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
 
-__all__ = ["EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "export_jsonl", "export_sharegpt", "export_sqlite",
-           "import_jsonl", "import_toolalpaca"]
+__all__ = ["EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "export_jsonl", "export_sharegpt",
+           "export_sqlite", "import_jsonl", "import_toolalpaca"]
