@@ -8,7 +8,7 @@ in-memory trajectories and build their rows from them, so the difference is
 what the store adds (FTS5 triggers, indexes, the transaction helper).
 
 Export: ``curator export --format jsonl --status all`` (``export_jsonl``: paged
-``iter_records`` with effective tags and current decisions, ``json.dumps``,
+``iter_records`` with effective tags, current decisions, corrections and notes, ``json.dumps``,
 atomic write), against plain ``sqlite3`` reading the same trajectories and
 messages in one ordered join and ``json.dumps``-ing them a line per trajectory.
 

@@ -29,6 +29,7 @@ from .records import (
     Toolset,
     Trajectory,
     check,
+    correction_examples,
     dumps,
     loads,
     new_id,
@@ -232,7 +233,8 @@ class Store(RunBookkeeping):
             )
 
     def insert_trajectories(self, trajectories: Iterable[Trajectory]) -> int:
-        """Bulk-insert whole trajectories (messages, tags, decision) in the caller's transaction."""
+        """Bulk-insert whole trajectories (messages, tags, decision, corrections, notes) in the caller's
+        transaction."""
         count = 0
         batch: list[Trajectory] = []
         with self.transaction():
@@ -274,6 +276,15 @@ class Store(RunBookkeeping):
             "INSERT INTO reviews (trajectory_id, decision, created_at) VALUES (?, ?, ?)",
             [(t.id, t.decision, stamp) for t in batch if t.decision],
         )
+        self.conn.executemany(
+            _INSERT_CORRECTION,
+            [(t.id, c.message_index, dumps(c.tool_calls), c.annotator, c.note, c.created_at or stamp)
+             for t in batch for c in t.corrections],
+        )
+        self.conn.executemany(
+            _INSERT_NOTE,
+            [(t.id, n.message_index, n.text, n.annotator, n.created_at or stamp) for t in batch for n in t.notes],
+        )
         return len(batch)
 
     def has_trajectory(self, trajectory_id: str) -> bool:
@@ -314,13 +325,21 @@ class Store(RunBookkeeping):
         while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
             yield from self._load(page)
 
-    def iter_records(self, status: str = "accepted") -> Iterator[dict[str, Any]]:
-        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter."""
+    def iter_records(self, status: str = "accepted", *, derived: bool = True) -> Iterator[dict[str, Any]]:
+        """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter.
+
+        With ``derived``, each record with corrections is followed by its ``correction_examples`` (the
+        corrected calls as examples of their own, what SFT learns at those steps); formats that have no
+        weights, or want trajectories only, pass ``derived=False``.
+        """
         tools_cache: dict[str | None, list[dict[str, Any]]] = {}
         sql, params = _select_ids(None, status)
         cursor = self.conn.execute(sql, params)
         while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
-            yield from self._records(page, tools_cache)
+            for record in self._records(page, tools_cache):
+                yield record
+                if derived and record["meta"].get("corrections"):
+                    yield from correction_examples(record)
 
     def record(self, trajectory_id: str) -> dict[str, Any] | None:
         """One trajectory as its canonical export dict: what an export writes and a training run reads of it."""
@@ -366,12 +385,19 @@ class Store(RunBookkeeping):
                 f"SELECT trajectory_id, decision FROM review_state WHERE trajectory_id IN ({marks})", ids
             ).fetchall()
         )
+        corrections: dict[str, list[Correction]] = defaultdict(list)
+        for correction in self._corrections(f"trajectory_id IN ({marks})", ids, "message_index"):
+            corrections[correction.trajectory_id].append(correction)
+        notes: dict[str, list[Note]] = defaultdict(list)
+        for note in self._notes(f"trajectory_id IN ({marks})", ids):
+            notes[note.trajectory_id].append(note)
         by_id = {
             r["id"]: Trajectory(
                 id=r["id"], toolset=r["toolset"], instruction=r["instruction"], status=r["status"],
                 source=r["source"], backend=r["backend"], model=r["model"], difficulty=r["difficulty"],
                 reason=r["reason"], created_at=r["created_at"], updated_at=r["updated_at"],
                 meta=loads(r["meta"]) or {}, tags=tags[r["id"]], decision=decisions.get(r["id"]),
+                corrections=corrections[r["id"]], notes=notes[r["id"]],
             )
             for r in rows
         }
@@ -485,20 +511,19 @@ class Store(RunBookkeeping):
     def add_note(self, trajectory_id: str, text: str, message_index: int | None = None, *,
                  annotator: str | None = None) -> None:
         with self.transaction():
-            self.conn.execute(
-                "INSERT INTO notes (trajectory_id, message_index, text, annotator, created_at) VALUES (?, ?, ?, ?, ?)",
-                (trajectory_id, message_index, text, annotator, now()),
-            )
+            self.conn.execute(_INSERT_NOTE, (trajectory_id, message_index, text, annotator, now()))
 
     def notes(self, trajectory_id: str) -> list[Note]:
+        return self._notes("trajectory_id = ?", (trajectory_id,))
+
+    def _notes(self, where: str, params: Sequence[Any]) -> list[Note]:
         return [Note(r["trajectory_id"], r["text"], r["message_index"], r["annotator"], r["created_at"], r["id"])
-                for r in self._rows("SELECT * FROM notes WHERE trajectory_id = ? ORDER BY id", (trajectory_id,))]
+                for r in self._rows(f"SELECT * FROM notes WHERE {where} ORDER BY id", params)]
 
     def add_correction(self, correction: Correction) -> int:
         with self.transaction():
             cursor = self.conn.execute(
-                "INSERT INTO corrections (trajectory_id, message_index, tool_calls, annotator, note, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_CORRECTION,
                 (correction.trajectory_id, correction.message_index, dumps(correction.tool_calls),
                  correction.annotator, correction.note, now()),
             )
@@ -506,9 +531,13 @@ class Store(RunBookkeeping):
 
     def corrections(self, trajectory_id: str | None = None) -> list[Correction]:
         """Corrections, the latest per message only (an annotator may fix a call twice)."""
-        where, params = ("WHERE trajectory_id = ?", (trajectory_id,)) if trajectory_id else ("", ())
+        where, params = ("trajectory_id = ?", (trajectory_id,)) if trajectory_id else ("1", ())
+        return self._corrections(where, params, "id")
+
+    def _corrections(self, where: str, params: Sequence[Any], order: str) -> list[Correction]:
         rows = self._rows(
-            f"SELECT *, max(id) FROM corrections {where} GROUP BY trajectory_id, message_index ORDER BY id", params
+            f"SELECT *, max(id) FROM corrections WHERE {where} GROUP BY trajectory_id, message_index ORDER BY {order}",
+            params,
         )
         return [
             Correction(r["trajectory_id"], r["message_index"], loads(r["tool_calls"]), r["annotator"], r["note"],
@@ -551,6 +580,9 @@ FTS_ROWIDS = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
 _MESSAGE_COLUMNS = ("trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, "
                     "created_at")
 _INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CORRECTION = ("INSERT INTO corrections (trajectory_id, message_index, tool_calls, annotator, note, created_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?)")
+_INSERT_NOTE = "INSERT INTO notes (trajectory_id, message_index, text, annotator, created_at) VALUES (?, ?, ?, ?, ?)"
 _CREATE_MESSAGE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS message_stage ({_MESSAGE_COLUMNS})"
 
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .toolcalls import ToolCall, function_of, parse_openai_call
 
@@ -134,6 +134,38 @@ class Tag:
 
 
 @dataclass
+class Correction:
+    trajectory_id: str
+    message_index: int
+    tool_calls: list[dict[str, Any]]
+    annotator: str | None = None
+    note: str | None = None
+    created_at: str | None = None
+    id: int | None = None
+
+    def to_json(self, original: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The record's ``meta.corrections`` entry; ``original``: the corrected message's calls as stored."""
+        return {"message": self.message_index, "original": original, "tool_calls": self.tool_calls,
+                "annotator": self.annotator, "note": self.note, "created_at": self.created_at}
+
+
+@dataclass
+class Note:
+    """An annotator's free-text note on a trajectory, or on one of its messages (``message_index``)."""
+
+    trajectory_id: str
+    text: str
+    message_index: int | None = None
+    annotator: str | None = None
+    created_at: str | None = None
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"message": self.message_index, "text": self.text, "annotator": self.annotator,
+                "created_at": self.created_at}
+
+
+@dataclass
 class Trajectory:
     id: str
     toolset: str | None
@@ -150,32 +182,9 @@ class Trajectory:
     messages: list[Message] = field(default_factory=list)
     tags: list[Tag] = field(default_factory=list)
     decision: str | None = None
-
-
-@dataclass
-class Correction:
-    trajectory_id: str
-    message_index: int
-    tool_calls: list[dict[str, Any]]
-    annotator: str | None = None
-    note: str | None = None
-    created_at: str | None = None
-    id: int | None = None
-
-
-@dataclass
-class Note:
-    """An annotator's free-text note on a trajectory, or on one of its messages (``message_index``)."""
-
-    trajectory_id: str
-    text: str
-    message_index: int | None = None
-    annotator: str | None = None
-    created_at: str | None = None
-    id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in ("trajectory_id", "id")}
+    #: The latest correction of each corrected message, by message index.
+    corrections: list[Correction] = field(default_factory=list)
+    notes: list[Note] = field(default_factory=list)
 
 
 @dataclass
@@ -232,7 +241,14 @@ def new_id() -> str:
 
 def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
               messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A trajectory as one JSONL export line (before serialisation); ``messages``: already in OpenAI shape."""
+    """A trajectory as one JSONL export line (before serialisation); ``messages``: already in OpenAI shape.
+
+    ``meta.corrections`` and ``meta.notes`` appear only when there are some, so other lines keep their
+    bytes; a corrected message is never trained as it stands (weight 0): its fix trains instead, in the
+    example ``correction_examples`` derives.
+    """
+    if messages is None:
+        messages = [m.to_openai() for m in trajectory.messages]
     meta: dict[str, Any] = {
         "toolset": trajectory.toolset,
         "instruction": trajectory.instruction,
@@ -246,11 +262,59 @@ def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
         "created_at": trajectory.created_at,
         "tags": [t.to_json() for t in trajectory.tags],
     }
+    corrections = [c for c in trajectory.corrections
+                   if 0 <= c.message_index < len(messages) and messages[c.message_index]["role"] == "assistant"]
+    if corrections:
+        messages = list(messages)
+        meta["corrections"] = []
+        for c in corrections:
+            original = messages[c.message_index]
+            meta["corrections"].append(c.to_json(original.get("tool_calls")))
+            messages[c.message_index] = {**original, "weight": 0}
+    if trajectory.notes:
+        meta["notes"] = [n.to_json() for n in trajectory.notes]
     if trajectory.meta:
         meta["extra"] = trajectory.meta
-    return {
-        "id": trajectory.id,
-        "messages": messages if messages is not None else [m.to_openai() for m in trajectory.messages],
-        "tools": tools,
-        "meta": meta,
-    }
+    return {"id": trajectory.id, "messages": messages, "tools": tools, "meta": meta}
+
+
+def is_derived(record: dict[str, Any]) -> bool:
+    """True for an example ``correction_examples`` made (it is not a trajectory of its own)."""
+    meta = record.get("meta")
+    return isinstance(meta, dict) and meta.get("derived_from") is not None
+
+
+def corrected_message(original: dict[str, Any], tool_calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """The assistant message as the annotator fixed it: its own content with the corrected calls, trained."""
+    return {"role": "assistant", "content": original.get("content"), "tool_calls": tool_calls, "weight": 1}
+
+
+def correction_examples(record: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """One training example per correction of ``record``: the conversation up to the corrected message, then
+    the fix at weight 1.
+
+    Only the fix trains: the assistant messages before it are at weight 0, since they train in ``record``
+    itself. The id is ``{id}#correction-{i}``; ``meta.derived_from`` names the record, so importers skip the
+    line and preference builders do not take it for a trajectory, and ``meta.decision`` is the record's, so
+    whatever filters trajectories by decision filters their examples alike.
+    """
+    meta = record["meta"]
+    for correction in meta.get("corrections") or []:
+        index = correction["message"]
+        context = [_unweighted(m) for m in record["messages"][:index]]
+        yield {
+            "id": f"{record['id']}#correction-{index}",
+            "messages": [*context, corrected_message(record["messages"][index], correction["tool_calls"])],
+            "tools": record["tools"],
+            "meta": {"derived_from": record["id"], "correction": index, "source": "correction",
+                     "toolset": meta.get("toolset"), "instruction": meta.get("instruction"),
+                     "decision": meta.get("decision"), "difficulty": meta.get("difficulty"),
+                     "annotator": correction.get("annotator"), "note": correction.get("note")},
+        }
+
+
+def _unweighted(message: dict[str, Any]) -> dict[str, Any]:
+    """``message`` contributing no loss: an assistant message at weight 0 (who set its weight is moot here)."""
+    if message["role"] != "assistant":
+        return message
+    return {k: v for k, v in message.items() if k != "weight_source"} | {"weight": 0}

@@ -7,6 +7,7 @@ import pytest
 
 from data_helpers import rich_store, snapshot, weather_trajectory, write_jsonl
 from store import InputError, Store
+from store.formats import ExportSummary
 from store.formats.jsonl import export_jsonl, import_jsonl, record_line
 
 
@@ -19,10 +20,14 @@ def store(tmp_path):
 
 def test_export_import_export_is_byte_for_byte_the_same(store, tmp_path):
     first = tmp_path / "first.jsonl"
-    assert export_jsonl(store, first, "all") == 4
+    assert export_jsonl(store, first, "all") == ExportSummary(trajectories=4, examples=1)
     with Store.open(tmp_path / "copy.db") as copy:
         summary = import_jsonl(copy, first)
-        assert (summary.trajectories, summary.toolsets, summary.skipped) == (4, 2, 0)
+        assert (summary.trajectories, summary.toolsets, summary.skipped, summary.derived) == (4, 2, 0, 1)
+        # w1's correction and note are rows again, as the annotator left them
+        assert [(c.message_index, c.tool_calls, c.annotator, c.created_at) for c in copy.corrections()] == [
+            (c.message_index, c.tool_calls, c.annotator, c.created_at) for c in store.corrections()]
+        assert [n.to_json() for n in copy.notes("w1")] == [n.to_json() for n in store.notes("w1")] != []
         second = tmp_path / "second.jsonl"
         export_jsonl(copy, second, "all")
     assert second.read_bytes() == first.read_bytes()
@@ -46,11 +51,11 @@ def test_the_line_carries_weights_tags_decision_and_meta(store, tmp_path):
 
 
 def test_export_filters_by_review_decision(store, tmp_path):
-    counts = {status: export_jsonl(store, tmp_path / f"{status}.jsonl", status)
+    counts = {status: export_jsonl(store, tmp_path / f"{status}.jsonl", status).trajectories
               for status in ("accepted", "rejected", "pending", "all")}
     assert counts == {"accepted": 2, "rejected": 1, "pending": 1, "all": 4}
     ids = [json.loads(line)["id"] for line in (tmp_path / "accepted.jsonl").read_text().splitlines()]
-    assert ids == ["w1", "w2"]
+    assert ids == ["w1", "w1#correction-2", "w2"]
 
 
 def test_record_line_with_the_tools_cache_is_plain_json_dumps(store):
@@ -86,6 +91,13 @@ def test_a_foreign_line_with_only_messages_imports_with_derived_ids(tmp_path):
         assert import_jsonl(store, path).skipped == 1  # the derived id is stable
 
 
+FIX = {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+CALLED = {"id": "a", "messages": [
+    {"role": "user", "content": "x"},
+    {"role": "assistant", "tool_calls": [{**FIX, "function": {"name": "g", "arguments": "{}"}}]},
+]}
+
+
 @pytest.mark.parametrize("line, problem", [
     ("[1, 2]", "expected a JSON object, got array"),
     ('{"id": "a", "messages": [{"role": "user", "content": "x"}', "invalid JSON at column"),
@@ -99,6 +111,21 @@ def test_a_foreign_line_with_only_messages_imports_with_derived_ids(tmp_path):
     ({"id": "a", "messages": [{"role": "user", "content": "x"}], "meta": {"tags": [{"code": "other", "message": 5}]}},
      "meta.tags[0]: 'message' must be null or a message index below 1"),
     ({"id": "a", "messages": [{"role": "assistant", "tool_calls": [{"function": "f"}]}]}, "message 0, tool call 0"),
+    ({**CALLED, "meta": {"corrections": {}}}, "'meta.corrections' must be an array, got object"),
+    ({**CALLED, "meta": {"corrections": [{"message": 0, "tool_calls": [FIX]}]}},
+     "meta.corrections[0]: message 0 is a user message, not the assistant's"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1}]}}, "'meta.corrections[0].tool_calls' is missing"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [{"function": 1}]}]}},
+     "meta.corrections[0], tool call 0: expected"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX], "original": [FIX]}]}},
+     "meta.corrections[0]: 'original' is not message 1's tool_calls"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX]}, {"message": 1, "tool_calls": [FIX]}]}},
+     "meta.corrections[1]: message 1 is corrected twice"),
+    ({**CALLED, "meta": {"corrections": [{"message": 1, "tool_calls": [FIX], "annotator": 7}]}},
+     "'meta.corrections[0].annotator' must be a string, got number"),
+    ({**CALLED, "meta": {"notes": [{"message": 0}]}}, "'meta.notes[0].text' is missing"),
+    ({**CALLED, "meta": {"notes": [{"text": "x", "message": 2}]}},
+     "meta.notes[0]: 'message' must be null or a message index below 2, got 2"),
 ])
 def test_a_bad_line_names_the_file_and_line_and_writes_nothing(store, tmp_path, line, problem):
     good = json.loads(record_line(next(store.iter_records("all"))))

@@ -8,6 +8,7 @@ import pytest
 
 from data_helpers import rich_store
 from store import CuratorError, Store
+from store.formats import ExportSummary
 from store.formats import sqlite as sqlite_format
 from store.formats.files import atomic_output
 from store.formats.jsonl import export_jsonl
@@ -32,7 +33,7 @@ def count(path, sql: str) -> int:
 
 def test_sqlite_export_holds_only_the_accepted_trajectories_and_their_work(store, tmp_path):
     out = tmp_path / "curated.db"
-    assert export_sqlite(store, out) == 2
+    assert export_sqlite(store, out) == ExportSummary(2)
     assert count(out, "PRAGMA journal_mode") == "delete"  # one self-contained file
     with Store.open(out, create=False) as curated:
         assert curated.trajectory_ids() == ["w1", "w2"]
@@ -61,9 +62,9 @@ def test_the_curated_store_exports_the_same_jsonl_as_the_original(store, tmp_pat
 
 def test_sqlite_export_of_nothing_is_an_empty_store(store, tmp_path):
     store.decide("w3", "skip")
-    assert export_sqlite(store, tmp_path / "skipped.db", "skipped") == 1
+    assert export_sqlite(store, tmp_path / "skipped.db", "skipped").trajectories == 1
     with Store.open(tmp_path / "none.db") as empty:
-        assert export_sqlite(empty, tmp_path / "empty.db", "all") == 0
+        assert export_sqlite(empty, tmp_path / "empty.db", "all").trajectories == 0
     assert count(tmp_path / "empty.db", "SELECT count(*) FROM trajectories") == 0
 
 
@@ -77,7 +78,7 @@ def test_a_failed_sqlite_export_leaves_nothing_and_keeps_the_old_file(store, tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["curated.db", "rich.db", "rich.db-wal",
                                                                  "rich.db-shm"])
     monkeypatch.undo()
-    assert export_sqlite(store, out) == 2  # the store's connection is usable again (nothing left attached)
+    assert export_sqlite(store, out).trajectories == 2  # the store's connection is usable again (nothing left attached)
 
 
 def test_atomic_output_names_the_path_it_cannot_write(tmp_path):
@@ -92,13 +93,14 @@ def test_atomic_output_names_the_path_it_cannot_write(tmp_path):
 
 def test_sharegpt_roles_tools_and_system(store, tmp_path):
     out = tmp_path / "sharegpt.jsonl"
-    assert export_sharegpt(store, out, "all") == 4
+    assert export_sharegpt(store, out, "all") == ExportSummary(4)  # no derived lines
     first = json.loads(out.read_text().splitlines()[0])
     assert first["system"] == "You have weather tools."
     assert [t["from"] for t in first["conversations"]] == ["human", "function_call", "observation", "function_call",
                                                            "observation", "gpt"]
+    # w1's first call as the annotator corrected it ("town" → "city"), not as the model made it
     assert json.loads(first["conversations"][1]["value"]) == {"name": "getWeatherForecast",
-                                                              "arguments": {"town": "Paris"}}
+                                                              "arguments": {"city": "Paris"}}
     assert first["conversations"][-1]["value"] == "It is 21 degrees in Paris — sunny ☀."
     tools = json.loads(first["tools"])
     assert [t["name"] for t in tools] == ["getWeatherForecast", "getWeatherHistory"] and "parameters" in tools[0]

@@ -1,8 +1,9 @@
 """DPO through TRL's ``DPOTrainer`` on step-level preference pairs (iTool).
 
 Pairs come from two places:
-- corrections: the annotator's fixed call is preferred to the original call,
-  at the same context;
+- corrections (each record's ``meta.corrections``, so a JSONL export serves as
+  well as the store): the annotator's fixed call is preferred to the original
+  call, at the same context;
 - accepted over rejected trajectories of the same instruction: at the first
   assistant step where they part, the accepted step is preferred.
 Prompts and completions are rendered with the model's chat template as text.
@@ -18,6 +19,7 @@ import trl
 from datasets import Dataset
 from trl import DPOTrainer
 
+from store.records import corrected_message, is_derived
 from training import models
 from training.config import DPOConfig
 from training.data import DB_SUFFIXES, Renderer, decision, load_records
@@ -37,33 +39,34 @@ class Pair:
     source: str
 
 
-def correction_pairs(store_path: str) -> Iterator[Pair]:
-    """The corrected call preferred to the original one, for every correction in the store."""
-    from store import Store
-
-    with Store.open(store_path, create=False) as store:
-        tools_of: dict[str | None, list[dict[str, Any]]] = {}
-        for correction in store.corrections():
-            trajectory = store.trajectory(correction.trajectory_id)
-            if trajectory is None or correction.message_index >= len(trajectory.messages):
-                continue
-            if trajectory.toolset not in tools_of:
-                toolset = store.toolset(trajectory.toolset) if trajectory.toolset else None
-                tools_of[trajectory.toolset] = toolset.openai_tools() if toolset else []
-            messages = [m.to_openai() for m in trajectory.messages]
-            original = messages[correction.message_index]
-            if original.get("role") != "assistant":
-                continue
-            chosen = {"role": "assistant", "content": None, "tool_calls": correction.tool_calls}
-            yield Pair(tools_of[trajectory.toolset], messages[: correction.message_index], chosen, original, "correction")
+def correction_pairs(records: Iterable[Mapping[str, Any]]) -> Iterator[Pair]:
+    """The corrected call preferred to the original one, at the same context, for each of the records'
+    ``meta.corrections`` (a store's records and a JSONL export's lines alike)."""
+    for record in records:
+        messages = record["messages"]
+        for number, correction in enumerate((record.get("meta") or {}).get("corrections") or []):
+            index = correction.get("message") if isinstance(correction, Mapping) else None
+            if not (isinstance(index, int) and 0 <= index < len(messages)
+                    and messages[index].get("role") == "assistant" and correction.get("tool_calls")):
+                raise TrainingError(f"{record.get('id', '?')}: meta.corrections[{number}] must name an assistant "
+                                    "message ('message') and its corrected 'tool_calls'")
+            original = messages[index]
+            yield Pair(list(record.get("tools") or []), list(messages[:index]),
+                       corrected_message(original, correction["tool_calls"]), dict(original), "correction")
 
 
 def decision_pairs(accepted: Iterable[Mapping[str, Any]], rejected: Iterable[Mapping[str, Any]]) -> Iterator[Pair]:
-    """For each rejected trajectory, a pair with every accepted one of the same instruction."""
+    """For each rejected trajectory, a pair with every accepted one of the same instruction.
+
+    Derived correction examples are left out: they are not trajectories (their pairs are correction pairs).
+    """
     by_instruction: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for record in accepted:
-        by_instruction[_instruction(record)].append(record)
+        if not is_derived(record):
+            by_instruction[_instruction(record)].append(record)
     for bad in rejected:
+        if is_derived(bad):
+            continue
         for good in by_instruction.get(_instruction(bad), []):
             pair = _first_difference(good, bad)
             if pair is not None:
@@ -97,17 +100,19 @@ def _first_difference(good: Mapping[str, Any], bad: Mapping[str, Any]) -> Pair |
 
 
 def collect_pairs(data: str | None, db: str | None) -> list[Pair]:
-    """Every preference pair the dataset offers: corrections first, then accepted-over-rejected."""
-    store_path = data if data and Path(data).suffix in DB_SUFFIXES else (db if not data else None)
-    pairs: list[Pair] = list(correction_pairs(store_path)) if store_path else []
-    if store_path:
+    """Every preference pair the dataset offers: corrections first, then accepted-over-rejected.
+
+    From a store, its accepted and rejected trajectories; from a JSONL file, every line but skipped
+    ones, a line without a decision counting as accepted (files from elsewhere carry none).
+    """
+    from_store = Path(data).suffix in DB_SUFFIXES if data else bool(db)
+    if from_store:
         accepted, rejected = load_records(data, db, "accepted"), load_records(data, db, "rejected")
     else:
         records = load_records(data, db)
         accepted = [r for r in records if decision(r) in {"accept", None}]
         rejected = [r for r in records if decision(r) == "reject"]
-    pairs.extend(decision_pairs(accepted, rejected))
-    return pairs
+    return [*correction_pairs([*accepted, *rejected]), *decision_pairs(accepted, rejected)]
 
 
 def rows(pairs: Sequence[Pair], renderer: Renderer) -> list[dict[str, str]]:
@@ -146,7 +151,8 @@ class DPORun(AlgorithmRun):
         return Prepared(model, tokenizer, Dataset.from_list(dataset), summary)
 
     def arguments(self, prepared: Prepared) -> Any:
-        return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,                            max_length=prepared.summary["max_length"])
+        return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,
+                             max_length=prepared.summary["max_length"])
 
 
 def fitting_rows(dataset: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:

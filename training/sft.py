@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
+from store.records import is_derived
 from training import models
 from training.config import TINY, SFTConfig
 from training.curriculum import CurriculumOrder, stages
@@ -130,9 +131,11 @@ class SFTRun(AlgorithmRun):
         kept, examples = encoder.encode_all(records)
         if encoder.report.summary():
             print(f"warning: {encoder.report.summary()}", file=sys.stderr)
+        corrections = sum(map(is_derived, kept))
         summary = {
             "source": config.data or config.db,
-            "trajectories": len(kept),
+            "trajectories": len(kept) - corrections,
+            "correction_examples": corrections,
             "max_length": encoder.max_length,
             "tokens": int(sum(len(e.input_ids) for e in examples)),
             "trainable_tokens": int(sum(e.trainable for e in examples)),

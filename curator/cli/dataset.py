@@ -101,11 +101,15 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
 
     \b
     jsonl     one trajectory a line: {"id", "messages", "tools", "meta"}, OpenAI chat
-              messages with "weight": 0|1 on assistant messages (masked calls are 0).
+              messages with "weight": 0|1 on assistant messages (masked and corrected
+              calls are 0); meta.corrections and meta.notes hold the review's fixes
+              and notes, and each corrected call follows as a line of its own
+              ({id}#correction-{i}, meta.derived_from) that trains the fix.
     sqlite    a self-contained store in the same schema with only those trajectories,
               their toolsets, tags, reviews, notes, corrections and gold items.
     sharegpt  LLaMA-Factory ShareGPT lines (human, gpt, function_call, observation;
-              tools as a JSON string); weights are not carried.
+              tools as a JSON string) with corrected calls in place of the
+              originals; weights are not carried.
 
     OUT is written to a temporary file and renamed into place when complete.
     """
@@ -115,11 +119,10 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
         raise CuratorError(f"{out}: is the store itself; export to another file")
     try:
         with Store.open(db, create=False) as store:
-            count = EXPORTERS[fmt](store, out, status)
+            summary = EXPORTERS[fmt](store, out, status)
     except sqlite3.Error as exc:
         raise CuratorError(f"{out}: export from {db} failed, nothing was written: {exc}") from None
-    noun = "trajectory" if count == 1 else "trajectories"
-    click.echo(f"exported {count} {noun} ({status}) from {db} to {out} ({fmt})")
+    click.echo(f"exported {summary.describe()} ({status}) from {db} to {out} ({fmt})")
 
 
 @click.command("stats")

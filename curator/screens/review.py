@@ -264,9 +264,9 @@ class ReviewScreen(StoreScreen):
             self.conversation.show(None)
             return
         notes: dict[int | None, list[str]] = defaultdict(list)
-        for note in self.store.notes(trajectory.id):
+        for note in trajectory.notes:
             notes[note.message_index].append(note.text)
-        corrections = {c.message_index: c for c in self.store.corrections(trajectory.id)}
+        corrections = {c.message_index: c for c in trajectory.corrections}
         self.shown = Shown(trajectory, corrections, dict(notes))
         self.query_one("#trajectory-title", Static).update(_title(self.shown))
         self.conversation.show(self.shown)

@@ -13,14 +13,14 @@ from ..db import Store
 from .jsonl import export_jsonl, import_jsonl
 from .sharegpt import export_sharegpt
 from .sqlite import export_sqlite
-from .summary import ImportSummary
+from .summary import ExportSummary, ImportSummary
 from .toolalpaca import import_toolalpaca
 
 Importer = Callable[[Store, "str | os.PathLike[str]"], ImportSummary]
-Exporter = Callable[[Store, "str | os.PathLike[str]", str], int]
+Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 
 IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl}
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
 
-__all__ = ["EXPORTERS", "IMPORTERS", "ImportSummary", "export_jsonl", "export_sharegpt", "export_sqlite",
-           "import_jsonl", "import_toolalpaca"]
+__all__ = ["EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "export_jsonl", "export_sharegpt",
+           "export_sqlite", "import_jsonl", "import_toolalpaca"]

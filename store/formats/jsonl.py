@@ -2,9 +2,14 @@
 
 Messages are OpenAI chat messages (assistant messages carry ``"weight": 0|1``),
 ``tools`` the OpenAI function tools, ``meta`` the store's fields (``toolset``,
-``status``, ``source``, ``decision``, ``tags`` …). Export then import restores
-everything the export shows, so ``import(export(store))`` exports the same
-bytes. A line with only ``messages`` (and maybe ``tools``), as other tools write
+``status``, ``source``, ``decision``, ``tags``, and when there are some
+``corrections`` and ``notes``). After a trajectory with corrections comes one
+derived line per correction (``meta.derived_from``; see
+``records.correction_examples``): the corrected call as an example of its own,
+so a trainer that reads the file as it is learns the fix, never the original.
+Export then import restores everything the export shows (derived lines are
+skipped: they follow from their trajectory), so ``import(export(store))``
+exports the same bytes. A line with only ``messages`` (and maybe ``tools``), as other tools write
 it, imports too: its id and toolset name are then derived from its content.
 
 Importing is one transaction: a bad line names its line number and writes
@@ -20,16 +25,39 @@ from typing import Any, Iterator
 
 from ..db import Store
 from ..errors import InputError
-from ..records import DECISIONS, STATUSES, Message, Tag, Tool, Toolset, Trajectory, dumps
+from ..records import (
+    DECISIONS,
+    STATUSES,
+    Correction,
+    Message,
+    Note,
+    Tag,
+    Tool,
+    Toolset,
+    Trajectory,
+    dumps,
+    is_derived,
+)
 from ..taxonomy import check_code
 from .files import iter_json_lines, json_type, write_lines
-from .summary import ImportSummary
+from .summary import ExportSummary, ImportSummary
 
 
-def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> int:
-    """Write the trajectories the review filter ``status`` selects; returns how many."""
+def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> ExportSummary:
+    """Write the trajectories the review filter ``status`` selects, each followed by its correction examples."""
+    summary = ExportSummary()
     encoded_tools: dict[int, tuple[list[Any], str]] = {}
-    return write_lines(out, (record_line(r, encoded_tools) for r in store.iter_records(status)))
+
+    def lines() -> Iterator[str]:
+        for record in store.iter_records(status):
+            if is_derived(record):
+                summary.examples += 1
+            else:
+                summary.trajectories += 1
+            yield record_line(record, encoded_tools)
+
+    write_lines(out, lines())
+    return summary
 
 
 def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any], str]] | None = None) -> str:
@@ -76,6 +104,9 @@ class _Reader:
 
     def trajectories(self, path: str | os.PathLike[str]) -> Iterator[Trajectory]:
         for number, record in iter_json_lines(path):
+            if is_derived(record):
+                self.summary.derived += 1
+                continue
             try:
                 trajectory, tools = trajectory_from_record(record)
             except (ValueError, TypeError, KeyError) as exc:
@@ -127,9 +158,9 @@ def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Too
     instruction = _field(meta, "instruction", str, None, "meta.")
     if instruction is None:
         instruction = next((m.content for m in parsed if m.role == "user" and m.content), "")
+    trajectory_id = _field(record, "id", str, None) or _digest(dumps(record) or "")
     trajectory = Trajectory(
-        id=_field(record, "id", str, None) or _digest(dumps(record) or ""),
-        toolset=toolset, instruction=instruction, status=status,
+        id=trajectory_id, toolset=toolset, instruction=instruction, status=status,
         source=_field(meta, "source", str, "imported", "meta."),
         backend=_field(meta, "backend", str, None, "meta."),
         model=_field(meta, "model", str, None, "meta."),
@@ -140,6 +171,9 @@ def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Too
         messages=parsed,
         tags=[_tag(t, i, len(parsed)) for i, t in enumerate(_field(meta, "tags", list, [], "meta."))],
         decision=decision,
+        corrections=_corrections(trajectory_id, _field(meta, "corrections", list, [], "meta."), parsed),
+        notes=[_note(trajectory_id, n, i, len(parsed))
+               for i, n in enumerate(_field(meta, "notes", list, [], "meta."))],
     )
     return trajectory, tools
 
@@ -163,8 +197,7 @@ _A = {list: "an array", dict: "an object", str: "a string"}
 
 def _message(message: Any, index: int) -> Message:
     where = f"message {index}"
-    if not isinstance(message, dict):
-        raise ValueError(f"{where} must be an object, got {json_type(message)}")
+    _check_object(message, where)
     try:
         parsed = Message.from_openai(message)
     except ValueError as exc:
@@ -174,7 +207,7 @@ def _message(message: Any, index: int) -> Message:
     if parsed.tool_calls is not None:
         if not isinstance(parsed.tool_calls, list):
             raise ValueError(f"{where}: 'tool_calls' must be an array, got {json_type(parsed.tool_calls)}")
-        parsed.tool_calls = [_tool_call(c, f"{where}, tool call {i}") for i, c in enumerate(parsed.tool_calls)]
+        parsed.tool_calls = _calls(parsed.tool_calls, f"{where}, tool call")
     return parsed
 
 
@@ -189,9 +222,12 @@ def _tool_call(call: Any, where: str) -> dict[str, Any]:
     return call
 
 
+def _calls(calls: list[Any], where: str) -> list[dict[str, Any]]:
+    return [_tool_call(c, f"{where} {i}") for i, c in enumerate(calls)]
+
+
 def _tool(tool: Any, index: int) -> Tool:
-    if not isinstance(tool, dict):
-        raise ValueError(f"tool {index} must be an object, got {json_type(tool)}")
+    _check_object(tool, f"tool {index}")
     fn = tool.get("function", tool)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         raise ValueError(f"tool {index} has no function name")
@@ -202,8 +238,7 @@ def _tool(tool: Any, index: int) -> Tool:
 
 def _tag(tag: Any, index: int, message_count: int) -> Tag:
     where = f"meta.tags[{index}]"
-    if not isinstance(tag, dict):
-        raise ValueError(f"{where} must be an object, got {json_type(tag)}")
+    _check_object(tag, where)
     try:
         code = check_code(tag.get("code"))
     except ValueError as exc:
@@ -211,13 +246,61 @@ def _tag(tag: Any, index: int, message_count: int) -> Tag:
     source = tag.get("source", "human")
     if source not in ("auto", "human"):
         raise ValueError(f"{where}: 'source' must be 'auto' or 'human', got {source!r}")
-    message = tag.get("message")
-    if message is not None and (not isinstance(message, int) or isinstance(message, bool)
-                                or not 0 <= message < message_count):
-        raise ValueError(f"{where}: 'message' must be null or a message index below {message_count}, "
-                         f"got {message!r}")
+    message = _message_index(tag, where, message_count)
     note = tag.get("note")
     return Tag(code, source, message, None, note if isinstance(note, str) else None)
+
+
+def _corrections(trajectory_id: str, entries: list[Any], messages: list[Message]) -> list[Correction]:
+    """``meta.corrections``: at most one per message, each of an assistant message and its calls as they are."""
+    corrections: dict[int, Correction] = {}
+    for index, entry in enumerate(entries):
+        where = f"meta.corrections[{index}]"
+        _check_object(entry, where)
+        message = _message_index(entry, where, len(messages), nullable=False)
+        if messages[message].role != "assistant":
+            raise ValueError(f"{where}: message {message} is a {messages[message].role} message, not the assistant's")
+        if message in corrections:
+            raise ValueError(f"{where}: message {message} is corrected twice")
+        fixed = _calls(_field(entry, "tool_calls", list, prefix=f"{where}."), f"{where}, tool call")
+        if not fixed:
+            raise ValueError(f"{where}: 'tool_calls' is empty")
+        original = _field(entry, "original", list, None, f"{where}.")
+        # the message holds the original; one that differs would be lost on import, so it is refused
+        if original is not None and _calls(original, f"{where}, original call") != (messages[message].tool_calls or []):
+            raise ValueError(f"{where}: 'original' is not message {message}'s tool_calls")
+        strings = _strings(entry, where, "annotator", "note", "created_at")
+        corrections[message] = Correction(trajectory_id, message, fixed, **strings)
+    return sorted(corrections.values(), key=lambda c: c.message_index)
+
+
+def _note(trajectory_id: str, note: Any, index: int, message_count: int) -> Note:
+    where = f"meta.notes[{index}]"
+    _check_object(note, where)
+    text = _field(note, "text", str, prefix=f"{where}.")
+    return Note(trajectory_id, text, _message_index(note, where, message_count),
+                **_strings(note, where, "annotator", "created_at"))
+
+
+def _check_object(value: Any, where: str) -> None:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} must be an object, got {json_type(value)}")
+
+
+def _message_index(entry: dict[str, Any], where: str, message_count: int, nullable: bool = True) -> int | None:
+    """``entry["message"]``: a message index (or null, for the whole trajectory, when ``nullable``)."""
+    message = entry.get("message")
+    if message is None and nullable:
+        return None
+    if not isinstance(message, int) or isinstance(message, bool) or not 0 <= message < message_count:
+        allowed = "null or a message index" if nullable else "a message index"
+        raise ValueError(f"{where}: 'message' must be {allowed} below {message_count}, got {message!r}")
+    return message
+
+
+def _strings(entry: dict[str, Any], where: str, *keys: str) -> dict[str, str | None]:
+    """The optional string fields ``keys`` of ``entry``."""
+    return {key: _field(entry, key, str, None, f"{where}.") for key in keys}
 
 
 def _digest(text: str) -> str:

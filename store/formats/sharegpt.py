@@ -8,7 +8,8 @@ with ``tools`` a JSON string of function schemas. Register it in LLaMA-Factory's
 The format has one slot per turn, so an assistant message that thinks and calls
 keeps only the call, the answers to several calls of one message become one
 ``observation`` (a JSON array), and per-message weights are not carried: use the
-JSONL export to train with masks.
+JSONL export to train with masks. Every turn trains, so a corrected call is
+written as the annotator fixed it, never as the model first made it.
 """
 from __future__ import annotations
 
@@ -17,20 +18,25 @@ import os
 from typing import Any
 
 from ..db import Store
+from ..records import corrected_message
 from ..toolcalls import function_of
 from .files import write_lines
+from .summary import ExportSummary
 
 
-def export_sharegpt(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> int:
-    return write_lines(out, (json.dumps(sharegpt_record(r), ensure_ascii=False) + "\n"
-                             for r in store.iter_records(status)))
+def export_sharegpt(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> ExportSummary:
+    return ExportSummary(write_lines(out, (json.dumps(sharegpt_record(r), ensure_ascii=False) + "\n"
+                                           for r in store.iter_records(status, derived=False))))
 
 
 def sharegpt_record(record: dict[str, Any]) -> dict[str, Any]:
     """One canonical record (``Store.iter_records``) as a LLaMA-Factory ShareGPT example."""
     system: list[str] = []
     turns: list[dict[str, Any]] = []
-    for message in record["messages"]:
+    fixes = {c["message"]: c["tool_calls"] for c in (record.get("meta") or {}).get("corrections") or []}
+    for index, message in enumerate(record["messages"]):
+        if index in fixes:
+            message = corrected_message(message, fixes[index])
         role, content = message["role"], message.get("content") or ""
         if role == "system":
             system.append(content)

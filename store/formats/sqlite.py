@@ -19,6 +19,7 @@ from pathlib import Path
 from ..db import Store
 from ..schema import migrate
 from .files import atomic_output
+from .summary import ExportSummary
 
 _SELECTED = "trajectory_id IN (SELECT id FROM temp.export_ids)"
 _TOOLSETS = "(SELECT DISTINCT toolset FROM main.trajectories WHERE id IN (SELECT id FROM temp.export_ids))"
@@ -36,11 +37,11 @@ TABLES: tuple[tuple[str, str], ...] = (
 )
 
 
-def export_sqlite(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> int:
-    """Write the trajectories the review filter ``status`` selects to a new store at ``out``; returns how many."""
+def export_sqlite(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> ExportSummary:
+    """Write the trajectories the review filter ``status`` selects to a new store at ``out``."""
     with atomic_output(out) as temp:
         _create(temp)
-        return _copy(store, temp, status)
+        return ExportSummary(_copy(store, temp, status))
 
 
 def _create(path: Path) -> None:

@@ -1,4 +1,4 @@
-"""What an import did, for the one-line summary the CLI prints."""
+"""What an import or an export did, for the one-line summary the CLI prints."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,21 +10,42 @@ class ImportSummary:
     tools: int = 0
     trajectories: int = 0
     skipped: int = 0
+    #: Lines derived from a trajectory's corrections (``meta.derived_from``), not trajectories of their own.
+    derived: int = 0
     gold: int = 0
     #: New trajectories that arrived without flags (raw data), for the caller to auto-flag.
     unflagged: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        """``1 toolset (3 tools), 3 trajectories (2 already in the store, skipped), 100 gold items``."""
+        """``1 toolset (3 tools), 3 trajectories (2 already in the store, skipped; 1 derived correction example
+        skipped), 100 gold items``."""
         parts = []
         if self.toolsets:
             parts.append(f"{_count(self.toolsets, 'toolset', 'toolsets')} ({_count(self.tools, 'tool', 'tools')})")
         parts.append(_count(self.trajectories, "trajectory", "trajectories"))
-        if self.skipped:
-            parts[-1] += f" ({self.skipped} already in the store, skipped)"
+        asides = [f"{self.skipped} already in the store, skipped"] if self.skipped else []
+        if self.derived:
+            asides.append(f"{_count(self.derived, 'derived correction example', 'derived correction examples')} "
+                          "skipped")
+        if asides:
+            parts[-1] += f" ({'; '.join(asides)})"
         if self.gold:
             parts.append(_count(self.gold, "gold item", "gold items"))
         return ", ".join(parts)
+
+
+@dataclass
+class ExportSummary:
+    trajectories: int = 0
+    #: Lines of their own for corrected calls (``records.correction_examples``), after their trajectories.
+    examples: int = 0
+
+    def describe(self) -> str:
+        """``3 trajectories and 1 correction example``."""
+        text = _count(self.trajectories, "trajectory", "trajectories")
+        if self.examples:
+            text += f" and {_count(self.examples, 'correction example', 'correction examples')}"
+        return text
 
 
 def _count(n: int, one: str, many: str) -> str:
