@@ -22,6 +22,7 @@ from jinja2 import TemplateError
 
 from store.toolcalls import function_of
 from training.errors import TrainingError
+from training.generation_prompt import constant_header
 from training.spans import Locator, SpanError
 from training.weights import apply_pkt, key_token_indices
 
@@ -185,6 +186,7 @@ class Renderer:
         self.template = template
         self._compiled = environment.from_string(template)
         self._kwargs = dict(special_tokens or {})
+        self.header = _constant_header(environment, template, self._kwargs)
 
     @classmethod
     def of(cls, tokenizer) -> "Renderer":
@@ -239,7 +241,7 @@ class Renderer:
             except RENDER_ERRORS as exc:
                 raise SpanError(f"the chat template refused part of it: {_first_line(exc)}") from None
 
-        return Locator(text, messages, render, self.eos)
+        return Locator(text, messages, render, self.eos, self.header)
 
     def prompt(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The text a model continues to produce the next assistant message."""
@@ -266,6 +268,14 @@ class Renderer:
         except SpanError as exc:
             raise TrainingError(f"a step's completion cannot be located exactly: {exc}") from None
         return text[span.start : span.end]
+
+
+def _constant_header(environment: Any, template: str, variables: Mapping[str, Any]) -> str | None:
+    """The template's constant generation prompt (:mod:`training.generation_prompt`); None when unproven or it raises."""
+    try:
+        return constant_header(environment, template, variables)
+    except RENDER_ERRORS:
+        return None
 
 
 class TemplateRefused(Exception):

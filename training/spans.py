@@ -19,7 +19,10 @@ conversation rendered once as ``F``:
    one way. Templates that render a turn differently when it is last (Hermes's
    tool turn under ``loop.last``) fail that alignment; then the header alone
    (``G`` minus the same context rendered without the prompt) must occur exactly
-   once in the gap.
+   once in the gap. When the template's code proves every prompt is the
+   context's render plus one constant header (:mod:`training.generation_prompt`),
+   no prompt is rendered: :func:`after_header` finds the same start from the
+   header alone, or says it cannot be sure and the prompt is rendered.
 3. **End** — what closing the turn adds. The end-of-turn is the tokenizer's eos
    token, the first one after the message's last anchor (generation stops there),
    or, when the template closes turns with something else (Gemma's
@@ -141,11 +144,14 @@ class Locator:
         messages: list[dict[str, Any]],
         render: Callable[[list[dict[str, Any]], bool], str],
         eos: str | None,
+        header: str | None = None,
     ):
+        """``header``: the constant text every generation prompt appends to its context's render, when proven."""
         self.text = text
         self.messages = messages
         self._render = render
         self.eos = eos or None
+        self.header = header or None
         self.positions, self.owners = anchors(text, messages, lambda changed: render(changed, False))
 
     def span(self, index: int) -> Span:
@@ -175,6 +181,8 @@ class Locator:
     def _start(self, index: int, lo: int, first: int) -> int:
         run_start, gap_start = self._run_before(lo - 1)
         run, gap = self.text[run_start:gap_start], self.text[gap_start:first]
+        if self.header and (cut := after_header(run, gap, self.header)) is not None:
+            return gap_start + cut
         prompt = self._render(self.messages[:index], True)
         fits = [t for t in range(len(gap) + 1) if prompt.endswith(run + gap[:t])]
         if len(fits) == 1:
@@ -198,3 +206,24 @@ class Locator:
         closing = closed[at + len(own) :]
         agreed = next((n for n, (a, b) in enumerate(zip(closing, gap)) if a != b), min(len(closing), len(gap)))
         return last + len(gap[:agreed].rstrip())
+
+
+def after_header(run: str, gap: str, header: str) -> int | None:
+    """The cut of ``gap`` that :meth:`Locator._start` finds when every prompt is ``context + header``; None if unsure.
+
+    That comparison's candidates are the cuts ``t`` where ``run + gap[:t]`` ends
+    the prompt. A cut ``t >= len(header)`` puts the whole header inside the gap,
+    ending at ``t``: with the header occurring once there, only one such cut
+    exists, and if the alignment rejects it the header fallback picks the same
+    one. A shorter cut needs the header and ``run + gap[:t]`` to overlap (one
+    ending with the other); when any does, the prompt is rendered after all.
+    """
+    at = gap.find(header)
+    if at < 0 or gap.find(header, at + 1) >= 0:
+        return None
+    edge = run[-len(header) :]  # only the last len(header) characters can meet the header
+    for t in range(min(len(header), len(gap) + 1)):
+        tail = edge + gap[:t]
+        if tail.endswith(header) or header.endswith(tail):
+            return None
+    return at + len(header)
