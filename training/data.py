@@ -15,14 +15,14 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 
 from store.toolcalls import function_of
 from training.errors import TrainingError
-from training.generation_prompt import constant_header
+from training.compiled import compiled
 from training.spans import Locator, SpanError
 from training.weights import apply_pkt, key_token_indices
 
@@ -170,23 +170,13 @@ def template_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, 
 
 
 class Renderer:
-    """A chat template compiled once and rendered to strings."""
+    """A chat template compiled once (:mod:`training.compiled`) and rendered to strings."""
 
     def __init__(self, template: str, special_tokens: Mapping[str, Any] | None = None):
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-
-        # The template's own environment (same sandbox, filters and globals) with a
-        # memoised ``tojson``: every prefix render re-serialises the same tool
-        # schemas, which would otherwise dominate the cost of preparing data.
-        environment = _compile_jinja_template(template).environment.overlay()
-        environment.filters = dict(environment.filters)
-        self._tojson = _MemoJson(environment.filters["tojson"])
-        environment.filters["tojson"] = self._tojson
-        environment.getattr = _dict_first_getattr(environment.getattr)
         self.template = template
-        self._compiled = environment.from_string(template)
+        self._compiled = compiled(template)
         self._kwargs = dict(special_tokens or {})
-        self.header = _constant_header(environment, template, self._kwargs)
+        self.header = _header(self._compiled.prompt, self._kwargs)
 
     @classmethod
     def of(cls, tokenizer) -> "Renderer":
@@ -201,7 +191,7 @@ class Renderer:
 
     def forget(self) -> None:
         """Drop the memoised JSON; call before rendering a new conversation."""
-        self._tojson.clear()
+        self._compiled.tojson.clear()
 
     @property
     def eos(self) -> str | None:
@@ -210,7 +200,7 @@ class Renderer:
     def render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool = False
     ) -> str:
-        return self._compiled.render(
+        return self._compiled.template.render(
             messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **self._kwargs
         )
 
@@ -270,10 +260,12 @@ class Renderer:
         return text[span.start : span.end]
 
 
-def _constant_header(environment: Any, template: str, variables: Mapping[str, Any]) -> str | None:
-    """The template's constant generation prompt (:mod:`training.generation_prompt`); None when unproven or it raises."""
+def _header(prompt: Template | None, variables: Mapping[str, Any]) -> str | None:
+    """The constant generation prompt (:mod:`training.generation_prompt`) rendered; None when unproven or it raises."""
+    if prompt is None:
+        return None
     try:
-        return constant_header(environment, template, variables)
+        return prompt.render(**variables) or None
     except RENDER_ERRORS:
         return None
 
@@ -285,49 +277,6 @@ class TemplateRefused(Exception):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-def _dict_first_getattr(sandboxed: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """The sandbox's ``getattr`` with a fast path for ``message.role`` on a plain dict.
-
-    The sandbox looks the name up as an attribute first and falls back to the
-    item; for a dict key that is no dict attribute that is always the item, so
-    returning it directly changes nothing but the cost (a third of a render).
-    """
-
-    def getattr_(obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
-            return obj[attribute]
-        return sandboxed(obj, attribute)
-
-    return getattr_
-
-
-class _MemoJson:
-    """``tojson`` that serialises each object once while a conversation is rendered.
-
-    Entries keep their object alive, so an ``id`` cannot be reused while its
-    entry exists; templates run in an immutable sandbox, so objects do not change.
-    """
-
-    def __init__(self, dumps: Callable[..., str]):
-        self._dumps = dumps
-        self._cache: dict[tuple, tuple[Any, str]] = {}
-
-    def __call__(self, value: Any, *args: Any, **kwargs: Any) -> str:
-        key = (id(value), args, tuple(sorted(kwargs.items())))
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        text = self._dumps(value, *args, **kwargs)
-        self._cache[key] = (value, text)
-        return text
-
-    def clear(self) -> None:
-        self._cache.clear()
 
 
 @dataclass

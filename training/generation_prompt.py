@@ -10,16 +10,14 @@ and read ``add_generation_prompt`` nowhere else. Then rendering with and
 without it runs the same code up to that last statement, so for every prefix
 ``G = render(messages[:i]) + H``, and when the statement's body depends on no
 message, tool or variable the template assigns, ``H`` is one string for every
-conversation: what :func:`constant_header` returns, by running that body alone.
+conversation: the render of :func:`constant_prompt`, that body alone.
 Anything else (the body reads state, as DeepSeek's ``ns.is_tool``; an ``else``
 branch, as Phi's ``eos_token``; the variable read elsewhere) gives ``None``,
 and the prompt is rendered per message as before.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
-from jinja2 import Environment, nodes
+from jinja2 import Environment, Template, nodes
 
 GENERATION_PROMPT = "add_generation_prompt"
 # Inputs that change from one prompt render to the next.
@@ -31,13 +29,10 @@ _PURE = (nodes.Output, nodes.TemplateData, nodes.Const, nodes.If, nodes.CondExpr
 _FOREIGN = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport, nodes.Block)
 
 
-def constant_header(environment: Environment, source: str, variables: Mapping[str, Any]) -> str | None:
-    """``H`` with ``render(m, add_generation_prompt=True) == render(m) + H`` for every ``m``; None if not provable."""
+def constant_prompt(environment: Environment, source: str) -> Template | None:
+    """That last statement's body compiled alone, when proven; its render is ``H``."""
     body = _constant_prompt_body(environment.parse(source))
-    if body is None:
-        return None
-    header = environment.from_string(nodes.Template(body)).render(**variables)
-    return header or None
+    return None if body is None else environment.from_string(nodes.Template(body))
 
 
 def _constant_prompt_body(tree: nodes.Template) -> list[nodes.Node] | None:
