@@ -494,29 +494,39 @@ class PieceTokenizer:
         plain = all(not (t.lstrip or t.rstrip or t.single_word or t.normalized) for t in added.values())
         longest_first = sorted(self._ids, key=len, reverse=True)
         self._split = re.compile("|".join(map(re.escape, longest_first))) if plain and self._ids else None
+        self._tokens = {
+            content: (np.array([i], dtype=np.int64), np.array([[0, len(content)]], dtype=np.int64))
+            for content, i in self._ids.items()
+        }
         self._cache: dict[tuple[str | None, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         if self._split is None:
             return self._whole(text)
-        ids, offsets, pos, before = [], [], 0, None
+        parts, starts, pos, before = [], [], 0, None
         for match in self._split.finditer(text):
-            if match.start() > pos:
-                self._piece(text[pos : match.start()], pos, before, ids, offsets)
-            ids.append(np.array([self._ids[match.group()]], dtype=np.int64))
-            offsets.append(np.array([[match.start(), match.end()]], dtype=np.int64))
-            before, pos = match.group(), match.end()
+            start, token = match.start(), match.group()
+            if start > pos:
+                parts.append(self._piece(text[pos:start], before))
+                starts.append(pos)
+            parts.append(self._tokens[token])
+            starts.append(start)
+            before, pos = token, match.end()
         if pos < len(text):
-            self._piece(text[pos:], pos, before, ids, offsets)
-        if not ids:
+            parts.append(self._piece(text[pos:], before))
+            starts.append(pos)
+        if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
-        return np.concatenate(ids), np.concatenate(offsets)
+        # Each part's offsets are relative to where it starts: shift them all at once.
+        shifts = np.repeat(np.asarray(starts, dtype=np.int64), [len(ids) for ids, _ in parts])
+        return np.concatenate([ids for ids, _ in parts]), np.concatenate([o for _, o in parts]) + shifts[:, None]
 
     def _whole(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         enc = self._backend.encode(text, add_special_tokens=False)
         return np.asarray(enc.ids, dtype=np.int64), np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
 
-    def _piece(self, piece: str, at: int, before: str | None, ids: list, offsets: list) -> None:
+    def _piece(self, piece: str, before: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``piece`` after the added token ``before``, and their offsets from the piece's start."""
         key = (before, piece)
         hit = self._cache.get(key)
         if hit is None:
@@ -528,8 +538,7 @@ class PieceTokenizer:
                     raise TrainingError(f"the tokenizer does not split at its added token {before!r}")
                 piece_ids, piece_offsets = piece_ids[1:], piece_offsets[1:] - len(before)
             hit = self._cache[key] = (piece_ids, piece_offsets)
-        ids.append(hit[0])
-        offsets.append(hit[1] + at)
+        return hit
 
 
 def token_range(starts: np.ndarray, ends: np.ndarray, begin: int, end: int) -> tuple[int, int]:
