@@ -14,6 +14,7 @@ import json
 import re
 import string
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -109,6 +110,7 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 9
 
 
+@lru_cache(maxsize=65536)
 def template_id(raw: str) -> str:
     """The tool-call id as the template sees it: 9 alphanumeric characters, the same for the same id.
 

@@ -184,14 +184,10 @@ class Locator:
         if self.header and (cut := after_header(run, gap, self.header)) is not None:
             return gap_start + cut
         prompt = self._render(self.messages[:index], True)
-        fits = [t for t in range(len(gap) + 1) if prompt.endswith(run + gap[:t])]
-        if len(fits) == 1:
-            return gap_start + fits[0]
-        context = self._render(self.messages[:index], False)
-        header = prompt[len(context) :] if prompt.startswith(context) else ""
-        if header and gap.count(header) == 1:
-            return gap_start + gap.index(header) + len(header)
-        raise SpanError("the generation prompt does not match how the template renders the turn in the conversation")
+        cut = prompt_cut(run, gap, prompt, lambda: self._render(self.messages[:index], False))
+        if cut is None:
+            raise SpanError("the generation prompt does not match how the template renders the turn in the conversation")
+        return gap_start + cut
 
     def _end(self, index: int, hi: int, first: int, last: int) -> int:
         gap_end = int(self.positions[hi + 1]) if hi + 1 < len(self.positions) else len(self.text)
@@ -208,22 +204,39 @@ class Locator:
         return last + len(gap[:agreed].rstrip())
 
 
-def after_header(run: str, gap: str, header: str) -> int | None:
-    """The cut of ``gap`` that :meth:`Locator._start` finds when every prompt is ``context + header``; None if unsure.
+def prompt_cut(run: str, gap: str, prompt: str, context: Callable[[], str]) -> int | None:
+    """Where ``prompt`` ends in ``gap`` (step 2 of the module docstring); None when not in exactly one way.
 
-    That comparison's candidates are the cuts ``t`` where ``run + gap[:t]`` ends
+    ``run`` is the text before the gap, ``context`` renders the same messages
+    without the prompt (only needed when the alignment fails).
+    """
+    fits = [t for t in range(len(gap) + 1) if prompt.endswith(run + gap[:t])]
+    if len(fits) == 1:
+        return fits[0]
+    rendered = context()
+    header = prompt[len(rendered) :] if prompt.startswith(rendered) else ""
+    if header and gap.count(header) == 1:
+        return gap.index(header) + len(header)
+    return None
+
+
+def after_header(run: str, gap: str, header: str) -> int | None:
+    """The cut :func:`prompt_cut` finds when the prompt is ``context + header``, whatever the context; None if unsure.
+
+    Its candidates are the cuts ``t`` where ``run + gap[:t]`` ends
     the prompt. A cut ``t >= len(header)`` puts the whole header inside the gap,
     ending at ``t``: with the header occurring once there, only one such cut
     exists, and if the alignment rejects it the header fallback picks the same
-    one. A shorter cut needs the header and ``run + gap[:t]`` to overlap (one
-    ending with the other); when any does, the prompt is rendered after all.
+    one. A shorter cut needs ``run + gap[:t]`` to end with the header (which
+    then reaches into the run) or the header to end with it (a run shorter
+    than the header); when either can happen, the prompt is rendered after all.
     """
     at = gap.find(header)
     if at < 0 or gap.find(header, at + 1) >= 0:
         return None
-    edge = run[-len(header) :]  # only the last len(header) characters can meet the header
-    for t in range(min(len(header), len(gap) + 1)):
-        tail = edge + gap[:t]
-        if tail.endswith(header) or header.endswith(tail):
-            return None
-    return at + len(header)
+    n = len(header)
+    if header in run[-n:] + gap[: n - 1]:  # would end inside run + gap[:t] for some t < n
+        return None
+    if len(run) <= n and any(header.endswith(run + gap[:t]) for t in range(min(n - len(run), n - 1, len(gap)) + 1)):
+        return None
+    return at + n
