@@ -210,3 +210,33 @@ def test_piecewise_tokenization_equals_tokenizing_the_whole_render(case):
         whole = tok.backend_tokenizer.encode(example.text, add_special_tokens=False)
         assert example.input_ids.tolist() == whole.ids
         assert [tuple(o) for o in example.offsets.tolist()] == whole.offsets
+
+
+def toy_render(messages: list[dict], add_generation_prompt: bool) -> str:
+    """A toy template: ``<role>content|`` per message, the last two messages' text interleaved when asked."""
+    parts = []
+    for m in messages:
+        if m.get("mix") and parts:
+            previous = parts.pop()
+            parts.append("".join(a + b for a, b in zip(previous, m["content"])))
+        else:
+            parts.append(m["content"])
+    text = "".join(f"<{m['role']}>{p}|" for m, p in zip(messages, parts))
+    return text + ("<assistant>" if add_generation_prompt else "")
+
+
+@pytest.mark.parametrize("header", [None, "<assistant>"])
+def test_locator_spans_and_refusals_on_a_toy_template(header):
+    from training.spans import Locator, SpanError
+
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+                {"role": "user", "content": "ab"}, {"role": "assistant", "content": "cd", "mix": True},
+                {"role": "assistant", "content": "..."}]
+    text = toy_render(messages, False)
+    locator = Locator(text, messages, toy_render, "|", header)
+    span = locator.span(1)
+    assert text[span.start : span.end] == "yo|"
+    with pytest.raises(SpanError, match="interleaved with message 2's"):
+        locator.span(3)
+    with pytest.raises(SpanError, match="renders no text of its own"):
+        locator.span(4)

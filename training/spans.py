@@ -122,6 +122,15 @@ def anchors(
     return pos[order].astype(np.int64), own[order].astype(np.int64)
 
 
+def _blocks(positions: np.ndarray, owners: np.ndarray) -> list[tuple[int, int, int]]:
+    """``(start, end, owner)`` of each run of consecutive anchors one message wrote, from its first to past its last."""
+    if not len(owners):
+        return []
+    cut = np.flatnonzero(owners[1:] != owners[:-1]) + 1
+    firsts, lasts = np.r_[0, cut], np.r_[cut, len(owners)] - 1
+    return list(zip(positions[firsts].tolist(), (positions[lasts] + 1).tolist(), owners[firsts].tolist()))
+
+
 def _codes(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """The perturbation code that turns each ``before`` character into ``after``; -1 where none does."""
     low_before = before | 0x20
@@ -152,34 +161,29 @@ class Locator:
         self._render = render
         self.eos = eos or None
         self.header = header or None
-        self.positions, self.owners = anchors(text, messages, lambda changed: render(changed, False))
+        positions, owners = anchors(text, messages, lambda changed: render(changed, False))
+        self._blocks = _blocks(positions, owners)
+        self._blocks_of: dict[int, list[int]] = {}
+        for b, (_, _, owner) in enumerate(self._blocks):
+            self._blocks_of.setdefault(owner, []).append(b)
 
     def span(self, index: int) -> Span:
         """The span of assistant message ``index``; :class:`SpanError` says why it cannot be trusted."""
-        own = np.flatnonzero(self.owners == index)
-        if not len(own):
+        blocks = self._blocks_of.get(index)
+        if not blocks:
             raise SpanError("it renders no text of its own (nothing changes when its text does)")
-        lo, hi = int(own[0]), int(own[-1])
-        if hi - lo + 1 != len(own):
-            other = int(self.owners[lo + 1 : hi][self.owners[lo + 1 : hi] != index][0])
-            raise SpanError(f"its text is interleaved with message {other}'s")
-        first, last = int(self.positions[lo]), int(self.positions[hi]) + 1
-        start = self._start(index, lo, first)
-        end = self._end(index, hi, first, last)
+        if len(blocks) > 1:
+            raise SpanError(f"its text is interleaved with message {self._blocks[blocks[0] + 1][2]}'s")
+        b = blocks[0]
+        first, last, _ = self._blocks[b]
+        run_start, gap_start, _ = self._blocks[b - 1] if b > 0 else (0, 0, None)
+        gap_end = self._blocks[b + 1][0] if b + 1 < len(self._blocks) else len(self.text)
+        start = self._start(index, run_start, gap_start, first)
+        end = self._end(index, first, last, gap_end)
         return Span(index, start, end)
 
-    def _run_before(self, k: int) -> tuple[int, int]:
-        """``(run_start, gap_start)``: the text of the anchors before ``k`` that belong to the same message."""
-        if k < 0:
-            return 0, 0
-        owner = self.owners[k]
-        j = k
-        while j > 0 and self.owners[j - 1] == owner:
-            j -= 1
-        return int(self.positions[j]), int(self.positions[k]) + 1
-
-    def _start(self, index: int, lo: int, first: int) -> int:
-        run_start, gap_start = self._run_before(lo - 1)
+    def _start(self, index: int, run_start: int, gap_start: int, first: int) -> int:
+        """After the generation prompt, in the gap between the text before (``run_start:gap_start``) and ``first``."""
         run, gap = self.text[run_start:gap_start], self.text[gap_start:first]
         if self.header and (cut := after_header(run, gap, self.header)) is not None:
             return gap_start + cut
@@ -189,8 +193,8 @@ class Locator:
             raise SpanError("the generation prompt does not match how the template renders the turn in the conversation")
         return gap_start + cut
 
-    def _end(self, index: int, hi: int, first: int, last: int) -> int:
-        gap_end = int(self.positions[hi + 1]) if hi + 1 < len(self.positions) else len(self.text)
+    def _end(self, index: int, first: int, last: int, gap_end: int) -> int:
+        """After the end of turn, in the gap between the message's text ``first:last`` and ``gap_end``."""
         gap = self.text[last:gap_end]
         if self.eos and self.eos in gap:
             return last + gap.index(self.eos) + len(self.eos)
