@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
 from real_templates import CASES  # noqa: E402
-from test_spans import HERMES, HERMES_LOOP_LAST, tokenizer_for, trajectories  # noqa: E402
+from test_spans import HERMES, HERMES_LOOP_LAST, chat, tokenizer_for, trajectories  # noqa: E402
 from training.data import Renderer, template_messages, template_tools  # noqa: E402
 from training.spans import SpanError, after_header, prompt_cut  # noqa: E402
 from training.templates import SPECIAL_TOKENS, TEMPLATES  # noqa: E402
@@ -32,6 +33,7 @@ def header_of(template: str) -> str | None:
     ("{% set ns = namespace(t=false) %}" + LOOP + "{% if add_generation_prompt %}{% if ns.t %}T{% endif %}A:{% endif %}",
      None),  # reads state
     ("{% set x = 'X' %}" + LOOP + "{% if add_generation_prompt %}{{ x }}{% endif %}", None),  # an assigned name
+    (LOOP + "{% if add_generation_prompt %}{{ self }}{% endif %}", None),  # the template itself
     (LOOP + "{% if add_generation_prompt %}{{ messages | length }}{% endif %}", None),  # a message-dependent filter
     (LOOP + "{% if add_generation_prompt and messages %}A:{% endif %}", None),  # a compound test
 ])
@@ -39,12 +41,20 @@ def test_the_header_is_proven_only_from_a_last_pure_prompt_statement(template, h
     assert header_of(template) == header
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_a_proven_header_is_what_every_prompt_appends(case):
-    renderer = Renderer.of(tokenizer_for(case))
+def template_files() -> list[Path]:
+    trl = pytest.importorskip("trl")
+    return sorted((Path(trl.__file__).parent / "chat_templates").glob("*.jinja"))
+
+
+@pytest.mark.parametrize("path", [*template_files(), *(c.path() for c in CASES if c.where == "fixture")],
+                         ids=lambda p: p.name)
+def test_a_proven_header_is_what_every_prompt_appends(path):
+    renderer = Renderer(path.read_text(), {**TOKENS, "pad_token": "<pad>"})
     if renderer.header is None:
         pytest.skip("no constant header: prompts are rendered per message")
-    for record in trajectories(case)[:2]:
+    checked = 0
+    no_system = {**chat(1), "messages": chat(1)["messages"][1:]}  # for templates that take no system turn
+    for record in [*records(3, extra_turns=1), chat(0), no_system]:
         messages, tools = template_messages(record["messages"]), template_tools(record["tools"])
         for i in range(1, len(messages) + 1):
             try:
@@ -52,6 +62,8 @@ def test_a_proven_header_is_what_every_prompt_appends(case):
             except Exception:  # the template refuses this prefix either way
                 continue
             assert renderer.render(messages[:i], tools, add_generation_prompt=True) == context + renderer.header
+            checked += 1
+    assert checked
 
 
 def spans(renderer: Renderer, record: dict) -> list:

@@ -20,8 +20,8 @@ from __future__ import annotations
 from jinja2 import Environment, Template, nodes
 
 GENERATION_PROMPT = "add_generation_prompt"
-# Inputs that change from one prompt render to the next.
-_VARYING = frozenset({GENERATION_PROMPT, "messages", "tools"})
+# Inputs that change from one prompt render to the next, and names Jinja binds itself (``self`` is the template).
+_VARYING = frozenset({GENERATION_PROMPT, "messages", "tools", "self", "loop", "caller", "varargs", "kwargs"})
 # Pure node kinds: constants, names, tests and the logic joining them; no calls, filters or attribute reads.
 _PURE = (nodes.Output, nodes.TemplateData, nodes.Const, nodes.If, nodes.CondExpr, nodes.Name, nodes.Test,
          nodes.Not, nodes.And, nodes.Or, nodes.Compare, nodes.Operand, nodes.Concat)
