@@ -240,3 +240,14 @@ def test_locator_spans_and_refusals_on_a_toy_template(header):
         locator.span(3)
     with pytest.raises(SpanError, match="renders no text of its own"):
         locator.span(4)
+
+
+def test_code_table_is_the_formula_for_every_character_pair_that_occurs():
+    from training.spans import code_formula, codes_of
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([np.arange(200), [0x130, 0x17F, 0x212A, 0x1F600, 0x10FFFF]]).astype(np.uint32)
+    before, after = np.repeat(points, len(points)), np.tile(points, len(points))
+    assert np.array_equal(codes_of(before, after), code_formula(before, after))
+    random_pairs = rng.integers(0, 0x110000, size=(2, 10_000)).astype(np.uint32)
+    assert np.array_equal(codes_of(*random_pairs), code_formula(*random_pairs))
