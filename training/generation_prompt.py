@@ -14,6 +14,10 @@ conversation: the render of :func:`constant_prompt`, that body alone.
 Anything else (the body reads state, as DeepSeek's ``ns.is_tool``; an ``else``
 branch, as Phi's ``eos_token``; the variable read elsewhere) gives ``None``,
 and the prompt is rendered per message as before.
+
+One thing the rendered prompts also checked is given up: a template that
+raises on a prefix of a conversation it renders whole (none known) is no
+longer refused for it; the spans, located on the whole render, are the same.
 """
 from __future__ import annotations
 
