@@ -210,3 +210,44 @@ def test_piecewise_tokenization_equals_tokenizing_the_whole_render(case):
         whole = tok.backend_tokenizer.encode(example.text, add_special_tokens=False)
         assert example.input_ids.tolist() == whole.ids
         assert [tuple(o) for o in example.offsets.tolist()] == whole.offsets
+
+
+def toy_render(messages: list[dict], add_generation_prompt: bool) -> str:
+    """A toy template: ``<role>content|`` per message, the last two messages' text interleaved when asked."""
+    parts = []
+    for m in messages:
+        if m.get("mix") and parts:
+            previous = parts.pop()
+            parts.append("".join(a + b for a, b in zip(previous, m["content"])))
+        else:
+            parts.append(m["content"])
+    text = "".join(f"<{m['role']}>{p}|" for m, p in zip(messages, parts))
+    return text + ("<assistant>" if add_generation_prompt else "")
+
+
+@pytest.mark.parametrize("header", [None, "<assistant>"])
+def test_locator_spans_and_refusals_on_a_toy_template(header):
+    from training.spans import Locator, SpanError
+
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"},
+                {"role": "user", "content": "ab"}, {"role": "assistant", "content": "cd", "mix": True},
+                {"role": "assistant", "content": "..."}]
+    text = toy_render(messages, False)
+    locator = Locator(text, messages, toy_render, "|", header)
+    span = locator.span(1)
+    assert text[span.start : span.end] == "yo|"
+    with pytest.raises(SpanError, match="interleaved with message 2's"):
+        locator.span(3)
+    with pytest.raises(SpanError, match="renders no text of its own"):
+        locator.span(4)
+
+
+def test_code_table_is_the_formula_for_every_character_pair_that_occurs():
+    from training.spans import code_formula, codes_of
+
+    rng = np.random.default_rng(0)
+    points = np.concatenate([np.arange(200), [0x130, 0x17F, 0x212A, 0x1F600, 0x10FFFF]]).astype(np.uint32)
+    before, after = np.repeat(points, len(points)), np.tile(points, len(points))
+    assert np.array_equal(codes_of(before, after), code_formula(before, after))
+    random_pairs = rng.integers(0, 0x110000, size=(2, 10_000)).astype(np.uint32)
+    assert np.array_equal(codes_of(*random_pairs), code_formula(*random_pairs))

@@ -14,14 +14,16 @@ import json
 import re
 import string
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
-from jinja2 import TemplateError
+from jinja2 import Template, TemplateError
 
 from store.toolcalls import function_of
 from training.errors import TrainingError
+from training.compiled import compiled
 from training.spans import Locator, SpanError
 from training.weights import apply_pkt, key_token_indices
 
@@ -108,6 +110,7 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 ID_LENGTH = 9
 
 
+@lru_cache(maxsize=65536)
 def template_id(raw: str) -> str:
     """The tool-call id as the template sees it: 9 alphanumeric characters, the same for the same id.
 
@@ -169,22 +172,13 @@ def template_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[dict[str, 
 
 
 class Renderer:
-    """A chat template compiled once and rendered to strings."""
+    """A chat template compiled once (:mod:`training.compiled`) and rendered to strings."""
 
     def __init__(self, template: str, special_tokens: Mapping[str, Any] | None = None):
-        from transformers.utils.chat_template_utils import _compile_jinja_template
-
-        # The template's own environment (same sandbox, filters and globals) with a
-        # memoised ``tojson``: every prefix render re-serialises the same tool
-        # schemas, which would otherwise dominate the cost of preparing data.
-        environment = _compile_jinja_template(template).environment.overlay()
-        environment.filters = dict(environment.filters)
-        self._tojson = _MemoJson(environment.filters["tojson"])
-        environment.filters["tojson"] = self._tojson
-        environment.getattr = _dict_first_getattr(environment.getattr)
         self.template = template
-        self._compiled = environment.from_string(template)
+        self._compiled = compiled(template)
         self._kwargs = dict(special_tokens or {})
+        self.header = _header(self._compiled.prompt, self._kwargs)
 
     @classmethod
     def of(cls, tokenizer) -> "Renderer":
@@ -199,7 +193,7 @@ class Renderer:
 
     def forget(self) -> None:
         """Drop the memoised JSON; call before rendering a new conversation."""
-        self._tojson.clear()
+        self._compiled.tojson.clear()
 
     @property
     def eos(self) -> str | None:
@@ -208,7 +202,7 @@ class Renderer:
     def render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool = False
     ) -> str:
-        return self._compiled.render(
+        return self._compiled.template.render(
             messages=messages, tools=tools, add_generation_prompt=add_generation_prompt, **self._kwargs
         )
 
@@ -239,7 +233,7 @@ class Renderer:
             except RENDER_ERRORS as exc:
                 raise SpanError(f"the chat template refused part of it: {_first_line(exc)}") from None
 
-        return Locator(text, messages, render, self.eos)
+        return Locator(text, messages, render, self.eos, self.header)
 
     def prompt(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None) -> str:
         """The text a model continues to produce the next assistant message."""
@@ -268,6 +262,16 @@ class Renderer:
         return text[span.start : span.end]
 
 
+def _header(prompt: Template | None, variables: Mapping[str, Any]) -> str | None:
+    """The constant generation prompt (:mod:`training.generation_prompt`) rendered; None when unproven or it raises."""
+    if prompt is None:
+        return None
+    try:
+        return prompt.render(**variables) or None
+    except RENDER_ERRORS:
+        return None
+
+
 class TemplateRefused(Exception):
     """The chat template raised on a conversation; the message is the template's own."""
 
@@ -275,49 +279,6 @@ class TemplateRefused(Exception):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-_DICT_ATTRIBUTES = frozenset(dir(dict))
-
-
-def _dict_first_getattr(sandboxed: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
-    """The sandbox's ``getattr`` with a fast path for ``message.role`` on a plain dict.
-
-    The sandbox looks the name up as an attribute first and falls back to the
-    item; for a dict key that is no dict attribute that is always the item, so
-    returning it directly changes nothing but the cost (a third of a render).
-    """
-
-    def getattr_(obj: Any, attribute: str) -> Any:
-        if type(obj) is dict and attribute in obj and attribute not in _DICT_ATTRIBUTES:
-            return obj[attribute]
-        return sandboxed(obj, attribute)
-
-    return getattr_
-
-
-class _MemoJson:
-    """``tojson`` that serialises each object once while a conversation is rendered.
-
-    Entries keep their object alive, so an ``id`` cannot be reused while its
-    entry exists; templates run in an immutable sandbox, so objects do not change.
-    """
-
-    def __init__(self, dumps: Callable[..., str]):
-        self._dumps = dumps
-        self._cache: dict[tuple, tuple[Any, str]] = {}
-
-    def __call__(self, value: Any, *args: Any, **kwargs: Any) -> str:
-        key = (id(value), args, tuple(sorted(kwargs.items())))
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] is value:
-            return hit[1]
-        text = self._dumps(value, *args, **kwargs)
-        self._cache[key] = (value, text)
-        return text
-
-    def clear(self) -> None:
-        self._cache.clear()
 
 
 @dataclass
@@ -544,29 +505,39 @@ class PieceTokenizer:
         plain = all(not (t.lstrip or t.rstrip or t.single_word or t.normalized) for t in added.values())
         longest_first = sorted(self._ids, key=len, reverse=True)
         self._split = re.compile("|".join(map(re.escape, longest_first))) if plain and self._ids else None
+        self._tokens = {
+            content: (np.array([i], dtype=np.int64), np.array([[0, len(content)]], dtype=np.int64))
+            for content, i in self._ids.items()
+        }
         self._cache: dict[tuple[str | None, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def encode(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         if self._split is None:
             return self._whole(text)
-        ids, offsets, pos, before = [], [], 0, None
+        parts, starts, pos, before = [], [], 0, None
         for match in self._split.finditer(text):
-            if match.start() > pos:
-                self._piece(text[pos : match.start()], pos, before, ids, offsets)
-            ids.append(np.array([self._ids[match.group()]], dtype=np.int64))
-            offsets.append(np.array([[match.start(), match.end()]], dtype=np.int64))
-            before, pos = match.group(), match.end()
+            start, token = match.start(), match.group()
+            if start > pos:
+                parts.append(self._piece(text[pos:start], before))
+                starts.append(pos)
+            parts.append(self._tokens[token])
+            starts.append(start)
+            before, pos = token, match.end()
         if pos < len(text):
-            self._piece(text[pos:], pos, before, ids, offsets)
-        if not ids:
+            parts.append(self._piece(text[pos:], before))
+            starts.append(pos)
+        if not parts:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
-        return np.concatenate(ids), np.concatenate(offsets)
+        # Each part's offsets are relative to where it starts: shift them all at once.
+        shifts = np.repeat(np.asarray(starts, dtype=np.int64), [len(ids) for ids, _ in parts])
+        return np.concatenate([ids for ids, _ in parts]), np.concatenate([o for _, o in parts]) + shifts[:, None]
 
     def _whole(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         enc = self._backend.encode(text, add_special_tokens=False)
         return np.asarray(enc.ids, dtype=np.int64), np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
 
-    def _piece(self, piece: str, at: int, before: str | None, ids: list, offsets: list) -> None:
+    def _piece(self, piece: str, before: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of ``piece`` after the added token ``before``, and their offsets from the piece's start."""
         key = (before, piece)
         hit = self._cache.get(key)
         if hit is None:
@@ -578,8 +549,7 @@ class PieceTokenizer:
                     raise TrainingError(f"the tokenizer does not split at its added token {before!r}")
                 piece_ids, piece_offsets = piece_ids[1:], piece_offsets[1:] - len(before)
             hit = self._cache[key] = (piece_ids, piece_offsets)
-        ids.append(hit[0])
-        offsets.append(hit[1] + at)
+        return hit
 
 
 def token_range(starts: np.ndarray, ends: np.ndarray, begin: int, end: int) -> tuple[int, int]:
