@@ -338,6 +338,11 @@ class Store(RunBookkeeping, LeaseBookkeeping):
         while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
             yield from self._load(page)
 
+    def iter_by_id(self, trajectory_ids: Sequence[str]) -> Iterator[Trajectory]:
+        """Stream the trajectories of ``trajectory_ids`` that exist, in that order, a page at a time."""
+        for start in range(0, len(trajectory_ids), _PAGE):
+            yield from self._load(list(trajectory_ids[start:start + _PAGE]))
+
     def iter_records(self, status: str = "accepted") -> Iterator[dict[str, Any]]:
         """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter."""
         tools_cache: dict[str | None, list[dict[str, Any]]] = {}
