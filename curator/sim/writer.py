@@ -47,6 +47,8 @@ class StoreWriter:
         if self._thread is None:
             return self._run(write)
         future = asyncio.get_running_loop().run_in_executor(self._thread, self._run, write)
+        # A write that fails after its caller was cancelled has no one to raise to; the next write fails alike.
+        future.add_done_callback(_consume)
         return await asyncio.shield(future)
 
     def _run(self, write: Callable[[Store], T]) -> T:
@@ -65,3 +67,9 @@ class StoreWriter:
         if self._own is not None:
             self._own.close()
             self._own = None
+
+
+def _consume(future: "asyncio.Future[object]") -> None:
+    """Mark a write's outcome as seen, so an error nobody awaited is not reported as never retrieved."""
+    if not future.cancelled():
+        future.exception()
