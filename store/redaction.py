@@ -20,7 +20,7 @@ MASK = "[redacted]"
 #: Values shorter than this are not treated as keys (a placeholder, an empty variable).
 MIN_LENGTH = 8
 #: A run of this many of a key's first characters is taken for (the start of) the key.
-PREFIX = 8
+PREFIX = 12
 
 _secrets: set[str] = set()
 
