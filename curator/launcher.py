@@ -4,7 +4,10 @@
 trajectories to ``exports/<time>/`` beside the store (SQLite + JSONL), then
 ``start_run`` creates the run row (status queued, the snapshot on its
 ``dataset``) and starts ``python -m training <algorithm> … --run-id ID`` in a
-session of its own, logging to ``run.log`` in the run's output directory. From
+session of its own, logging to ``run.log`` in the run's output directory; the
+row, the process's pid and its lease are committed together, so no row is ever
+left without a process to look for. A run whose process died without a word is
+marked failed by the next command (``curator.reaping``). From
 then on the training process keeps its row current (running → completed |
 failed | cancelled) and streams its metrics into the store; the runs screen
 only reads them, so quitting the app leaves the run going and the next session
