@@ -53,7 +53,7 @@ class RunRecorder:
         self._started = time.time()
         self._launched_dataset: dict[str, Any] = {}
         if db:
-            self.store = Store.open(db, create=False)
+            self.store = Store.open(db)
             if self.run_id is None:
                 self.run_id = self.store.create_run(
                     kind, algorithm, base_model, public_config(config), output_dir=str(output_dir),
