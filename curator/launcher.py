@@ -4,7 +4,10 @@
 trajectories to ``exports/<time>/`` beside the store (SQLite + JSONL), then
 ``start_run`` creates the run row (status queued, the snapshot on its
 ``dataset``) and starts ``python -m training <algorithm> … --run-id ID`` in a
-session of its own, logging to ``run.log`` in the run's output directory. From
+session of its own, logging to ``run.log`` in the run's output directory; the
+row, the process's pid and its lease are committed together, so no row is ever
+left without a process to look for. A run whose process died without a word is
+marked failed by the next command (``curator.reaping``). From
 then on the training process keeps its row current (running → completed |
 failed | cancelled) and streams its metrics into the store; the runs screen
 only reads them, so quitting the app leaves the run going and the next session
@@ -23,16 +26,18 @@ import time
 from pathlib import Path
 from typing import Any, Collection
 
+from curator.reaping import reap_lost_runs, run_process_alive
 from curator.settings import TrainSettings
-from store import CuratorError, Run, Store, now
+from store import CuratorError, Run, Store, now, processes
 from store.flagging import flag_all
 from store.formats import export_jsonl, export_sqlite
 from store.queue import QueueFilter, count
+from store.runs import ACTIVE_RUN_STATUSES
 from store.taxonomy import MaskPolicy
 from training.config import COMMANDS, ArgumentError, EvalConfig, field_types, parse, to_argv
 
 #: A run in one of these states has (or is about to have) a process.
-ACTIVE = ("queued", "running")
+ACTIVE = ACTIVE_RUN_STATUSES
 LOG_FILE = "run.log"
 METRICS_FILE = "metrics.jsonl"  # written by training.recorder beside the run's output
 EXPORTS_DIR = "exports"
@@ -88,23 +93,29 @@ def start_run(db: str, kind: str, algorithm: str, args: list[str], output: str,
     except ArgumentError as exc:
         raise RunError(f"python -m training {algorithm}: {exc}") from None
     model = config.model if isinstance(config, EvalConfig) else config.base_model
-    with Store.open(db) as store:
+    with Store.open(db, create=False) as store, store.transaction():
+        # One transaction: the row becomes visible with its process's pid and lease, or not at all
+        # (this process killed before the commit); the process's first write waits for it.
         run_id = store.create_run(kind, algorithm, model, config.to_dict(), dataset=dataset, output_dir=output)
         argv = training_command(algorithm, [*args, "--db", db, "--run-id", run_id, "--output", output],
                                 accelerate_config)
-        try:
-            Path(output).mkdir(parents=True, exist_ok=True)
-            if detach:
-                with open(Path(output) / LOG_FILE, "ab") as log:
-                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-            else:
-                proc = subprocess.Popen(argv)
-        except OSError as exc:
-            store.update_run(run_id, status="failed", error=f"could not start {argv[0]}: {exc}", finished_at=now())
-            raise RunError(f"could not start {argv[0]}: {exc}") from None
-        store.update_run(run_id, pid=proc.pid)
+        proc = _spawn(argv, Path(output), detach)
+        child = processes.identify(proc.pid) or processes.ProcessId(processes.host(), proc.pid, "ended")
+        store.update_run(run_id, pid=proc.pid, lease_id=store.lease(child))
     return run_id, proc
+
+
+def _spawn(argv: list[str], output: Path, detach: bool) -> subprocess.Popen[bytes]:
+    """Start ``argv``; detached, in a session of its own writing to ``run.log`` in ``output``."""
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        if not detach:
+            return subprocess.Popen(argv)
+        with open(output / LOG_FILE, "ab") as log:
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+    except OSError as exc:
+        raise RunError(f"could not start {argv[0]}: {exc}") from None
 
 
 def launch_detached(db: str, kind: str, algorithm: str, args: list[str],
@@ -195,22 +206,6 @@ def evaluate_against_base(db: str, run: Run, runs: list[Run]) -> list[str]:
 
 
 # -- following and stopping --------------------------------------------------------------------------
-def is_run_process(pid: int, run_id: str) -> bool:
-    """True when ``pid`` is alive and is run ``run_id``'s process (its command line names the run).
-
-    So a pid the system gave to another process since is never signalled.
-    """
-    try:
-        if Path("/proc/self").exists():
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        else:
-            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5)
-            args = out.stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return run_id in args
-
-
 def cancel_run(db: str, run_id: str, poll_s: float = 0.2) -> None:
     """SIGTERM to the run's process, then wait for it to end (a training run stops after its step, with a checkpoint).
 
@@ -221,10 +216,10 @@ def cancel_run(db: str, run_id: str, poll_s: float = 0.2) -> None:
         run = store.run(run_id)
         if run is None or run.status not in ACTIVE:
             raise RunError(f"run {run_id} is {run.status if run else 'gone'}: nothing to cancel")
-        if not run.pid or not is_run_process(run.pid, run_id):
+        if not run.pid or not run_process_alive(store, run):
             raise RunError(f"run {run_id}'s process is not running here")
         os.kill(run.pid, signal.SIGTERM)
-        while is_run_process(run.pid, run_id):
+        while run_process_alive(store, run):
             time.sleep(poll_s)
         ended = store.run(run_id)
         if ended is not None and ended.status in ACTIVE:
@@ -232,22 +227,9 @@ def cancel_run(db: str, run_id: str, poll_s: float = 0.2) -> None:
 
 
 def mark_lost(db: str, skip: Collection[str] = ()) -> list[str]:
-    """Mark failed the active runs whose process is gone without recording an end (killed, machine restarted).
-
-    A process that ends normally records its end before it exits, so the row is read
-    again after the process is found gone. Returns the ids marked.
-    """
-    lost = []
-    with Store.open(db) as store:
-        for run in store.runs():
-            if run.status not in ACTIVE or not run.pid or run.id in skip or is_run_process(run.pid, run.id):
-                continue
-            current = store.run(run.id)
-            if current is not None and current.status in ACTIVE:
-                store.update_run(run.id, status="failed", finished_at=now(),
-                                 error=f"its process (pid {run.pid}) ended without recording a result")
-                lost.append(run.id)
-    return lost
+    """``reap_lost_runs`` on the store at ``db``; the ids marked."""
+    with Store.open(db, create=False) as store:
+        return [run.id for run in reap_lost_runs(store, skip)]
 
 
 def log_tail(run: Run, lines: int = 12) -> tuple[str | None, list[str]]:

@@ -38,8 +38,10 @@ from .records import (
     to_record,
 )
 from .errors import StoreError
+from .redaction import redact
+from .leases import LeaseBookkeeping
 from .runs import RunBookkeeping
-from .schema import migrate
+from .schema import check_curator_file, migrate
 from .taxonomy import check_code
 from .toolcalls import ToolCall
 
@@ -55,7 +57,7 @@ _PAGE = 500
 M = TypeVar("M")
 
 
-class Store(RunBookkeeping):
+class Store(RunBookkeeping, LeaseBookkeeping):
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
@@ -83,15 +85,22 @@ class Store(RunBookkeeping):
             raise StoreError(f"{path}: directory {parent} does not exist")
         try:
             conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the store ({exc})") from None
+        try:
             conn.execute("PRAGMA busy_timeout = 30000")
+            check_curator_file(conn, path)  # before WAL: another program's file is left exactly as it was
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal" and path != ":memory:":
                 raise StoreError(f"{path}: could not switch the store to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             migrate(conn, path)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{path}: not a curator store ({exc})") from None
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise StoreError(f"{path}: not a curator store ({exc})") from None
+            raise
         return cls(conn, path)
 
     def close(self) -> None:
@@ -128,11 +137,13 @@ class Store(RunBookkeeping):
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self
+            self.conn.execute("COMMIT")
         except BaseException:
+            # A COMMIT that failed (a full disk, an I/O error) may leave the transaction open: end it,
+            # so the connection can still write (mark what it was doing failed) and the lock is freed.
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _savepoint(self) -> Iterator[None]:
@@ -199,16 +210,21 @@ class Store(RunBookkeeping):
         meta: dict[str, Any] | None = None,
         id: str | None = None,
     ) -> str:
-        """Create an empty trajectory and return its id."""
+        """Create an empty trajectory and return its id.
+
+        A running one names this process's lease, so it is marked failed (``reap_interrupted``)
+        if the process ends without finishing it.
+        """
         check(status, STATUSES, "status")
         trajectory_id = id or new_id()
         stamp = now()
         with self.transaction():
+            lease = self.lease() if status == "running" else None
             self.conn.execute(
                 "INSERT INTO trajectories (id, toolset, instruction, status, source, backend, model, difficulty, "
-                "meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "meta, lease_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (trajectory_id, toolset, instruction, status, source, backend, model, difficulty, dumps(meta),
-                 stamp, stamp),
+                 lease, stamp, stamp),
             )
         return trajectory_id
 
@@ -229,8 +245,16 @@ class Store(RunBookkeeping):
         with self.transaction():
             self.conn.execute(
                 "UPDATE trajectories SET status = ?, reason = ?, updated_at = ? WHERE id = ?",
-                (status, reason, now(), trajectory_id),
+                (status, redact(reason), now(), trajectory_id),
             )
+
+    def fail_running(self, trajectory_ids: Iterable[str], reason: str) -> None:
+        """Mark failed, in one transaction, those of ``trajectory_ids`` that are still running."""
+        stamp, reason = now(), redact(reason)
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE trajectories SET status = 'failed', reason = ?, updated_at = ? WHERE id = ? "
+                "AND status = 'running'", [(reason, stamp, i) for i in trajectory_ids])
 
     def insert_trajectories(self, trajectories: Iterable[Trajectory]) -> int:
         """Bulk-insert whole trajectories (messages, tags, decision, corrections, notes) in the caller's
@@ -252,8 +276,8 @@ class Store(RunBookkeeping):
             "INSERT INTO trajectories (id, toolset, instruction, status, source, backend, model, difficulty, "
             "reason, meta, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (t.id, t.toolset, t.instruction, t.status, t.source, t.backend, t.model, t.difficulty, t.reason,
-                 dumps(t.meta or None), t.created_at or stamp, t.updated_at or stamp)
+                (t.id, t.toolset, t.instruction, t.status, t.source, t.backend, t.model, t.difficulty,
+                 redact(t.reason), dumps(t.meta or None), t.created_at or stamp, t.updated_at or stamp)
                 for t in batch
             ],
         )
@@ -324,6 +348,11 @@ class Store(RunBookkeeping):
         cursor = self.conn.execute(sql, params)
         while page := [r[0] for r in cursor.fetchmany(_PAGE)]:
             yield from self._load(page)
+
+    def iter_by_id(self, trajectory_ids: Sequence[str]) -> Iterator[Trajectory]:
+        """Stream the trajectories of ``trajectory_ids`` that exist, in that order, a page at a time."""
+        for start in range(0, len(trajectory_ids), _PAGE):
+            yield from self._load(list(trajectory_ids[start:start + _PAGE]))
 
     def iter_records(self, status: str = "accepted", *, derived: bool = True) -> Iterator[dict[str, Any]]:
         """The canonical export dicts ``{"id", "messages", "tools", "meta"}``; ``status`` is a review filter.
@@ -588,8 +617,8 @@ _CREATE_MESSAGE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS message_stage ({_MESSA
 
 def _message_row(trajectory_id: str, index: int, m: Message, stamp: str) -> tuple[Any, ...]:
     weight = (1 if m.weight is None else m.weight) if m.role == "assistant" else None
-    return (trajectory_id, index, m.role, m.content, dumps(m.tool_calls), m.tool_call_id, m.name, m.raw, weight,
-            m.weight_source, stamp)
+    return (trajectory_id, index, m.role, redact(m.content), redact(dumps(m.tool_calls)), m.tool_call_id,
+            redact(m.name), redact(m.raw), weight, m.weight_source, stamp)
 
 
 #: The columns of ``Message``'s fields, in its field order.

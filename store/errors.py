@@ -10,6 +10,10 @@ class StoreError(CuratorError):
     """A problem with the store file itself."""
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where work must be undone before the process ends (an export's temporary file)."""
+
+
 class InputError(CuratorError):
     """Bad input: the message names the file and the line, record or field, then the problem."""
 

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from store.db import Store
 from store.feedback import classify_feedback, shorten
-from store.records import Message
+from store.records import Message, Trajectory
 from store.taxonomy import MaskPolicy
 from store.toolcalls import CallParseError, Problem, Toolbox, parse_openai_call
 
@@ -75,27 +75,56 @@ def flag_trajectory(
     trajectory = store.trajectory(trajectory_id)
     if trajectory is None:
         raise KeyError(f"no trajectory {trajectory_id!r}")
-    box = _toolbox(store, trajectory.toolset, {} if toolboxes is None else toolboxes)
-    tags = trajectory_tags(trajectory.messages, box)
+    plan = _plan(store, trajectory, {} if toolboxes is None else toolboxes)
     with store.transaction():
-        store.replace_auto_tags(trajectory_id, tags)
-        masked = {t.message_index for t in store.effective_tags(trajectory_id) if policy.masks(t.code)}
-        weights = {
-            m.index: 0 if m.index in masked else 1
-            for m in trajectory.messages
-            if m.role == "assistant" and m.weight_source != "human"
-        }
-        store.set_auto_weights(trajectory_id, weights)
-    return FlagResult(trajectory_id, tags, weights)
+        return _apply(store, plan, policy)
 
 
 def flag_all(store: Store, policy: MaskPolicy, ids: Iterable[str] | None = None) -> FlagSummary:
-    """Re-flag every trajectory in the store, or only those in ``ids``."""
-    summary = FlagSummary()
+    """Re-flag every trajectory in the store, or only those in ``ids``, in one transaction.
+
+    All or nothing: a process killed half-way leaves every trajectory flagged as before, never
+    a store half under the new policy. The calls are checked first, outside the write lock
+    (that is most of the time); the lock is held only while the tags and weights are written,
+    so a simulation writing meanwhile waits a moment instead of timing out.
+    """
     toolboxes: dict[str | None, Toolbox | None] = {}
-    for trajectory_id in store.trajectory_ids() if ids is None else ids:
-        summary.add(flag_trajectory(store, trajectory_id, policy, toolboxes))
+    wanted = None if ids is None else list(ids)
+    trajectories = store.iter_trajectories() if wanted is None else store.iter_by_id(wanted)
+    plans = [_plan(store, t, toolboxes) for t in trajectories]
+    if wanted is not None and len(plans) < len(set(wanted)):
+        missing = sorted(set(wanted) - {p.trajectory_id for p in plans})
+        raise KeyError(f"no trajectory {missing[0]!r}")
+    summary = FlagSummary()
+    with store.transaction():
+        for plan in plans:
+            summary.add(_apply(store, plan, policy))
     return summary
+
+
+@dataclass
+class _Plan:
+    """One trajectory's new auto tags, and the assistant messages whose weight flagging may set."""
+
+    trajectory_id: str
+    tags: list[AutoTag]
+    auto_weighted: list[int]
+
+
+def _plan(store: Store, trajectory: Trajectory, toolboxes: dict[str | None, Toolbox | None]) -> _Plan:
+    tags = trajectory_tags(trajectory.messages, _toolbox(store, trajectory.toolset, toolboxes))
+    weighted = [m.index for m in trajectory.messages if m.role == "assistant" and m.weight_source != "human"]
+    return _Plan(trajectory.id, tags, weighted)
+
+
+def _apply(store: Store, plan: _Plan, policy: MaskPolicy) -> FlagResult:
+    """Write a plan's auto tags, then the weights the effective tags (human ones included) give, in the
+    caller's transaction."""
+    store.replace_auto_tags(plan.trajectory_id, plan.tags)
+    masked = {t.message_index for t in store.effective_tags(plan.trajectory_id) if policy.masks(t.code)}
+    weights = {index: 0 if index in masked else 1 for index in plan.auto_weighted}
+    store.set_auto_weights(plan.trajectory_id, weights)
+    return FlagResult(plan.trajectory_id, plan.tags, weights)
 
 
 def _toolbox(store: Store, name: str | None, cache: dict[str | None, Toolbox | None]) -> Toolbox | None:

@@ -216,7 +216,25 @@ wins; an auto row counts while no human touched it), so SQLite flattens the view
 probes ``tags_lookup`` for the rows it needs instead of grouping every tag. The current decision
 is ``review_state`` (V2), kept by triggers, so the ``current_decisions`` view goes."""
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3)
+V4 = """
+CREATE TABLE leases (
+    id TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    heartbeat_at REAL NOT NULL
+);
+ALTER TABLE trajectories ADD COLUMN lease_id TEXT;
+ALTER TABLE runs ADD COLUMN lease_id TEXT;
+"""
+"""V4: leases. A process that writes rows which only it can finish (a ``running`` trajectory, an
+active run) holds a lease: its pid, host and start time, and a heartbeat it refreshes now and then.
+Each such row names its lease, so the next process can tell a row whose writer died (kill -9, a
+full disk, a reboot) from one a live process is still writing, and mark it failed
+(``store.leases``). Rows from before V4 name no lease: nothing is writing them any more."""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -230,10 +248,12 @@ def migrate(conn: sqlite3.Connection, path: str) -> int:
     The version is read again inside the write lock, so two processes opening
     a new file at once do not both create it.
     """
-    for number in range(_version(conn, path), SCHEMA_VERSION):
+    for number in range(check_curator_file(conn, path), SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
             if _version(conn, path) == number:
+                if number == 0:
+                    check_curator_file(conn, path)
                 for statement in _statements(MIGRATIONS[number]):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number + 1}")
@@ -242,6 +262,23 @@ def migrate(conn: sqlite3.Connection, path: str) -> int:
             conn.execute("ROLLBACK")
             raise
     return SCHEMA_VERSION
+
+
+def check_curator_file(conn: sqlite3.Connection, path: str) -> int:
+    """The file's schema version; refuses a newer curator's store and a SQLite file that holds other tables.
+
+    A store at version 0 is new and empty: tables in it belong to some other program, and curator
+    must not add its own beside them (nor switch the file to WAL).
+    """
+    version = _version(conn, path)
+    if version == 0:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name LIMIT 4")]
+        if tables:
+            shown = ", ".join(tables[:3]) + (", …" if len(tables) > 3 else "")
+            raise StoreError(f"{path}: not a curator store (a SQLite file with other tables: {shown})")
+    return version
 
 
 def _version(conn: sqlite3.Connection, path: str) -> int:

@@ -17,6 +17,13 @@ from training_fixtures import records, write_jsonl
 train, eval_, runs = COMMANDS
 
 
+def new_store(tmp_path: Path) -> str:
+    """An empty store: a run is recorded in a store, never makes one."""
+    db = str(tmp_path / "c.db")
+    Store.open(db).close()
+    return db
+
+
 def test_the_cli_module_does_not_import_torch():
     code = "import curator.cli.training, sys; assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -37,7 +44,7 @@ def test_train_sft_then_runs(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
-    db = str(tmp_path / "c.db")
+    db = new_store(tmp_path)
     runner = CliRunner()
     result = runner.invoke(train, ["sft", "--db", db, "--data", str(data), "--max-steps", "2", "--output", "out",
                                    "--w-max", "1", "--threads", "1"], obj={"db": db})
@@ -54,7 +61,7 @@ def test_train_sft_then_runs(tmp_path: Path, monkeypatch):
 @pytest.mark.slow
 def test_bad_input_fails_the_run_with_one_line(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    db = str(tmp_path / "c.db")
+    db = new_store(tmp_path)
     result = CliRunner().invoke(eval_, ["--model", "tiny", "--data", str(tmp_path / "missing.jsonl")], obj={"db": db})
     assert result.exit_code == 2
     [run] = Store.open(db).runs()
@@ -65,7 +72,7 @@ def test_bad_input_fails_the_run_with_one_line(tmp_path: Path, monkeypatch):
 def test_curator_train_and_python_m_training_record_the_same_configuration(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = write_jsonl(tmp_path / "d.jsonl", records(4))
-    db = str(tmp_path / "c.db")
+    db = new_store(tmp_path)
     args = ["--data", str(data), "--max-steps", "1", "--output", "out", "--threads", "1"]
     result = CliRunner().invoke(train, ["sft", "--db", db, *args], obj={"db": db})
     assert result.exit_code == 0, result.output

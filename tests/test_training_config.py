@@ -48,6 +48,7 @@ def test_bad_options_are_one_line_before_anything_starts(tmp_path: Path, capsys,
     with pytest.raises(ArgumentError, match=problem.replace("{", r"\{")):
         parse("sft", argv)
     db = str(tmp_path / "c.db")
+    Store.open(db).close()  # `curator train` refuses a store that does not exist, before reading its options
     assert training_main(["sft", "--db", db, *argv]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"error: {problem}")

@@ -19,8 +19,8 @@ import store.runs
 from curator.app import CuratorApp
 from curator.settings import Config, TrainSettings
 from curator.settings import load as load_config
-from curator.launcher import (RunError, cancel_run, evaluate_against_base, export_snapshot, is_run_process, mark_lost,
-                          rerun, start_run)
+from curator.launcher import RunError, cancel_run, evaluate_against_base, export_snapshot, mark_lost, rerun, start_run
+from curator.reaping import is_run_process
 from curator.screens.runs import RunsScreen
 from curator.widgets.run_panels import LossCurve
 from store import Message, Store, Trajectory

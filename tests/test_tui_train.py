@@ -18,7 +18,8 @@ from tui_fixtures import call, make_store, screen_text, wait_until
 
 from curator.app import CuratorApp
 from curator.settings import Config, TrainSettings
-from curator.launcher import ACTIVE, is_run_process
+from curator.launcher import ACTIVE
+from curator.reaping import is_run_process
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainForm
 from curator.widgets.run_panels import LossCurve

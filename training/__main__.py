@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from store import CuratorError
+from store.redaction import redact
 from training.config import (COMMANDS, ArgumentError, CommandParser, DataConfig, EvalConfig, command_parser,
                              from_namespace)
 from training import preview
 from training.errors import TrainingError
+from training.recorder import RunRecorder, fail_launched_run
 
 EXIT_BAD_INPUT = 2
 HELP = {
@@ -61,23 +63,21 @@ def _quiet_progress_bars() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser().parse_args(argv)
         if args.command == "preview":
             return preview.run(args)
         config, run, model_name = build(args)
     except ArgumentError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    _quiet_progress_bars()
+        return _bad_input(str(exc), None, argv)
     recorder = None
     try:
+        _quiet_progress_bars()
         if config.threads:
             import torch
 
             torch.set_num_threads(config.threads)
-        from training.recorder import RunRecorder
-
         kind = "eval" if args.command == "eval" else "train"
         recorder = RunRecorder(
             config.db, kind, args.command, model_name, config.to_dict(), Path(config.output), run_id=args.run_id
@@ -88,15 +88,25 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"run_id": recorder.run_id, "status": "done", **summary}, default=str), file=sys.stderr)
         return 0
     except (TrainingError, CuratorError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"error: {message}", file=sys.stderr)
-        if recorder is not None:
-            recorder.fail(message)
-        return EXIT_BAD_INPUT
+        return _bad_input(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, recorder, argv)
     except BaseException as exc:
-        if recorder is not None:
-            recorder.fail(f"{type(exc).__name__}: {exc}")
+        _record_failure(f"{type(exc).__name__}: {exc}", recorder, argv)
         raise
+
+
+def _bad_input(message: str, recorder: RunRecorder | None, argv: list[str]) -> int:
+    print(f"error: {redact(message)}", file=sys.stderr)
+    _record_failure(message, recorder, argv)
+    return EXIT_BAD_INPUT
+
+
+def _record_failure(message: str, recorder: RunRecorder | None, argv: list[str]) -> None:
+    """The run ends failed with ``message``: through its recorder, else (it failed before having one) by the
+    ``--run-id`` its launcher passed, so no run stays queued."""
+    if recorder is not None:
+        recorder.fail(message)
+    else:
+        fail_launched_run(argv, message)
 
 
 if __name__ == "__main__":

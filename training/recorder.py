@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from store import Store, now
+from store import CuratorError, Store, now
+from store.runs import ACTIVE_RUN_STATUSES
 
 METRICS_FILE = "metrics.jsonl"
 _SECRET_NAMES = ("api_key", "password", "secret", "token")
@@ -54,16 +56,25 @@ class RunRecorder:
             self.store = Store.open(db)
             if self.run_id is None:
                 self.run_id = self.store.create_run(
-                    kind, algorithm, base_model, public_config(config), output_dir=str(output_dir)
+                    kind, algorithm, base_model, public_config(config), output_dir=str(output_dir),
+                    pid=os.getpid(), lease_id=self.store.lease(),
                 )
-            else:  # the launcher's row: complete it with the resolved config, keeping what the launcher recorded
-                launched = self.store.run(self.run_id)
-                self._launched_dataset = dict(launched.dataset or {}) if launched else {}
-                self.store.update_run(
-                    self.run_id,
-                    config={**(launched.config if launched else {}), **public_config(config)},
-                    output_dir=str(output_dir),
-                )
+            else:
+                self._complete_launched(config)
+
+    def _complete_launched(self, config: Mapping[str, Any]) -> None:
+        """Complete the launcher's row with the resolved config, keeping what the launcher recorded.
+
+        In a write transaction, so it waits for the launcher's (which creates the row) to commit.
+        """
+        assert self.store is not None and self.run_id is not None
+        with self.store.transaction():
+            launched = self.store.run(self.run_id)
+            if launched is None:
+                raise CuratorError(f"{self.store.path}: no run {self.run_id} (its launcher ended before recording it)")
+            self._launched_dataset = dict(launched.dataset or {})
+            self.store.update_run(self.run_id, config={**launched.config, **public_config(config)},
+                                  output_dir=str(self.output_dir))
 
     def start(self, dataset: Mapping[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": now()}
@@ -78,6 +89,7 @@ class RunRecorder:
             fh.write(json.dumps({"step": step, "time": round(time.time() - self._started, 3), **values}) + "\n")
         if self.store is not None and self.run_id is not None:
             self.store.add_run_metrics(self.run_id, step, values)
+            self.store.heartbeat()
 
     def finish(self, status: str = "completed", summary: Mapping[str, Any] | None = None) -> None:
         fields: dict[str, Any] = {"status": status, "finished_at": now()}
@@ -93,3 +105,33 @@ class RunRecorder:
             self.store.update_run(self.run_id, **fields)
 
 
+
+
+def fail_launched_run(argv: Sequence[str], error: str) -> None:
+    """Mark the run that ``argv`` (``python -m training …`` arguments) names failed with ``error``.
+
+    For a process that fails before it has a ``RunRecorder`` (bad arguments, a store it cannot
+    open): the launcher created the row, and it must not stay queued. Only ``--db`` and
+    ``--run-id`` are read, so this works on arguments that did not parse.
+    """
+    db, run_id = _option(argv, "--db"), _option(argv, "--run-id")
+    if not db or not run_id:
+        return
+    try:
+        with Store.open(db, create=False) as store, store.transaction():
+            run = store.run(run_id)
+            if run is not None and run.status in ACTIVE_RUN_STATUSES:
+                store.update_run(run_id, status="failed", error=error, finished_at=now())
+    except (CuratorError, sqlite3.Error):
+        pass  # no store to record it in: the one line on stderr is all there is
+
+
+def _option(argv: Sequence[str], name: str) -> str | None:
+    """The value of option ``name`` in ``argv`` (``--name VALUE`` or ``--name=VALUE``), the last one given."""
+    found = None
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            found = argv[i + 1]
+        elif arg.startswith(name + "="):
+            found = arg[len(name) + 1:]
+    return found

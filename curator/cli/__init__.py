@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sqlite3
 import sys
 
 import click
 
 from store import DEFAULT_PATH
-from store.errors import CuratorError
+from store.errors import CuratorError, Terminated
+from store.redaction import redact
 
 #: command name -> module under curator.cli whose ``COMMANDS`` list holds it.
 LAZY_COMMANDS: dict[str, str] = {
@@ -91,15 +93,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except CuratorError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (CuratorError, OSError) as exc:
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(1)
-    except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except sqlite3.Error as exc:  # e.g. "database or disk is full" on a write no command expected to fail
+        from curator.cli.opening import OPENED
+
+        where = f"{OPENED[-1]}: " if OPENED else ""
+        click.echo(f"error: {where}{redact(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        sys.exit(143)
     # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)

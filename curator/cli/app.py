@@ -8,6 +8,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
+from curator.cli.opening import open_store
 from curator.settings import load
 from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
@@ -30,7 +31,7 @@ def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
     from curator.app import CuratorApp
 
     config = load(obj.get("config"))
-    with Store.open(db or obj["db"]) as store:
+    with open_store(db or obj["db"], create=True) as store:
         CuratorApp(store, config, screen=screen, simulate=simulate).run()
 
 
@@ -60,7 +61,7 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     """
     obj = ctx.obj
     db = obj["db"] if ctx.parent and ctx.parent.get_parameter_source("db") != ParameterSource.DEFAULT else DEMO_DB
-    with Store.open(db) as store:
+    with open_store(db, create=True) as store:
         fresh = store.is_empty()
     if not fresh:
         open_app(obj, "review", db=db)

@@ -11,7 +11,8 @@ from typing import Any
 import click
 
 from curator.cli.flag import mask_policy, render_summary
-from store import REVIEW_FILTERS, Store
+from curator.cli.opening import open_store
+from store import REVIEW_FILTERS
 from store.errors import CuratorError, InputError
 from store.flagging import flag_all
 from store.formats import EXPORTERS, IMPORTERS
@@ -79,7 +80,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
         raise InputError(str(file), "is a directory, not a file" if file.is_dir() else "no such file")
     db = ctx.obj["db"]
     try:
-        with removed_on_failure_if_new(Path(db)), Store.open(db) as store:
+        with removed_on_failure_if_new(Path(db)), open_store(db, create=True) as store:
             summary = IMPORTERS[fmt](store, file)
             flags = flag_all(store, mask_policy(ctx.obj.get("config")), summary.unflagged)
     except sqlite3.Error as exc:  # e.g. the store is locked by a long writer: nothing was imported
@@ -118,7 +119,7 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
     if out.exists() and Path(db).exists() and out.resolve() == Path(db).resolve():
         raise CuratorError(f"{out}: is the store itself; export to another file")
     try:
-        with Store.open(db, create=False) as store:
+        with open_store(db) as store:
             summary = EXPORTERS[fmt](store, out, status)
     except sqlite3.Error as exc:
         raise CuratorError(f"{out}: export from {db} failed, nothing was written: {exc}") from None
@@ -131,7 +132,7 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
 def stats(ctx: click.Context, as_json: bool) -> None:
     """Count trajectories by status, review decision, tag code and toolset."""
     db = ctx.obj["db"]
-    with Store.open(db, create=False) as store:
+    with open_store(db) as store:
         counts = store_stats(store)
     if as_json:
         click.echo(json.dumps(counts, indent=2, ensure_ascii=False))

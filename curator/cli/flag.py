@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import click
 
+from curator.cli.opening import open_store
 from curator.settings import load as load_config
-from store import DEFAULT_PATH, Store
+from store import DEFAULT_PATH
 from store.flagging import FlagSummary, flag_all
 from store.taxonomy import MaskPolicy
 
@@ -23,7 +24,7 @@ def flag(ctx: click.Context, db: str | None, mask_instability: bool | None) -> N
     Human tags, un-tags and mask toggles are kept: a human decision always wins.
     """
     obj = ctx.obj or {}
-    with Store.open(db or obj.get("db") or DEFAULT_PATH, create=False) as store:
+    with open_store(db or obj.get("db") or DEFAULT_PATH) as store:
         summary = flag_all(store, mask_policy(obj.get("config"), mask_instability))
     click.echo(render_summary(summary))
 

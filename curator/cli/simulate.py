@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from curator import settings
+from curator.cli.opening import open_store
 from store import Store, Toolset
 from store.errors import CuratorError, InputError
 
@@ -20,7 +21,7 @@ BACKEND_CHOICE = click.Choice(["scripted", "openai"])
 
 
 def _open(ctx: click.Context, db: str | None) -> Store:
-    return Store.open(db or ctx.obj["db"])
+    return open_store(db or ctx.obj["db"], create=True)
 
 
 def _toolset_from_file(path: Path, name: str | None) -> Toolset:
@@ -74,7 +75,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
     A user agent writes requests from the toolset's documentation, an assistant
     solves them with tool calls, a tool executor checks each call and answers it.
     Every message is stored as it happens; each trajectory ends complete or failed
-    with a reason, and is auto-flagged. Ctrl-C stops cleanly: finished trajectories
+    with a reason, and is auto-flagged. Ctrl-C or SIGTERM stops cleanly: finished trajectories
     are kept and the running ones are marked failed (cancelled).
     """
     from curator.sim import Simulation
@@ -99,6 +100,8 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
                    f"({len(sim.toolset.box.names)} tools) with the {backend.name} backend, "
                    f"model {backend.model('assistant')}{note}.", err=True)
         summary = asyncio.run(_run(sim, console))
+        if sim.store_error is not None:
+            raise sim.store_error
         if gold:
             from curator.sim.gold import gold_items
 
@@ -128,12 +131,13 @@ def _error_mix(text: str | None) -> dict[str, float] | None:
 
 
 async def _run(sim: Any, console: Console) -> Any:
-    """Follow the events with a progress bar; the first Ctrl-C cancels the run, a second one aborts."""
+    """Follow the events with a progress bar; the first Ctrl-C (or SIGTERM) cancels the run, a second one aborts."""
     from curator.sim import SimulationDone, TrajectoryFinished
 
     loop = asyncio.get_running_loop()
     try:
-        loop.add_signal_handler(signal.SIGINT, _interrupt, loop, sim)
+        for signum in _STOP_SIGNALS:
+            loop.add_signal_handler(signum, _interrupt, loop, sim)
     except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
         pass
     complete = failed = 0
@@ -150,8 +154,12 @@ async def _run(sim: Any, console: Console) -> Any:
     return sim.summary
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupt(loop: asyncio.AbstractEventLoop, sim: Any) -> None:
-    loop.remove_signal_handler(signal.SIGINT)
+    for signum in _STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
     print("\nStopping: finishing the messages in flight (Ctrl-C again to abort)…", flush=True)
     sim.cancel()
 

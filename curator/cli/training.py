@@ -20,16 +20,18 @@ from typing import Any, Callable
 
 import click
 
+from curator.cli.opening import open_store, reap_store
 from curator.settings import TrainSettings
 from curator.settings import load as load_config
 from curator.launcher import LOG_FILE, RunError, result, start_run
-from store import DEFAULT_PATH, Store
+from store import DEFAULT_PATH
 from training.config import TRAINING, DataConfig, EvalConfig, describe, field_types, to_argv
 
 
 def launch(db: str, kind: str, algorithm: str, args: list[str], output: str,
            accelerate_config: str | None = None, detach: bool = False) -> int:
     """Start the run and (unless detached) wait for it, passing on SIGINT/SIGTERM; the exit status."""
+    reap_store(db)
     try:
         run_id, proc = start_run(db, kind, algorithm, args, output, accelerate_config, detach=detach)
     except RunError as exc:
@@ -135,7 +137,7 @@ def eval_(ctx: click.Context, db: str | None, output: str | None, detach: bool, 
 @click.pass_context
 def runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
     """List training and evaluation runs, newest first."""
-    with Store.open(db or (ctx.obj or {}).get("db") or DEFAULT_PATH, create=False) as store:
+    with open_store(db or (ctx.obj or {}).get("db") or DEFAULT_PATH) as store:
         found = store.runs()
     if as_json:
         for run in found:

@@ -11,6 +11,12 @@ A trajectory goes ``running`` → ``complete``, or ``failed`` with a reason: the
 step limit, a model that failed for good after the backend's retries, or
 ``cancelled``. When one finishes, and as soon as a tool answers with an error,
 ``store.flagging`` tags it and sets its MAE weights (a ``Flagged`` event).
+
+A store that cannot be written (a full disk) stops the simulation: the trajectories
+still running are marked failed in one last write when the store takes it, else left
+to the next command's reaper (their lease names this process, which will be gone),
+and ``store_error`` says what happened. The writer's lease is refreshed every
+``HEARTBEAT_S`` by a timer, never per message.
 """
 from __future__ import annotations
 
@@ -21,7 +27,9 @@ import time
 from typing import AsyncIterator, Callable
 
 from store import Message, Store, new_id
+from store.errors import StoreError
 from store.flagging import flag_trajectory
+from store.leases import HEARTBEAT_S
 from store.taxonomy import MaskPolicy
 from store.toolcalls import Toolbox
 
@@ -33,7 +41,7 @@ from .config import SimConfig
 from .events import (Event, Flagged, MessageAdded, SimulationDone, Summary, TrajectoryFinished,
                      TrajectoryStarted)
 from .toolsets import SimToolset, resolve
-from .writer import StoreWriter
+from .writer import StoreWriter, StoreWriteError
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Event], None]
@@ -50,6 +58,10 @@ class Simulation:
         self.summary = Summary(self.backend.name, self.backend.model("assistant"), self.config.toolset,
                                self.config.n)
         self._running: dict[str, Episode] = {}
+        #: Started and not yet recorded as finished in the store (``_running`` loses an id before its last write).
+        self._unfinished: set[str] = set()
+        #: Why the store could not be written, when that stopped the simulation.
+        self.store_error: StoreError | None = None
         self._task: asyncio.Task[None] | None = None
         self._cancelled = False
         self._toolboxes: dict[str | None, Toolbox | None] = {}  # flag_trajectory's cache, used on the writer thread
@@ -99,6 +111,7 @@ class Simulation:
     # -- the run -------------------------------------------------------------------------------
     async def _run(self, emit: Emit) -> None:
         started = time.monotonic()
+        beat = asyncio.ensure_future(self._heartbeat())
         try:
             if self._cancelled:  # cancel() before the run began
                 raise asyncio.CancelledError
@@ -113,13 +126,19 @@ class Simulation:
                         group.create_task(self._work(queue, user, assistant, executor, emit))
             except* FatalModelError as errors:
                 self.summary.error = str(_first(errors))
+            except* StoreError as errors:
+                self.store_error = _first(errors)  # type: ignore[assignment]
         except asyncio.CancelledError:
             self.summary.cancelled = True
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()
         finally:
-            await self._abandon(emit)
+            beat.cancel()
+            if self.store_error is None:
+                await self._abandon(emit)
+            else:
+                await self._fail_unfinished()
             await self._write.aclose()
             if self._owns_backend:
                 await _quietly(self.backend.aclose())
@@ -182,6 +201,8 @@ class Simulation:
             except asyncio.CancelledError:
                 await self._finish(trajectory_id, "failed", "cancelled", emit)
                 raise
+            except StoreError:
+                raise
             except Exception as exc:  # a bug must not take the other trajectories down
                 log.exception("trajectory %s", trajectory_id)
                 status, reason = "failed", f"internal error: {type(exc).__name__}: {exc}"
@@ -192,6 +213,7 @@ class Simulation:
                 "user_model": self.backend.model("user"), "executor_model": self.backend.model("executor"),
                 **episode.instruction.meta}
         self._running[trajectory_id] = episode
+        self._unfinished.add(trajectory_id)
         self.summary.started += 1
         await self._write(lambda store: store.new_trajectory(
             episode.toolset.name, episode.instruction.text, backend=self.backend.name,
@@ -248,6 +270,7 @@ class Simulation:
             key = (reason or "unknown").split(":")[0]
             self.summary.reasons[key] = self.summary.reasons.get(key, 0) + 1
         await self._write(lambda store: store.set_status(trajectory_id, status, reason))
+        self._unfinished.discard(trajectory_id)
         emit(TrajectoryFinished(trajectory_id, status, reason))
         if await self._flag(trajectory_id, emit):
             self.summary.flagged += 1
@@ -259,6 +282,32 @@ class Simulation:
         codes = sorted({code for _, code, _ in result.tags})
         emit(Flagged(trajectory_id, codes))
         return codes
+
+    async def _heartbeat(self) -> None:
+        """Refresh this process's lease now and then, so another host can tell a live simulation from a dead one."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._write(lambda store: store.heartbeat())
+            except StoreError:
+                return  # the next trajectory write fails too, and stops the simulation
+
+    async def _fail_unfinished(self) -> None:
+        """After a failed store write: mark the unfinished trajectories failed in one write, if the store takes it."""
+        error = self.store_error
+        ids = sorted(self._unfinished)
+        reason = f"store write failed: {error}"
+        try:
+            if ids:
+                await self._write(lambda store: store.fail_running(ids, reason))
+            outcome = f"{len(ids)} running trajectories marked failed" if ids else ""
+            self.summary.failed += len(self._running)  # the others were counted as they finished
+        except StoreError:
+            outcome = f"{len(ids)} running trajectories left for the next curator command to mark failed"
+        self._running.clear()
+        self._unfinished.clear()
+        self.store_error = StoreWriteError(f"{error}; {outcome}" if outcome else str(error))
+        self.summary.error = str(self.store_error)
 
     async def _abandon(self, emit: Emit) -> None:
         """Mark every trajectory still running as failed / cancelled."""

@@ -3,7 +3,9 @@
 vLLM, Ollama, llama.cpp's server and OpenAI itself all speak this API. The key
 comes from the environment variable the config names, is handed to the client
 and nowhere else (never stored, logged or put in an error message); a local
-server that needs none gets a placeholder.
+server that needs none gets a placeholder. A server may echo the key (``invalid
+key Bearer sk-…``) in an error or even a completion: everything a server sends
+passes ``store.redaction.redact`` here, before it becomes a message or a reason.
 
 The client's own retries are off: this module retries (``retry.py``) so that
 every trajectory sees the same policy, retries are counted, and an exhausted
@@ -23,6 +25,7 @@ import openai
 
 from store import Message
 from store.errors import InputError
+from store.redaction import redact, redact_value, register_secret
 from store.toolcalls import ToolCall
 
 from .. import prompts
@@ -61,6 +64,7 @@ class OpenAIBackend(Backend):
 
     def _client(self, base_url: str | None) -> openai.AsyncOpenAI:
         key = self.config.api_key()
+        register_secret(key)
         if key is None and base_url is None:
             raise InputError("simulate", f"no API key: set the environment variable {self.config.api_key_env} "
                              "(or give --base-url for a local server that needs none)", "api_key_env")
@@ -76,7 +80,13 @@ class OpenAIBackend(Backend):
 
     # -- one request, retried ---------------------------------------------------------------
     async def _chat(self, role: str, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-        """The reply message of one chat completion, as the JSON object the server sent."""
+        """The reply message of one chat completion, as the JSON object the server sent (keys redacted)."""
+        try:
+            return redact_value(await self._attempts(role, messages, **extra))
+        except ModelError as exc:
+            raise type(exc)(role, redact(exc.reason)) from None
+
+    async def _attempts(self, role: str, messages: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         client = self._clients[self.config.role_base_url(role)]
         for attempt in range(self.config.max_retries + 1):
             hinted: float | None = None
@@ -103,7 +113,7 @@ class OpenAIBackend(Backend):
             except openai.APIConnectionError as exc:
                 failure = f"connection error ({exc.__cause__ or exc})"
             except (MalformedResponse, ValueError) as exc:
-                failure = f"malformed response ({type(exc).__name__}: {str(exc)[:120]})"
+                failure = f"malformed response ({type(exc).__name__}: {redact(str(exc))[:120]})"
             if attempt == self.config.max_retries:
                 raise ModelError(role, f"{failure}; gave up after {attempt + 1} attempts")
             self.retries += 1
@@ -204,4 +214,4 @@ def _describe(exc: openai.APIStatusError) -> str:
     if isinstance(body, dict):
         inner = body.get("error") if isinstance(body.get("error"), dict) else body
         message = str(inner.get("message") or message)
-    return f"HTTP {exc.status_code}: {message[:200]}"
+    return f"HTTP {exc.status_code}: {redact(message)[:200]}"  # redacted before it is cut: no half key
