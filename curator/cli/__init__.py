@@ -87,15 +87,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        exc.message = _inert(exc.message)  # usage errors quote what was typed, others name data
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except CuratorError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    except OSError as exc:
-        click.echo(f"error: {exc}", err=True)
+    except (CuratorError, OSError) as exc:  # the message may quote a record: shown inert, on one line
+        click.echo(f"error: {_inert(str(exc))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -103,3 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _inert(message: str) -> str:
+    """An error message on one line with what it quotes made visible (imported only when there is an error)."""
+    from store.text import SIGN, visible
+
+    return visible(message, SIGN)

@@ -22,7 +22,8 @@ from ..db import Store
 from ..errors import InputError
 from ..records import DECISIONS, STATUSES, Message, Tag, Tool, Toolset, Trajectory, dumps
 from ..taxonomy import check_code
-from .files import iter_json_lines, json_type, write_lines
+from .files import json_type, write_lines
+from .safe_files import iter_json_lines
 from .summary import ImportSummary
 
 
