@@ -61,9 +61,10 @@ class CuratorApp(App[None]):
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
         """Every notification of the app (a widget's ``notify`` lands here) as inert text: they quote ids, names
-        and errors from the data. Thread-safe, like Textual's."""
+        and errors from the data. ``markup`` is never honoured (a widget's ``notify`` passes True unless told
+        otherwise). Thread-safe, like Textual's."""
         super().notify(visible(message, BREAK), title=visible(title, BREAK), severity=severity, timeout=timeout,
-                       markup=markup)
+                       markup=False)
 
     def action_open(self, screen: str) -> None:
         """Go to one of the app's screens (``home``, ``watch``, ``review``, ``runs``)."""

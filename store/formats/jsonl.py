@@ -114,6 +114,10 @@ def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Too
     if not messages:
         raise ValueError("'messages' is empty")
     tools = [_tool(t, i) for i, t in enumerate(_field(record, "tools", list, []))]
+    names = [t.name for t in tools]
+    if len(set(names)) < len(names):
+        twice = next(name for i, name in enumerate(names) if name in names[:i])
+        raise ValueError(f"two tools are named {twice!r}")
     meta = _field(record, "meta", dict, {})
     parsed = [_message(m, i) for i, m in enumerate(messages)]
     toolset = _field(meta, "toolset", str, None, "meta.")
