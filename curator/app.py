@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from curator.settings import Config, TrainSettings
@@ -27,6 +28,7 @@ from curator.sim import Simulation
 from store import CuratorError, Store
 from store.flagging import flag_all
 from store.taxonomy import MaskPolicy
+from store.text import BREAK, visible
 
 
 class CuratorApp(App[None]):
@@ -55,6 +57,14 @@ class CuratorApp(App[None]):
 
     def on_mount(self) -> None:
         self.switch_mode(self.first_screen)
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification of the app (a widget's ``notify`` lands here) as inert text: they quote ids, names
+        and errors from the data. ``markup`` is never honoured (a widget's ``notify`` passes True unless told
+        otherwise). Thread-safe, like Textual's."""
+        super().notify(visible(message, BREAK), title=visible(title, BREAK), severity=severity, timeout=timeout,
+                       markup=False)
 
     def action_open(self, screen: str) -> None:
         """Go to one of the app's screens (``home``, ``watch``, ``review``, ``runs``)."""

@@ -64,6 +64,9 @@ def preview(record: dict[str, Any], settings: TrainSettings, timeout: float = TI
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         said = next((line for line in lines if line.startswith("error: ")), lines[-1] if lines else "")
         raise PreviewError(said.removeprefix("error: ") or f"python -m training preview exited {done.returncode}")
-    shown = json.loads(done.stdout.splitlines()[-1])
+    try:  # the last line; str.splitlines would also split at a NEL or U+2028 inside a token's text
+        shown = json.loads(done.stdout.rstrip("\n").rpartition("\n")[2])
+    except ValueError:
+        raise PreviewError("python -m training preview printed no JSON line") from None
     return Preview(shown["id"], [(text, float(weight)) for text, weight in shown["tokens"]], shown["refused"],
                    bool(shown["truncated"]))

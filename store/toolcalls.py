@@ -17,6 +17,8 @@ from typing import Any, Iterable, Mapping, Sequence
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
+from .safe_json import loads
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -56,7 +58,7 @@ def parse_arguments(arguments: str | Mapping[str, Any] | None) -> dict[str, Any]
     if isinstance(arguments, Mapping):
         return dict(arguments)
     try:
-        value = json.loads(arguments)
+        value = loads(arguments)
     except (TypeError, json.JSONDecodeError) as exc:
         raise CallParseError(f"arguments are not valid JSON: {exc}") from None
     if not isinstance(value, dict):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import types
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
@@ -129,8 +130,14 @@ class TrainingConfig(DataConfig):
 
     def check(self) -> None:
         """Raise :class:`BadValue` for the first value a run cannot start with."""
+        for spec in fields(self):  # nan passes every comparison below, inf breaks the schedules
+            value = getattr(self, spec.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise BadValue(spec.name, f"must be a finite number, got {value}")
         if not self.base_model.strip():
             raise BadValue("base_model", "name a base model (tiny for the small offline one)")
+        if self.max_steps != -1 and self.max_steps < 1:
+            raise BadValue("max_steps", "must be -1 (the epochs decide) or at least 1")
         if self.epochs <= 0 and self.max_steps <= 0:
             raise BadValue("max_steps", "give some epochs or a number of steps")
         for name in ("batch_size", "grad_accum", "lora_r", "lora_alpha", "logging_steps", "save_steps"):

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Mapping
 
-from store.text import by_weight
+from store.text import by_weight, inert
 from training.config import SFTConfig, command_parser, from_namespace
 from training.data import Encoder, Example, load_records
 from training.errors import TrainingError
@@ -93,13 +93,12 @@ def as_json(example: Example) -> dict[str, Any]:
 def show(record: Mapping[str, Any], example: Example) -> None:
     """The coloured tokens of one trajectory, then its summary."""
     from rich.console import Console
-    from rich.text import Text
 
     console = Console(highlight=False, soft_wrap=True)
-    console.print(Text(f"── {example.id} ", style="bold"))
+    console.print(inert(f"── {example.id} ", style="bold"))
     console.print(by_weight(zip(token_texts(example), (float(w) for w in example.weights))))
     for line in summary(record, example):
-        console.print(Text(line))
+        console.print(inert(line))
 
 
 def summary(record: Mapping[str, Any], example: Example) -> list[str]:

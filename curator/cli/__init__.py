@@ -89,18 +89,19 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        exc.message = _inert(exc.message)  # usage errors quote what was typed, others name data
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except (CuratorError, OSError) as exc:
-        click.echo(f"error: {redact(str(exc))}", err=True)
+        click.echo(f"error: {_inert(redact(str(exc)))}", err=True)  # may quote a record: inert, one line
         sys.exit(1)
     except sqlite3.Error as exc:  # e.g. "database or disk is full" on a write no command expected to fail
         from curator.cli.opening import OPENED
 
         where = f"{OPENED[-1]}: " if OPENED else ""
-        click.echo(f"error: {where}{redact(str(exc))}", err=True)
+        click.echo(f"error: {where}{_inert(redact(str(exc)))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
@@ -111,3 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     # Without standalone mode click returns a command's ctx.exit(code) instead of exiting.
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _inert(message: str) -> str:
+    """An error message on one line with what it quotes made visible (imported only when there is an error)."""
+    from store.text import SIGN, visible
+
+    return visible(message, SIGN)

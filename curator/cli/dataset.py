@@ -17,6 +17,7 @@ from store.errors import CuratorError, InputError
 from store.flagging import flag_all
 from store.formats import EXPORTERS, IMPORTERS
 from store.stats import store_stats
+from store.text import SIGN, inert, inert_console, json_text, visible
 
 _IMPORT_SUFFIXES = {".json": "toolalpaca", ".jsonl": "jsonl"}
 _EXPORT_SUFFIXES = {".jsonl": "jsonl", ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
@@ -85,7 +86,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
             flags = flag_all(store, mask_policy(ctx.obj.get("config")), summary.unflagged)
     except sqlite3.Error as exc:  # e.g. the store is locked by a long writer: nothing was imported
         raise CuratorError(f"{db}: import of {file} failed, nothing was imported: {exc}") from None
-    click.echo(f"imported {summary.describe()} from {file} ({fmt}) into {db}")
+    click.echo(visible(f"imported {summary.describe()} from {file} ({fmt}) into {db}", SIGN))
     if flags.trajectories:
         click.echo(render_summary(flags))
 
@@ -123,7 +124,7 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
             summary = EXPORTERS[fmt](store, out, status)
     except sqlite3.Error as exc:
         raise CuratorError(f"{out}: export from {db} failed, nothing was written: {exc}") from None
-    click.echo(f"exported {summary.describe()} ({status}) from {db} to {out} ({fmt})")
+    click.echo(visible(f"exported {summary.describe()} ({status}) from {db} to {out} ({fmt})", SIGN))
 
 
 @click.command("stats")
@@ -135,22 +136,21 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     with open_store(db) as store:
         counts = store_stats(store)
     if as_json:
-        click.echo(json.dumps(counts, indent=2, ensure_ascii=False))
+        click.echo(json_text(json.dumps(counts, indent=2, ensure_ascii=False)))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    click.echo(f"{db}: {counts['trajectories']} trajectories, {counts['gold_items']} gold items")
+    click.echo(f"{visible(str(db), SIGN)}: {counts['trajectories']} trajectories, {counts['gold_items']} gold items")
     table = Table()
     table.add_column("by")
     table.add_column("value")
     table.add_column("count", justify="right")
     for group, key in (("status", "status"), ("decision", "decision"), ("tag", "tags"), ("toolset", "toolsets")):
         for i, (value, n) in enumerate(counts[key].items()):
-            table.add_row(group if i == 0 else "", value, str(n))
+            table.add_row(group if i == 0 else "", inert(value), str(n))
         if counts[key]:
             table.add_section()
-    Console().print(table)
+    inert_console().print(table)
 
 
 COMMANDS = [import_, export, stats]

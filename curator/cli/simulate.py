@@ -16,6 +16,7 @@ from curator import settings
 from curator.cli.opening import open_store
 from store import Store, Toolset
 from store.errors import CuratorError, InputError
+from store.text import SIGN, inert, inert_console, visible
 
 BACKEND_CHOICE = click.Choice(["scripted", "openai"])
 
@@ -26,7 +27,7 @@ def _open(ctx: click.Context, db: str | None) -> Store:
 
 def _toolset_from_file(path: Path, name: str | None) -> Toolset:
     """An OpenAPI 3 document (it has ``paths``) or a list of function schemas."""
-    from store.formats.files import read_json
+    from store.formats.safe_files import read_json
 
     from curator.sim.toolsets import from_functions_file, from_openapi_file
 
@@ -84,7 +85,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
     if sum(x is not None for x in (toolset, openapi, functions)) > 1:
         raise CuratorError("give one of --toolset, --openapi and --functions")
     config = settings.load(ctx.obj["config"])
-    console = Console(stderr=True)
+    console = inert_console(stderr=True)
     with _open(ctx, db) as store:
         if openapi or functions:
             loaded = _toolset_from_file(openapi or functions, None)  # type: ignore[arg-type]
@@ -96,9 +97,9 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
         backend = sim.backend
         note = " (offline: no model is called)" if backend.name == "scripted" else \
             f" at {sim_config.role_base_url('assistant') or 'api.openai.com'}"
-        click.echo(f"Simulating {sim_config.n} trajectories on toolset {sim.toolset.name} "
-                   f"({len(sim.toolset.box.names)} tools) with the {backend.name} backend, "
-                   f"model {backend.model('assistant')}{note}.", err=True)
+        click.echo(visible(f"Simulating {sim_config.n} trajectories on toolset {sim.toolset.name} "
+                           f"({len(sim.toolset.box.names)} tools) with the {backend.name} backend, "
+                           f"model {backend.model('assistant')}{note}.", SIGN), err=True)
         summary = asyncio.run(_run(sim, console))
         if sim.store_error is not None:
             raise sim.store_error
@@ -107,11 +108,11 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
 
             seen = [t.instruction for t in store.iter_trajectories() if t.toolset == sim.toolset.name]
             written = store.add_gold(gold_items(resolve(store, sim.toolset.name), gold, sim_config.seed, seen))
-            console.print(f"Stored {written} held-out gold items for {sim.toolset.name}.")
-    click.echo(summary.describe())
+            console.print(inert(f"Stored {written} held-out gold items for {sim.toolset.name}."))
+    click.echo(visible(summary.describe(), SIGN))
     if summary.cancelled:
-        click.echo(f"Interrupted: kept {summary.complete} complete and {summary.failed} failed trajectories "
-                   f"(running ones were marked failed: cancelled) in {db or ctx.obj['db']}.", err=True)
+        click.echo(visible(f"Interrupted: kept {summary.complete} complete and {summary.failed} failed trajectories "
+                           f"(running ones were marked failed: cancelled) in {db or ctx.obj['db']}.", SIGN), err=True)
         sys.exit(130)  # click's non-standalone mode would turn ctx.exit's code into a return value
     if summary.error and summary.complete == 0:
         raise CuratorError(summary.error)
@@ -179,11 +180,11 @@ def list_(ctx: click.Context) -> None:
         stored = {t.name: t for t in store.toolsets()}
     table = Table("toolset", "tools", "source", "description")
     for name, found in sorted(stored.items()):
-        table.add_row(name, str(len(found.tools)), found.source, found.description[:70])
+        table.add_row(inert(name), str(len(found.tools)), inert(found.source), inert(found.description[:70]))
     for name in demo_names():
         if name not in stored:
             table.add_row(name, "", "demo (added on first use)", "")
-    Console().print(table)
+    inert_console().print(table)
 
 
 @toolset.command("show")
@@ -195,12 +196,12 @@ def show(ctx: click.Context, name: str) -> None:
 
     with _open(ctx, None) as store:
         found = resolve(store, name)
-    table = Table("tool", "parameters (* required)", "description", title=f"{found.name}: {found.description}")
+    table = Table("tool", "parameters (* required)", "description", title=inert(f"{found.name}: {found.description}"))
     for tool in found.tools:
         required = set(tool.parameters.get("required") or [])
         params = ", ".join(f"{p}{'*' if p in required else ''}" for p in tool.parameters.get("properties") or {})
-        table.add_row(tool.name, params, tool.description)
-    Console().print(table)
+        table.add_row(inert(tool.name), inert(params), inert(tool.description))
+    inert_console().print(table)
 
 
 @toolset.command("add")
@@ -212,7 +213,7 @@ def add(ctx: click.Context, file: Path, name: str | None) -> None:
     loaded = _toolset_from_file(file, name)
     with _open(ctx, None) as store:
         store.add_toolset(loaded)
-    click.echo(f"Stored toolset {loaded.name} with {len(loaded.tools)} tools.")
+    click.echo(visible(f"Stored toolset {loaded.name} with {len(loaded.tools)} tools.", SIGN))
 
 
 @toolset.command("generate")
@@ -235,7 +236,7 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
     validated and converted to function schemas, and a rejected one is sent back
     with the reason. The scripted backend designs a small plausible spec offline.
     """
-    from store.formats.files import read_json
+    from store.formats.safe_files import read_json
 
     from curator.sim.backends import make_backend
     from curator.sim.generate import generate_many, read_api_list
@@ -262,10 +263,10 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
             if result.toolset is not None:
                 store.add_toolset(result.toolset)
                 stored += 1
-                click.echo(f"{result.name}: {len(result.toolset.tools)} tools "
-                           f"({', '.join(t.name for t in result.toolset.tools)})")
+                click.echo(visible(f"{result.name}: {len(result.toolset.tools)} tools "
+                                   f"({', '.join(t.name for t in result.toolset.tools)})", SIGN))
             else:
-                click.echo(f"{result.name}: not generated: {result.error}", err=True)
+                click.echo(visible(f"{result.name}: not generated: {result.error}", SIGN), err=True)
     click.echo(f"Stored {stored} of {len(results)} toolsets ({sim_config.backend} backend).")
     if stored == 0:
         raise InputError("toolset generate", "no toolset could be generated")

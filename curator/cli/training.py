@@ -25,6 +25,7 @@ from curator.settings import TrainSettings
 from curator.settings import load as load_config
 from curator.launcher import LOG_FILE, RunError, result, start_run
 from store import DEFAULT_PATH
+from store.text import SIGN, visible
 from training.config import TRAINING, DataConfig, EvalConfig, describe, field_types, to_argv
 
 
@@ -37,7 +38,7 @@ def launch(db: str, kind: str, algorithm: str, args: list[str], output: str,
     except RunError as exc:
         raise click.ClickException(str(exc)) from None
     if detach:
-        click.echo(f"run {run_id} started (pid {proc.pid}); log: {Path(output) / LOG_FILE}")
+        click.echo(visible(f"run {run_id} started (pid {proc.pid}); log: {Path(output) / LOG_FILE}", SIGN))
         return 0
     return _wait(proc)
 
@@ -148,8 +149,8 @@ def runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
         return
     click.echo(f"{'id':<16}  {'kind':<5}  {'algo':<4}  {'status':<9}  {'model':<24}  {'created':<19}  result")
     for run in found:
-        click.echo(f"{run.id:<16}  {run.kind:<5}  {run.algorithm:<4}  {run.status:<9}  {run.base_model[:24]:<24}  "
-                   f"{(run.created_at or '')[:19]:<19}  {result(run)}")
+        click.echo(visible(f"{run.id:<16}  {run.kind:<5}  {run.algorithm:<4}  {run.status:<9}  "
+                           f"{run.base_model[:24]:<24}  {(run.created_at or '')[:19]:<19}  {result(run)}", SIGN))
 
 
 COMMANDS = [train, eval_, runs]

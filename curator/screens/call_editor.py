@@ -10,6 +10,7 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static, TextArea
 
 from curator.screens.base import Dialog
+from store.text import SIGN, inert, visible
 from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_call
 
 
@@ -19,9 +20,11 @@ class CallEditor(Dialog[ToolCall | None]):
     def __init__(self, name: str, arguments: str, call_id: str | None, toolbox: Toolbox,
                  position: tuple[int, int] = (1, 1)) -> None:
         """``arguments`` is the JSON text as the model wrote it (it may not parse: that is often the fix);
-        ``position`` is (this call, calls in the message)."""
+        ``position`` is (this call, calls in the message). Names are shown and typed as :func:`visible` shows
+        them (a name holding a control character would reach the terminal raw in the input)."""
         super().__init__()
-        self.tool_name, self.arguments, self.call_id = name, arguments, call_id
+        self.names = {visible(real, SIGN): real for real in toolbox.names}  # as shown -> as in the toolset
+        self.tool_name, self.arguments, self.call_id = visible(name, SIGN), arguments, call_id
         self.toolbox = toolbox
         self.position = position
 
@@ -32,7 +35,7 @@ class CallEditor(Dialog[ToolCall | None]):
             yield Label(f"Correct {which} — Ctrl+S saves (checked against the schema), Esc {keep}",
                         classes="dialog-title")
             yield Input(self.tool_name, placeholder="tool name", id="name",
-                        suggester=SuggestFromList(self.toolbox.names, case_sensitive=True))
+                        suggester=SuggestFromList(self.names, case_sensitive=True))
             yield Static(id="schema")
             yield TextArea(self.arguments, id="arguments")
             yield Static(id="problems")
@@ -44,18 +47,20 @@ class CallEditor(Dialog[ToolCall | None]):
     def on_input_changed(self, event: Input.Changed) -> None:
         self._show_schema(event.value.strip())
 
-    def _show_schema(self, name: str) -> None:
+    def _show_schema(self, shown: str) -> None:
+        name = self.names.get(shown, shown)
         if name not in self.toolbox:
-            text = f"'{name}' is not in the toolset: {', '.join(self.toolbox.names)}"
+            text = f"'{shown}' is not in the toolset: {', '.join(self.names)}"
         else:
             required = set(self.toolbox.required(name))
             params = [f"{p}{'*' if p in required else ''}: {s.get('type', 'any')}"
                       for p, s in self.toolbox.properties(name).items()]
-            text = f"{name}({', '.join(params)})   * required"
-        self.query_one("#schema", Static).update(text)
+            text = f"{shown}({', '.join(params)})   * required"
+        self.query_one("#schema", Static).update(inert(text))
 
     def action_save(self) -> None:
-        name = self.query_one("#name", Input).value
+        shown = self.query_one("#name", Input).value.strip()
+        name = self.names.get(shown, shown)
         arguments = self.query_one("#arguments", TextArea).text
         try:
             call = parse_call(name, arguments, id=self.call_id)
@@ -69,4 +74,4 @@ class CallEditor(Dialog[ToolCall | None]):
         self.dismiss(call)
 
     def _problems(self, lines: list[str]) -> None:
-        self.query_one("#problems", Static).update("Not saved — " + "; ".join(lines))
+        self.query_one("#problems", Static).update(inert("Not saved — " + "; ".join(lines)))

@@ -7,6 +7,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, Label, Select
 
 from curator.screens.base import Dialog
+from store.text import inert
 from store.db import REVIEW_FILTERS
 from store.queue import QueueFilter
 from store.records import STATUSES
@@ -31,7 +32,7 @@ class FilterDialog(Dialog[QueueFilter | None]):
             yield Select([(s, s) for s in STATUSES], value=q.status or Select.NULL, prompt="any status",
                          id="status")
             yield Select([(c, c) for c in CODE_NAMES], value=q.tag or Select.NULL, prompt="any tag", id="tag")
-            yield Select([(t, t) for t in self.toolsets], value=q.toolset or Select.NULL, prompt="any toolset",
+            yield Select([(inert(t), t) for t in self.toolsets], value=q.toolset or Select.NULL, prompt="any toolset",
                          id="toolset")
             yield Input(q.text, placeholder="text in any message (SQLite FTS5 query)", id="text")
 

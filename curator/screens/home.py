@@ -11,6 +11,7 @@ from curator.screens.base import SCREEN_KEYS, StoreScreen, navigation
 from store import Store
 from store.queue import Progress, QueueFilter, progress
 from store.stats import backend_counts
+from store.text import SIGN, inert, visible
 
 
 class HomeScreen(StoreScreen):
@@ -19,7 +20,7 @@ class HomeScreen(StoreScreen):
     def compose(self) -> ComposeResult:
         with Vertical(id="home"):
             yield Static(Text("curator", "bold"), id="home-title")
-            yield Static(f"store: {self.store.path}", id="home-store")
+            yield Static(inert(f"store: {self.store.path}"), id="home-store")
             yield Static("counting…", id="home-summary")
             yield Static(Text.assemble(
                 ("w", "bold"), "  watch simulations arrive live, start or stop one\n",
@@ -48,7 +49,8 @@ class HomeScreen(StoreScreen):
                     f"{done.accepted} accepted · {done.rejected} rejected · {done.skipped} skipped · "
                     f"accept rate {rate}")
         if backends:
-            text.append("\nmade by: " + ", ".join(f"{name} backend ({n})" for name, n in sorted(backends.items())))
+            made_by = ", ".join(f"{name} backend ({n})" for name, n in sorted(backends.items()))
+            text.append("\nmade by: " + visible(made_by, SIGN))
         if "scripted" in backends:
             text.append("\nThe scripted backend is offline and deterministic: its conversations are simulated "
                         "demo data, not a model's.", "italic")

@@ -13,7 +13,7 @@ from textual.widgets import Label, Static
 from curator.mask_preview import Preview, PreviewError, preview
 from curator.screens.base import Dialog
 from curator.settings import TrainSettings
-from store.text import by_weight
+from store.text import BREAK, by_weight, inert
 
 LEGEND = Text.assemble(("trained", "bold green"), "  ", ("key token ×w", "bold black on yellow"), "  ",
                        ("masked or prompt", "dim"))
@@ -32,7 +32,7 @@ class MaskPreview(Dialog[None]):
     def compose(self) -> ComposeResult:
         base = self.settings.config().base_model
         with Vertical(classes="dialog", id="mask-preview"):
-            yield Label(Text(f"What SFT trains of {self.record['id']} on {base} — Esc closes"),
+            yield Label(inert(f"What SFT trains of {self.record['id']} on {base} — Esc closes"),
                         classes="dialog-title")
             yield Static(LEGEND)
             yield Static(Text("rendering with the base model's tokenizer and chat template…"), id="mask-summary")
@@ -53,8 +53,8 @@ class MaskPreview(Dialog[None]):
 
     def _show(self, made: Preview) -> None:
         self.shown = made
-        self.query_one("#mask-summary", Static).update(Text(made.summary()))
+        self.query_one("#mask-summary", Static).update(inert(made.summary(), newline=BREAK))
         self.query_one("#mask-text", Static).update(by_weight(made.tokens))
 
     def _failed(self, problem: str) -> None:
-        self.query_one("#mask-summary", Static).update(Text(f"No preview: {problem}", style="bold red"))
+        self.query_one("#mask-summary", Static).update(inert(f"No preview: {problem}", "bold red", BREAK))

@@ -7,7 +7,6 @@ are appended, never updated, and each screen follows the other's commits.
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -25,12 +24,13 @@ from curator.screens.filter import FilterDialog
 from curator.screens.mask_preview import MaskPreview
 from curator.screens.prompt import TextPrompt
 from curator.screens.tag_picker import TagPicker
-from curator.widgets.conversation import ConversationView, Shown, pretty_json
+from curator.widgets.conversation import ConversationView, Shown, call_arguments
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
 from store import Correction, Message, Store
 from store.queue import Progress, QueueFilter, count, position, progress
 from store.flagging import flag_trajectory
+from store.text import SIGN, inert, json_text, visible
 from store.toolcalls import ToolCall, Toolbox
 
 #: How often the screen looks for other sessions' commits (one read of the store's data version).
@@ -187,8 +187,7 @@ class ReviewScreen(StoreScreen):
 
         def edit(position: int) -> None:
             function = calls[position].get("function") or {}
-            arguments = function.get("arguments") or "{}"
-            text = pretty_json(arguments) if isinstance(arguments, str) else json.dumps(arguments, indent=2)
+            text = json_text(call_arguments(function.get("arguments") or "{}"))
             editor = CallEditor(str(function.get("name") or ""), text, calls[position].get("id"), toolbox,
                                 position=(position + 1, len(calls)))
             self.app.push_screen(editor, lambda call: done(position, call))
@@ -320,15 +319,17 @@ class Target:
 
 
 def _title(shown: Shown) -> Text:
+    """The trajectory's id, toolset, status, origin and decision, its reason, request, whole-trajectory tags and
+    notes: each a line of inert text."""
     t = shown.trajectory
     backend = f"{t.backend} backend" + (" (offline, simulated data)" if t.backend == "scripted" else "")
     parts = [t.id, f"toolset {t.toolset or '–'}", t.status, backend if t.backend else t.source,
              f"decision: {t.decision or 'pending'}"]
     whole = [f"⚑ {g.code} ({g.source})" for g in t.tags if g.message_index is None]
-    text = Text(" · ".join(parts), "bold")
+    text = inert(" · ".join(parts), "bold")
     if t.reason:
-        text.append(f"\nreason: {t.reason}", "dim")
-    text.append(f"\n{t.instruction}")
+        text.append(f"\nreason: {visible(t.reason, SIGN)}", "dim")
+    text.append(f"\n{visible(t.instruction, SIGN)}")
     if whole or shown.notes.get(None):
-        text.append("\n" + "  ".join(whole + [f"✍ {n}" for n in shown.notes.get(None, [])]))
+        text.append("\n" + visible("  ".join(whole + [f"✍ {n}" for n in shown.notes.get(None, [])]), SIGN))
     return text

@@ -10,6 +10,7 @@ from curator.screens.base import Dialog
 from curator.sim import SimConfig
 from curator.sim.config import BACKENDS
 from store.errors import InputError
+from store.text import inert
 
 
 class SimulateForm(Dialog[SimConfig | None]):
@@ -24,12 +25,12 @@ class SimulateForm(Dialog[SimConfig | None]):
         s = self.settings
         with Vertical(classes="dialog", id="simulate"):
             yield Label("Start a simulation — Enter or Ctrl+S starts, Esc cancels", classes="dialog-title")
-            yield Select([(t, t) for t in self.toolsets], value=s.toolset if s.toolset in self.toolsets else
+            yield Select([(inert(t), t) for t in self.toolsets], value=s.toolset if s.toolset in self.toolsets else
                          Select.NULL, prompt="toolset", id="toolset")
             yield Select([(b, b) for b in BACKENDS], value=s.backend, allow_blank=False, id="backend")
             for name, label in (("n", "trajectories"), ("concurrency", "concurrency"), ("seed", "seed")):
                 yield Input(str(getattr(s, name)), placeholder=label, type="integer", id=name)
-            yield Static(f"models: {s.model or 'the scripted agents'} (from curator.toml)", classes="dim")
+            yield Static(inert(f"models: {s.model or 'the scripted agents'} (from curator.toml)"), classes="dim")
             yield Static(id="problem")
 
     def on_mount(self) -> None:
@@ -49,6 +50,6 @@ class SimulateForm(Dialog[SimConfig | None]):
                 **{name: int(value) for name, value in numbers.items() if value},
             )
         except (InputError, ValueError) as exc:
-            self.query_one("#problem", Static).update(f"Not started — {exc}")
+            self.query_one("#problem", Static).update(inert(f"Not started — {exc}"))
             return
         self.dismiss(config)

@@ -10,6 +10,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from curator.settings import TrainSettings
 from curator.screens.base import Dialog
+from store.text import inert
 from training.config import BadValue, SFTConfig, field_types
 
 ALGORITHMS = [
@@ -137,4 +138,4 @@ class TrainForm(Dialog[TrainChoice | None]):
         self.dismiss(TrainChoice(TrainSettings(algorithm, overrides), self.query_one("#mask_instability", Checkbox).value))
 
     def _refuse(self, problem: str) -> None:
-        self.query_one("#problem", Static).update(f"Not started — {problem}")
+        self.query_one("#problem", Static).update(inert(f"Not started — {problem}"))

@@ -29,6 +29,7 @@ from curator.widgets.queue_view import QueueView
 from store import Store
 from store.queue import QueueFilter, position
 from store.stats import Activity, activity
+from store.text import SIGN, visible
 
 #: Redraw at most this often while the store changes.
 POLL_SECONDS = 0.25
@@ -192,4 +193,4 @@ class WatchScreen(StoreScreen):
             label = f"simulating {config.n} on {config.toolset} with the {config.backend} backend"
             if config.backend == "scripted":
                 label += " (offline: simulated demo data, not a model's)"
-        self.query_one(WatchCounters).show(self._counts, label)
+        self.query_one(WatchCounters).show(self._counts, visible(label, SIGN))

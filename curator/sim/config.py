@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,10 +82,11 @@ class SimConfig:
         if unknown:
             raise bad("error_mix", f"unknown error kind(s) {', '.join(sorted(unknown))} "
                                    f"(known: {', '.join(ERROR_KINDS)})")
-        if any(w < 0 for w in self.error_mix.values()) or (self.error_rate and not any(self.error_mix.values())):
-            raise bad("error_mix", "weights must be ≥ 0 and not all 0")
-        if self.request_timeout <= 0:
-            raise bad("request_timeout", "must be positive")
+        if not all(math.isfinite(w) and w >= 0 for w in self.error_mix.values()) or (
+                self.error_rate and not any(self.error_mix.values())):
+            raise bad("error_mix", "weights must be finite, ≥ 0 and not all 0")
+        if not (math.isfinite(self.request_timeout) and self.request_timeout > 0):
+            raise bad("request_timeout", "must be a positive number of seconds")
         if self.backend == "openai" and not self.model:
             raise bad("model", "the openai backend needs a model name (--model or [simulate] model)")
         return self

@@ -8,7 +8,6 @@ function schemas. A rejected spec is sent back with the reason, up to
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -31,10 +30,11 @@ class Generated:
 def validate_spec(text: str, name: str) -> Toolset:
     """The toolset of a spec written as JSON text, or an ``InputError`` saying what is wrong with it."""
     from store.formats.openapi import toolset_from_openapi
+    from store.safe_json import loads
 
     source = f"generated spec for {name}"
     try:
-        spec: Any = json.loads(text)
+        spec: Any = loads(text)
     except ValueError as exc:
         raise InputError(source, f"not JSON: {exc}") from None
     if not isinstance(spec, dict) or not str(spec.get("openapi", "")).startswith("3"):

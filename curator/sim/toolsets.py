@@ -60,29 +60,33 @@ def resolve(store: Store, name: str) -> Toolset:
 
 def from_openapi_file(path: str | os.PathLike[str], name: str | None = None) -> Toolset:
     """An OpenAPI 3 JSON file as a toolset (one tool per operation), named after the file by default."""
-    from store.formats.files import read_json
     from store.formats.openapi import toolset_from_openapi
+    from store.formats.safe_files import read_json
 
     return toolset_from_openapi(read_json(path), name or Path(path).stem, str(path))
 
 
 def from_functions_file(path: str | os.PathLike[str], name: str | None = None) -> Toolset:
     """A JSON list of function schemas (bare or ``{"type": "function", ...}``), or ``{"tools": [...]}``."""
-    from store.formats.files import json_type, read_json
+    from store.formats.files import json_type
+    from store.formats.safe_files import read_json
 
     source = str(path)
     data = read_json(path)
     items = data.get("tools") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise InputError(source, f"expected a non-empty JSON list of function schemas, got {json_type(data)}")
-    tools = []
+    tools: list[Tool] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or not isinstance(function_of(item).get("name"), str):
             raise InputError(source, "each function needs a 'name'", f"tools[{i}]")
         try:
-            tools.append(Tool.from_openai(item))
+            tool = Tool.from_openai(item)
         except (KeyError, TypeError) as exc:
             raise InputError(source, f"not a function schema: {exc}", f"tools[{i}]") from None
+        if any(t.name == tool.name for t in tools):
+            raise InputError(source, f"two functions are named {tool.name!r}", f"tools[{i}]")
+        tools.append(tool)
     Toolbox([t.to_openai() for t in tools])  # compiles every schema: a broken one fails here, not mid-run
     description = data.get("description", "") if isinstance(data, dict) else ""
     return Toolset(name or Path(path).stem, tools, description, source, {"tools": items})

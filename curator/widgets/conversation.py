@@ -20,6 +20,8 @@ from textual.strip import Strip
 
 from curator.widgets.line_view import LineView
 from store import Correction, Message, Tag, Trajectory
+from store.safe_json import loads
+from store.text import BREAK, SIGN, inert, json_text, visible
 
 #: Long system prompts and tool answers are cut to this many lines.
 MAX_BODY_LINES = 14
@@ -142,13 +144,13 @@ class ConversationView(LineView, can_focus=False):
 
     def _marks(self, message: Message, tags: list[Tag]) -> list[Text]:
         flag = self._styles["flag"]
-        marks = [Text(f" ⚑ {t.code} ({t.source}) ", flag) for t in tags]
+        marks = [inert(f" ⚑ {t.code} ({t.source}) ", flag) for t in tags]
         assert self.shown is not None
         if message.role == "assistant" and message.index in self.shown.corrections:
             # what every export and run reads: the original at weight 0, the fix as an example of its own
             marks.append(Text(" ⊘ masked (corrected: the fix trains) ", self._styles["masked"]))
         elif message.role == "assistant" and message.weight == 0:
-            marks.append(Text(f" ⊘ masked ({message.weight_source}) ", self._styles["masked"]))
+            marks.append(inert(f" ⊘ masked ({message.weight_source}) ", self._styles["masked"]))
         return marks
 
     def _body(self, message: Message, index: int) -> Text:
@@ -157,12 +159,12 @@ class ConversationView(LineView, can_focus=False):
         dim = self._styles["dim"]
         parts: list[Text] = []
         if message.content and message.role == "tool":
-            parts.append(_cut(Text(pretty_json(message.content)), dim))
+            parts.append(_cut(inert(pretty_json(message.content), newline=BREAK), dim))
         elif message.content:
-            text = Text(message.content)
+            text = inert(message.content, newline=BREAK)
             parts.append(_cut(text, dim) if message.role == "system" else text)
         if message.raw and not message.tool_calls:
-            parts.append(Text.assemble(("unparsed output: ", dim), message.raw))
+            parts.append(Text.assemble(("unparsed output: ", dim), visible(message.raw, BREAK)))
         call_style = self._styles["call"]
         parts.extend(_call(call, "→ ", call_style) for call in message.tool_calls or [])
         correction = self.shown.corrections.get(index)
@@ -170,7 +172,7 @@ class ConversationView(LineView, can_focus=False):
             fix_style = self._styles["correction"]
             parts.extend(_call(call, "✎ corrected → ", fix_style) for call in correction.tool_calls)
         note_style = self._styles["note"]
-        parts.extend(Text(f"✍ {note}", note_style) for note in self.shown.notes.get(index, []))
+        parts.extend(inert(f"✍ {note}", note_style, BREAK) for note in self.shown.notes.get(index, []))
         return Text("\n").join(parts) if parts else Text("(empty)", dim)
 
 
@@ -187,16 +189,22 @@ def _first_step(shown: Shown | None) -> int:
 def _call(call: dict[str, Any], prefix: str, style: Style) -> Text:
     """``→ name`` and the arguments pretty-printed below it."""
     function = call.get("function") or {}
-    arguments = function.get("arguments")
-    return Text.assemble((prefix, style), (str(function.get("name")), style + _BOLD), "\n",
-                         (pretty_json(arguments) if isinstance(arguments, str) else json.dumps(arguments, indent=2),
-                          style))
+    return Text.assemble((prefix, style), (visible(str(function.get("name")), SIGN), style + _BOLD), "\n",
+                         (visible(call_arguments(function.get("arguments")), BREAK), style))
+
+
+def call_arguments(arguments: Any) -> str:
+    """A call's arguments (a JSON string, or decoded) pretty-printed; as the model wrote them when not JSON."""
+    if isinstance(arguments, str):
+        return pretty_json(arguments)
+    return json_text(json.dumps(arguments, indent=2, ensure_ascii=False))
 
 
 def pretty_json(text: str) -> str:
-    """JSON indented when it parses, else the text as it is."""
+    """JSON indented when it parses, else the text as it is; characters a terminal would act on are written as
+    JSON escapes (:func:`store.text.json_text`), so the text stays JSON with the same meaning."""
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return json_text(json.dumps(loads(text), indent=2, ensure_ascii=False))
     except (json.JSONDecodeError, TypeError):
         return text
 

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from store.queue import Progress
+from store.text import SIGN, visible
 
 BAR_WIDTH = 20
 
@@ -21,7 +22,7 @@ class ReviewProgress(Static):
             f"  reviewed {progress.reviewed} / {progress.total}",
             f"  ·  accept rate {rate}",
             f"  ·  ✓ {progress.accepted}  ✗ {progress.rejected}  » {progress.skipped}",
-            f"  ·  queue: {queue} ({queued})",
+            f"  ·  queue: {visible(queue, SIGN)} ({queued})",
         ))
 
 

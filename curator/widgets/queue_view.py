@@ -18,6 +18,7 @@ from textual.strip import Strip
 from curator.widgets.line_view import LineView
 from store import Store
 from store.queue import QueueFilter, QueueRow, window
+from store.text import SIGN, visible
 
 #: Rows fetched per page; a page around the cursor covers any screen.
 PAGE = 100
@@ -143,5 +144,5 @@ class QueueView(LineView, can_focus=True):
             Segment(f"⚑{row.flags:<2}" if row.flags else "   ", base + flag),
             Segment(f"⊘{row.masked:<2}" if row.masked else "   ", base + masked),
             Segment(f"{row.status[:8]:<9}", base + dim),
-            Segment(" ".join(row.instruction.split()), base),
+            Segment(visible(" ".join(row.instruction.split()), SIGN), base),
         ]

@@ -11,6 +11,7 @@ from textual_plotext import PlotextPlot
 
 from curator.launcher import ACTIVE, result
 from store import Run
+from store.text import BREAK, SIGN, inert, visible
 
 COLUMNS = [("run", "run"), ("kind", "kind"), ("algorithm", "algo"), ("status", "status"),
            ("model", "base model"), ("dataset", "dataset"), ("started", "started"), ("duration", "duration"),
@@ -18,7 +19,7 @@ COLUMNS = [("run", "run"), ("kind", "kind"), ("algorithm", "algo"), ("status", "
 METRICS = [("ts", "TS"), ("pi", "PI"), ("cf", "CF")]
 
 
-class RunList(DataTable[Text | str]):
+class RunList(DataTable[Text]):
     """Every run, newest first; the screen sets the rows and the cursor, the annotator moves it."""
 
     COMPONENT_CLASSES = {"runs--queued", "runs--running", "runs--completed", "runs--failed", "runs--cancelled"}
@@ -42,14 +43,16 @@ class RunList(DataTable[Text | str]):
         """Advance the durations of the active runs."""
         for run in runs:
             if run.status in ACTIVE and run.id in self.rows:
-                self.update_cell(run.id, "duration", duration(run_seconds(run)))
+                self.update_cell(run.id, "duration", Text(duration(run_seconds(run))))
 
-    def _cells(self, run: Run) -> list[Text | str]:
-        status = Text(run.status, self.get_component_rich_style(f"runs--{run.status}", partial=True))
+    def _cells(self, run: Run) -> list[Text]:
+        """Inert text cells: a ``str`` cell would be read as markup."""
         started = parse_stamp(run.started_at)
-        return [run.id[:8], run.kind, run.algorithm, status, shorten(run.base_model, 24), dataset_size(run),
-                started.astimezone().strftime("%m-%d %H:%M") if started else "–", duration(run_seconds(run)),
-                clip(result(run), 32)]
+        cells = [run.id[:8], run.kind, run.algorithm, run.status, shorten(run.base_model, 24), dataset_size(run),
+                 started.astimezone().strftime("%m-%d %H:%M") if started else "–", duration(run_seconds(run)),
+                 clip(result(run), 32)]
+        status = self.get_component_rich_style(f"runs--{run.status}", partial=True)
+        return [inert(cell, status if key == "status" else "") for (key, _), cell in zip(COLUMNS, cells)]
 
 
 class RunDetails(Static):
@@ -60,14 +63,14 @@ class RunDetails(Static):
         if run is None:
             self.update("No runs yet: T on the review screen exports the accepted trajectories and trains on them.")
             return
-        text = Text.assemble((f"{run.kind} {run.algorithm} · {run.status}", "bold"), f" · run {run.id}\n")
-        text.append(f"base model {run.base_model}\n")
+        text = Text.assemble(inert(f"{run.kind} {run.algorithm} · {run.status}", "bold"), inert(f" · run {run.id}"))
+        text.append(inert(f"\nbase model {run.base_model}\n", newline=BREAK))
         if run.output_dir:
-            text.append(f"output {run.output_dir}\n", "dim")
+            text.append(inert(f"output {run.output_dir}\n", "dim", BREAK))
         text.append(_dataset(run))
         text.append(_settings(run))
         if run.error:
-            text.append(f"\nerror: {run.error}", "bold red")
+            text.append(inert(f"\nerror: {run.error}", "bold red", BREAK))
         parts: list[Text | Table] = [text]
         if trained is not None or base is not None:
             parts.append(_comparison(trained, base, base_model or run.base_model))
@@ -102,7 +105,7 @@ class LogTail(Static):
         if source is None:
             self.update(Text("no log yet", "dim"))
             return
-        self.update(Text.assemble((f"{source}\n", "dim"), "\n".join(lines)))
+        self.update(Text.assemble(inert(f"{source}\n", "dim", BREAK), inert("\n".join(lines), newline=BREAK)))
 
 
 # -- formatting ----------------------------------------------------------------------------------------
@@ -158,13 +161,13 @@ def _dataset(run: Run) -> Text:
     snapshot = dataset.get("snapshot")
     if snapshot:
         masking = "tool instability masked" if snapshot.get("mask_instability") else "tool instability kept"
-        text.append(f"\nsnapshot {snapshot.get('dir')} ({masking})", "dim")
+        text.append(f"\nsnapshot {visible(str(snapshot.get('dir')), SIGN)} ({masking})", "dim")
     return text + "\n"
 
 
 def _settings(run: Run) -> Text:
     config = run.config
-    shown = [f"{label} {config[key]}" for key, label in (
+    shown = [f"{label} {visible(str(config[key]), SIGN)}" for key, label in (
         ("max_steps", "max steps"), ("epochs", "epochs"), ("learning_rate", "lr"), ("w_max", "w_max"),
     ) if config.get(key) is not None]
     if config.get("lora_r") is not None:
@@ -182,6 +185,6 @@ def _comparison(trained: Run | None, base: Run | None, base_model: str) -> Table
     table.add_column("")
     for name, run in (("trained", trained), (f"base {shorten(base_model, 24)}", base)):
         metrics = ((run.summary or {}).get("metrics") if run and run.status == "completed" else None) or {}
-        table.add_row(name, *(f"{metrics[key]:.0%}" if key in metrics else "…" for key, _ in METRICS),
-                      f"n={metrics['n']}" if "n" in metrics else (run.status if run else "not evaluated"))
+        table.add_row(inert(name), *(Text(f"{metrics[key]:.0%}" if key in metrics else "…") for key, _ in METRICS),
+                      inert(f"n={metrics['n']}" if "n" in metrics else (run.status if run else "not evaluated")))
     return table

@@ -39,7 +39,8 @@ from ..records import (
     is_derived,
 )
 from ..taxonomy import check_code
-from .files import iter_json_lines, json_type, write_lines
+from .files import json_type, write_lines
+from .safe_files import iter_json_lines
 from .summary import ExportSummary, ImportSummary
 
 
@@ -144,6 +145,10 @@ def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Too
     if not messages:
         raise ValueError("'messages' is empty")
     tools = [_tool(t, i) for i, t in enumerate(_field(record, "tools", list, []))]
+    names = [t.name for t in tools]
+    if len(set(names)) < len(names):
+        twice = next(name for i, name in enumerate(names) if name in names[:i])
+        raise ValueError(f"two tools are named {twice!r}")
     meta = _field(record, "meta", dict, {})
     parsed = [_message(m, i) for i, m in enumerate(messages)]
     toolset = _field(meta, "toolset", str, None, "meta.")

@@ -23,7 +23,9 @@ from ..db import Store
 from ..errors import InputError
 from ..records import GoldItem, Message, Toolset, Trajectory
 from ..toolcalls import ToolCall
-from .files import json_type, read_json
+from .files import json_type
+from ..safe_json import loads
+from .safe_files import read_json
 from .openapi import toolset_from_openapi
 from .summary import ImportSummary
 
@@ -89,7 +91,7 @@ def _toolset(record: dict[str, Any], name: str, source: str, where: str) -> Tool
     documentation = record.get("Documentation")
     if isinstance(documentation, str):
         try:
-            documentation = json.loads(documentation)
+            documentation = loads(documentation)
         except json.JSONDecodeError as exc:
             raise InputError(source, f"Documentation is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                                      f"{exc.msg})", where) from None
@@ -182,10 +184,10 @@ def _gold_call(step: Any, source: str, where: str) -> ToolCall:
         raise InputError(source, "a golden call needs 'Action' and 'Action_Input'", where)
     text = step.get("Action_Input") or "{}"
     try:
-        arguments = json.loads(text) if isinstance(text, str) else text
+        arguments = loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError:
         try:
-            arguments = json.loads(_PLACEHOLDER.sub(_quote_placeholder, text))
+            arguments = loads(_PLACEHOLDER.sub(_quote_placeholder, text))
         except json.JSONDecodeError as exc:
             raise InputError(source, f"Action_Input is not JSON (column {exc.colno}: {exc.msg})", where) from None
     if not isinstance(arguments, dict):
