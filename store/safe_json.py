@@ -7,7 +7,7 @@ decoder, or in any recursive step after it), and a lone surrogate escape
 it). :func:`loads` refuses both as a ``json.JSONDecodeError``, so every caller's
 existing handler reports them as the one-line error of any bad JSON.
 
-The file readers that decode through it are in ``store/formats/safe_files.py``.
+The file readers that decode through it are in ``store/formats/files.py``.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ def _open(ctx: click.Context, db: str | None) -> Store:
 
 def _toolset_from_file(path: Path, name: str | None) -> Toolset:
     """An OpenAPI 3 document (it has ``paths``) or a list of function schemas."""
-    from store.formats.safe_files import read_json
+    from store.formats.files import read_json
 
     from curator.sim.toolsets import from_functions_file, from_openapi_file
 
@@ -236,7 +236,7 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
     validated and converted to function schemas, and a rejected one is sent back
     with the reason. The scripted backend designs a small plausible spec offline.
     """
-    from store.formats.safe_files import read_json
+    from store.formats.files import read_json
 
     from curator.sim.backends import make_backend
     from curator.sim.generate import generate_many, read_api_list

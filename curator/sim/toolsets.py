@@ -61,7 +61,7 @@ def resolve(store: Store, name: str) -> Toolset:
 def from_openapi_file(path: str | os.PathLike[str], name: str | None = None) -> Toolset:
     """An OpenAPI 3 JSON file as a toolset (one tool per operation), named after the file by default."""
     from store.formats.openapi import toolset_from_openapi
-    from store.formats.safe_files import read_json
+    from store.formats.files import read_json
 
     return toolset_from_openapi(read_json(path), name or Path(path).stem, str(path))
 
@@ -69,7 +69,7 @@ def from_openapi_file(path: str | os.PathLike[str], name: str | None = None) -> 
 def from_functions_file(path: str | os.PathLike[str], name: str | None = None) -> Toolset:
     """A JSON list of function schemas (bare or ``{"type": "function", ...}``), or ``{"tools": [...]}``."""
     from store.formats.files import json_type
-    from store.formats.safe_files import read_json
+    from store.formats.files import read_json
 
     source = str(path)
     data = read_json(path)

@@ -25,6 +25,7 @@ from typing import IO, Any, Iterable, Iterator
 from .. import processes
 from ..errors import CuratorError, InputError, Terminated
 from ..redaction import redact
+from ..safe_json import loads
 
 #: JSON type names for messages about what a value was instead.
 _JSON_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
@@ -65,7 +66,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def parse_json(text: str, source: str, line_offset: int = 0) -> Any:
     """Decode JSON text, reporting an error as ``source:line: invalid JSON at column c: …``."""
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(source, f"invalid JSON at column {exc.colno}: {exc.msg}", exc.lineno + line_offset) from None
 

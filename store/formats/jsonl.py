@@ -39,8 +39,7 @@ from ..records import (
     is_derived,
 )
 from ..taxonomy import check_code
-from .files import json_type, write_lines
-from .safe_files import iter_json_lines
+from .files import iter_json_lines, json_type, write_lines
 from .summary import ExportSummary, ImportSummary
 
 

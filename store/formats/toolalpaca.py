@@ -25,7 +25,7 @@ from ..records import GoldItem, Message, Toolset, Trajectory
 from ..toolcalls import ToolCall
 from .files import json_type
 from ..safe_json import loads
-from .safe_files import read_json
+from .files import read_json
 from .openapi import toolset_from_openapi
 from .summary import ImportSummary
 
