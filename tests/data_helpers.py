@@ -93,3 +93,16 @@ def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
 def write_jsonl(path: Path, lines: list[Any]) -> Path:
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
     return path
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``curator ARGS`` in-process through its entry point: (exit code, stdout, stderr)."""
+    from curator.cli import main
+
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -8,35 +8,23 @@ import sys
 import pytest
 
 from conftest import REPO, fixture_path
-from curator.cli import main
-from data_helpers import rich_store, snapshot, write_jsonl
+from data_helpers import rich_store, run_cli, snapshot, write_jsonl
 
 EVAL = "toolalpaca/eval_simulated.json"
 TRAIN = "toolalpaca/train_format_sample.json"
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """``curator ARGS`` in-process: (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
 def db(tmp_path, capsys):
     """A store holding the ToolAlpaca training sample."""
     path = tmp_path / "store.db"
-    assert run(capsys, "--db", str(path), "import", str(fixture_path(TRAIN)))[0] == 0
+    assert run_cli(capsys, "--db", str(path), "import", str(fixture_path(TRAIN)))[0] == 0
     return str(path)
 
 
 def test_import_prints_what_it_imported_and_where(tmp_path, capsys):
     db = str(tmp_path / "s.db")
-    code, out, _ = run(capsys, "--db", db, "import", str(fixture_path(EVAL)), "--format", "toolalpaca")
+    code, out, _ = run_cli(capsys, "--db", db, "import", str(fixture_path(EVAL)), "--format", "toolalpaca")
     assert code == 0
     assert out == f"imported 10 toolsets (54 tools), 0 trajectories, 100 gold items from {fixture_path(EVAL)} " \
                   f"(toolalpaca) into {db}\n"
@@ -44,7 +32,7 @@ def test_import_prints_what_it_imported_and_where(tmp_path, capsys):
 
 def test_a_toolalpaca_import_is_flagged_and_the_failed_calls_masked(tmp_path, capsys):
     db = str(tmp_path / "s.db")
-    code, out, _ = run(capsys, "--db", db, "import", str(fixture_path(TRAIN)))
+    code, out, _ = run_cli(capsys, "--db", db, "import", str(fixture_path(TRAIN)))
     assert code == 0
     assert "3 trajectories flagged: 2 assistant messages tagged, 2 masked (weight 0)" in out
     from store import Store
@@ -57,36 +45,36 @@ def test_a_toolalpaca_import_is_flagged_and_the_failed_calls_masked(tmp_path, ca
 
 
 def test_export_each_format_and_status(db, tmp_path, capsys):
-    assert run(capsys, "--db", db, "export", str(tmp_path / "a.jsonl"))[1] == \
+    assert run_cli(capsys, "--db", db, "export", str(tmp_path / "a.jsonl"))[1] == \
         f"exported 0 trajectories (accepted) from {db} to {tmp_path / 'a.jsonl'} (jsonl)\n"
     for name, fmt in (("all.jsonl", "jsonl"), ("all.db", "sqlite"), ("all.sharegpt", "sharegpt")):
-        code, out, _ = run(capsys, "--db", db, "export", str(tmp_path / name), "--format", fmt, "--status", "all")
+        code, out, _ = run_cli(capsys, "--db", db, "export", str(tmp_path / name), "--format", fmt, "--status", "all")
         assert code == 0 and out.startswith("exported 3 trajectories (all)") and out.endswith(f"({fmt})\n")
     assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 3
-    assert run(capsys, "--db", db, "export", str(tmp_path / "guessed.db"), "--status", "pending")[1].endswith(
+    assert run_cli(capsys, "--db", db, "export", str(tmp_path / "guessed.db"), "--status", "pending")[1].endswith(
         "(sqlite)\n")
 
 
 def test_reimport_of_an_export_reports_the_skipped_ids(db, tmp_path, capsys):
     out = tmp_path / "all.jsonl"
-    run(capsys, "--db", db, "export", str(out), "--status", "all")
-    code, text, _ = run(capsys, "--db", db, "import", str(out))
+    run_cli(capsys, "--db", db, "export", str(out), "--status", "all")
+    code, text, _ = run_cli(capsys, "--db", db, "import", str(out))
     assert code == 0 and "0 trajectories (3 already in the store, skipped)" in text
 
 
 def test_stats_as_json_and_as_a_table(db, capsys):
-    code, out, _ = run(capsys, "--db", db, "stats", "--json")
+    code, out, _ = run_cli(capsys, "--db", db, "stats", "--json")
     counts = json.loads(out)
     assert code == 0
     assert counts["trajectories"] == 3 and counts["status"] == {"imported": 3}
     assert counts["decision"] == {"pending": 3} and counts["toolsets"] == {"Axolotl": 3}
-    code, out, _ = run(capsys, "--db", db, "stats")
+    code, out, _ = run_cli(capsys, "--db", db, "stats")
     assert code == 0 and "3 trajectories" in out and "Axolotl" in out and "pending" in out
 
 
 def test_stats_counts_decisions_and_effective_tags(tmp_path, capsys):
     rich_store(tmp_path / "rich.db").close()
-    counts = json.loads(run(capsys, "--db", str(tmp_path / "rich.db"), "stats", "--json")[1])
+    counts = json.loads(run_cli(capsys, "--db", str(tmp_path / "rich.db"), "stats", "--json")[1])
     assert counts["decision"] == {"accept": 2, "reject": 1, "pending": 1}
     assert counts["tags"] == {"content_error": 1, "other": 1}  # the un-tagged auto tag does not count
     assert counts["toolsets"] == {"time": 1, "weather": 3} and counts["gold_items"] == 2
@@ -142,7 +130,7 @@ def test_bad_input_is_one_line_and_changes_nothing(db, tmp_path, capsys, case):
     make_args, expected = BAD[case]
     args = make_args(tmp_path)
     before = snapshot(tmp_path / "store.db")
-    code, out, err = run(capsys, "--db", db, *args)
+    code, out, err = run_cli(capsys, "--db", db, *args)
     assert code != 0 and out == ""
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err
     for part in expected:
@@ -154,14 +142,14 @@ def test_bad_input_is_one_line_and_changes_nothing(db, tmp_path, capsys, case):
 
 def test_export_or_stats_of_a_missing_store_does_not_create_one(tmp_path, capsys):
     for args in (["export", str(tmp_path / "o.jsonl")], ["stats"]):
-        code, _, err = run(capsys, "--db", str(tmp_path / "none.db"), *args)
+        code, _, err = run_cli(capsys, "--db", str(tmp_path / "none.db"), *args)
         assert code == 1 and err == f"error: {tmp_path / 'none.db'}: no such store\n"
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_first_import_leaves_no_store_behind(tmp_path, capsys):
     bad = write_jsonl(tmp_path / "x.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}, [1, 2]])
-    code, _, err = run(capsys, "--db", str(tmp_path / "new.db"), "import", str(bad))
+    code, _, err = run_cli(capsys, "--db", str(tmp_path / "new.db"), "import", str(bad))
     assert code == 1 and "x.jsonl:2: expected a JSON object" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.jsonl"]
 
@@ -177,7 +165,7 @@ def test_the_console_script_reports_bad_input_in_one_line(tmp_path):
 
 
 def test_help_documents_formats_and_reimport(capsys):
-    code, out, _ = run(capsys, "import", "--help")
+    code, out, _ = run_cli(capsys, "import", "--help")
     assert code == 0 and "toolalpaca" in out and "already" in out and "skipped" in out
-    code, out, _ = run(capsys, "export", "--help")
+    code, out, _ = run_cli(capsys, "export", "--help")
     assert code == 0 and "sharegpt" in out and "accepted]" in out

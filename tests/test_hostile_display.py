@@ -20,13 +20,13 @@ from pathlib import Path
 import pexpect
 import pytest
 from click.testing import CliRunner
-from data_helpers import snapshot, write_jsonl
+from data_helpers import run_cli, snapshot, write_jsonl
 from rich.console import Console
 from textual.widgets import Select, TextArea
 from tui_fixtures import screen_text, wait_until
 
 from curator.app import CuratorApp
-from curator.cli import cli, main
+from curator.cli import cli
 from curator.screens.call_editor import CallEditor
 from curator.screens.mask_preview import MaskPreview
 from curator.settings import Config
@@ -226,12 +226,7 @@ def test_cli_output_is_inert(db: Path, args: list[str], shown: list[str]) -> Non
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     """``curator ARGS`` through its entry point: (exit code, everything printed)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
+    code, out, err = run_cli(capsys, *args)
     return code, out + err
 
 
