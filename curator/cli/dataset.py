@@ -15,7 +15,7 @@ from curator.cli.opening import open_store
 from store import REVIEW_FILTERS
 from store.errors import CuratorError, InputError
 from store.flagging import flag_all
-from store.formats import EXPORTERS, IMPORTERS
+from store.formats import EXPORTERS, IMPORTERS, detect_format
 from store.stats import store_stats
 from store.text import SIGN, inert, inert_console, json_text, visible
 
@@ -56,10 +56,17 @@ def _format(given: str | None, path: Path, suffixes: dict[str, str]) -> str:
     raise CuratorError(f"{path}: cannot tell the format from the file name; pass --format")
 
 
+def _import_format(given: str | None, path: Path) -> str:
+    """``--format``, else the one format whose records the file's first record looks like, else the suffix."""
+    if not given and path.is_file():
+        given = detect_format(path)
+    return _format(given, path, _IMPORT_SUFFIXES)
+
+
 @click.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=OneLineChoice(list(IMPORTERS)), default=None,
-              help="Input format (default: from the extension, .json toolalpaca, .jsonl jsonl).")
+              help="Input format (default: told from the first record, else from the extension).")
 @click.pass_context
 def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
     """Import FILE into the store, all or nothing.
@@ -76,7 +83,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
     file twice adds nothing; toolsets and gold items of the same name are replaced by
     a ToolAlpaca import.
     """
-    fmt = _format(fmt, file, _IMPORT_SUFFIXES)
+    fmt = _import_format(fmt, file)
     if not file.is_file():
         raise InputError(str(file), "is a directory, not a file" if file.is_dir() else "no such file")
     db = ctx.obj["db"]

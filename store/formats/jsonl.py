@@ -138,6 +138,13 @@ class _Reader:
                                           "already in the store or earlier in the file", number)
 
 
+def looks_like(record: dict[str, Any]) -> bool:
+    """curator's own lines: OpenAI chat ``messages`` whose entries carry a ``role``."""
+    messages = record.get("messages")
+    return isinstance(messages, list) and bool(messages) and all(isinstance(m, dict) and "role" in m
+                                                                 for m in messages)
+
+
 def trajectory_from_record(record: dict[str, Any]) -> tuple[Trajectory, list[Tool]]:
     """A trajectory and its tools from one canonical record; ValueError names the bad field."""
     messages = _field(record, "messages", list)

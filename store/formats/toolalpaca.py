@@ -202,3 +202,7 @@ def _quote_placeholder(match: re.Match[str]) -> str:
 
 def _id(*parts: str) -> str:
     return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def looks_like(record: dict[str, Any]) -> bool:
+    return "Name" in record and "Documentation" in record

@@ -1,0 +1,102 @@
+"""What every importer shares: reading records, naming toolsets and ids from content, writing all or nothing.
+
+An importer is a reader (file → :class:`Imported`, raising ``InputError`` naming
+the file, the line or record, and the field) plus :func:`write_imported`. Ids and
+toolset names derive from the content, so importing the same file twice adds
+nothing the second time. Readers never validate calls against their tools: a call
+that breaks its tool's schema is imported as it is and auto-flagged after the
+import (``store.flagging``), like a simulated one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ..db import Store
+from ..errors import InputError
+from ..records import GoldItem, Tool, Toolset, Trajectory
+from .files import iter_json_lines, json_type, open_input, parse_json
+from .summary import ImportSummary
+
+
+@dataclass
+class Imported:
+    """Everything a reader found in a file, before anything is written."""
+
+    toolsets: dict[str, Toolset] = field(default_factory=dict)
+    trajectories: list[Trajectory] = field(default_factory=list)
+    gold: list[GoldItem] = field(default_factory=list)
+
+    def toolset_for(self, tools: list[Tool], source: str, description: str = "") -> str:
+        """The name of the toolset holding exactly ``tools`` (made once per distinct list)."""
+        name = toolset_name(tools)
+        if name not in self.toolsets:
+            self.toolsets[name] = Toolset(name, tools, description=description, source=source)
+        return name
+
+
+def write_imported(store: Store, imported: Imported) -> ImportSummary:
+    """Write in one transaction: toolsets and gold items replace those of the same name or id, trajectories
+    already in the store are skipped; the new ones are listed for auto-flagging."""
+    toolsets = list(imported.toolsets.values())
+    summary = ImportSummary(toolsets=len(toolsets), tools=sum(len(t.tools) for t in toolsets),
+                            gold=len(imported.gold))
+    with store.transaction():
+        for toolset in toolsets:
+            store.add_toolset(toolset)
+        seen: set[str] = set()
+        new = []
+        for trajectory in imported.trajectories:
+            if trajectory.id not in seen and not store.has_trajectory(trajectory.id):
+                new.append(trajectory)
+            seen.add(trajectory.id)
+        summary.trajectories = store.insert_trajectories(new)
+        summary.skipped = len(imported.trajectories) - len(new)
+        summary.unflagged = [t.id for t in new]
+        store.add_gold(imported.gold)
+    return summary
+
+
+def toolset_name(tools: list[Tool]) -> str:
+    """``tools-<digest>``: the same tools (names, descriptions, schemas, order) always get the same name."""
+    return "tools-" + content_id(json.dumps([t.to_openai() for t in tools], sort_keys=True))[:8]
+
+
+def content_id(*parts: str) -> str:
+    """A 16-hex-digit id derived from ``parts``, so a re-import finds what it imported before."""
+    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[str | int, dict[str, Any]]]:
+    """``(where, object)`` for each record of a JSON array (``"record N"``) or a JSONL file (the line number),
+    ``where`` as ``InputError`` takes it.
+
+    Published tool-calling datasets come both ways (and BFCL's ``.json`` files are JSON Lines),
+    so the content decides: a file whose first non-blank character is ``[`` is an array.
+    """
+    source = str(path)
+    with open_input(path) as handle:
+        head = handle.read(4096).lstrip()
+    if head.startswith("["):
+        with open_input(path) as handle:
+            data = parse_json(handle.read(), source)
+        for number, record in enumerate(data, 1):
+            if not isinstance(record, dict):
+                raise InputError(source, f"expected a JSON object, got {json_type(record)}", f"record {number}")
+            yield f"record {number}", record
+        return
+    for number, record in iter_json_lines(path):
+        yield number, record
+
+
+def first_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The first record of the file, for telling its format; None when it has none or cannot be read."""
+    try:
+        for _, record in iter_records(path):
+            return record
+    except InputError:
+        return None
+    return None
