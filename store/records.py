@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Sequence
 
+from . import safe_json
 from .toolcalls import ToolCall, function_of, parse_openai_call
 
 ROLES = ("system", "user", "assistant", "tool")
@@ -276,6 +277,27 @@ def to_record(trajectory: Trajectory, tools: list[dict[str, Any]],
     if trajectory.meta:
         meta["extra"] = trajectory.meta
     return {"id": trajectory.id, "messages": messages, "tools": tools, "meta": meta}
+
+
+#: Fields a JSONL line holds as JSON text rather than as nested JSON. Arrow (``datasets``, Parquet, the
+#: Hub's viewer) gives a column one type for the whole file, inferred from its first block: tools of
+#: different shapes, tags present on some lines, a ``decision`` null until some line has one, would each
+#: break it. As text the line's schema is the same for any mix (xLAM publishes its ``tools`` the same
+#: way), and TRL's SFTTrainer decodes a ``tools`` string itself.
+TEXT_FIELDS = ("tools", "meta")
+
+
+def from_line(record: dict[str, Any]) -> dict[str, Any]:
+    """A record read from a JSONL line, with its ``TEXT_FIELDS`` decoded (lines written as nested JSON, by
+    other tools or earlier versions, pass as they are); ValueError names a field that is not JSON."""
+    decoded = dict(record)
+    for key in TEXT_FIELDS:
+        if isinstance(record.get(key), str):
+            try:
+                decoded[key] = safe_json.loads(record[key])
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"'{key}' is a string but not JSON (column {exc.colno}: {exc.msg})") from None
+    return decoded
 
 
 def is_derived(record: dict[str, Any]) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from store import Correction, GoldItem, Message, Store, Tag, Tool, Toolset, Trajectory
+from store.records import from_line
 from store.toolcalls import ToolCall
 
 WEATHER = Toolset("weather", [
@@ -88,6 +89,16 @@ def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
     finally:
         conn.close()
+
+
+def read_line(text: str) -> dict[str, Any]:
+    """One exported JSONL line as a record, its JSON-text fields (``tools``, ``meta``) decoded."""
+    return from_line(json.loads(text))
+
+
+def export_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of an exported JSONL file, decoded as ``read_line`` does."""
+    return [read_line(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def write_jsonl(path: Path, lines: list[Any]) -> Path:

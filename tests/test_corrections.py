@@ -15,6 +15,7 @@ from curator.cli import main
 from store import Correction, Store
 from store.formats.jsonl import export_jsonl, import_jsonl
 from store.formats.sharegpt import export_sharegpt
+from data_helpers import export_lines
 from tui_fixtures import call, make_store
 
 ORIGINAL = [call("c1", "getWeatherForecast", {"city": "Oslo"})]
@@ -36,7 +37,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return export_lines(path)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from data_helpers import rich_store, snapshot, weather_trajectory, write_jsonl
+from data_helpers import export_lines, read_line, rich_store, snapshot, weather_trajectory, write_jsonl
 from store import InputError, Store
 from store.formats import ExportSummary
 from store.formats.jsonl import export_jsonl, import_jsonl, record_line
@@ -36,7 +36,7 @@ def test_export_import_export_is_byte_for_byte_the_same(store, tmp_path):
 def test_the_line_carries_weights_tags_decision_and_meta(store, tmp_path):
     out = tmp_path / "all.jsonl"
     export_jsonl(store, out, "all")
-    records = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    records = {r["id"]: r for r in export_lines(out)}
     w1, w2 = records["w1"], records["w2"]
     assert set(w1) == {"id", "messages", "tools", "meta"}
     assert [m["weight"] for m in w1["messages"] if m["role"] == "assistant"] == [0, 1, 1]
@@ -58,10 +58,15 @@ def test_export_filters_by_review_decision(store, tmp_path):
     assert ids == ["w1", "w1#correction-2", "w2"]
 
 
-def test_record_line_with_the_tools_cache_is_plain_json_dumps(store):
+def test_record_line_with_the_tools_cache_is_json_dumps_with_tools_and_meta_as_text(store):
+    def dumps(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
     cache: dict = {}
     for record in store.iter_records("all"):
-        assert record_line(record, cache) == json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        as_text = {**record, "tools": dumps(record["tools"]), "meta": dumps(record["meta"])}
+        assert record_line(record, cache) == record_line(record) == dumps(as_text) + "\n"
+        assert read_line(record_line(record, cache)) == record
     assert len(cache) == 2  # one encoding per toolset
 
 
@@ -128,7 +133,7 @@ CALLED = {"id": "a", "messages": [
      "meta.notes[0]: 'message' must be null or a message index below 2, got 2"),
 ])
 def test_a_bad_line_names_the_file_and_line_and_writes_nothing(store, tmp_path, line, problem):
-    good = json.loads(record_line(next(store.iter_records("all"))))
+    good = read_line(record_line(next(store.iter_records("all"))))
     good["id"] = "new-one"
     path = write_jsonl(tmp_path / "bad.jsonl", [good, "", line])
     before = snapshot(tmp_path / "rich.db")
@@ -140,7 +145,7 @@ def test_a_bad_line_names_the_file_and_line_and_writes_nothing(store, tmp_path, 
 
 
 def test_a_bad_line_after_thousands_of_good_ones_still_writes_nothing(tmp_path):
-    lines = [json.loads(record_line({"id": f"t{i}", "messages": [{"role": "user", "content": str(i)}]}))
+    lines = [read_line(record_line({"id": f"t{i}", "messages": [{"role": "user", "content": str(i)}]}))
              for i in range(1200)]
     path = write_jsonl(tmp_path / "big.jsonl", [*lines, "42"])
     with Store.open(tmp_path / "s.db") as store:
@@ -159,7 +164,7 @@ def test_a_repeated_id_in_one_file_is_an_error(tmp_path):
 
 
 def test_a_toolset_redefined_with_other_tools_is_an_error(store, tmp_path):
-    record = json.loads(record_line(next(store.iter_records("all"))))
+    record = read_line(record_line(next(store.iter_records("all"))))
     record["id"] = "w9"
     record["tools"] = record["tools"][:1]
     path = write_jsonl(tmp_path / "conflict.jsonl", [record])

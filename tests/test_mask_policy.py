@@ -16,6 +16,7 @@ from curator.screens.train_form import TrainForm
 from curator.settings import load as load_config
 from store import Store
 from store.taxonomy import MaskPolicy
+from data_helpers import read_line
 from tui_fixtures import wait_until
 
 CONFIG = """\
@@ -86,6 +87,6 @@ async def test_keeping_instability_holds_from_simulation_through_review_to_the_t
         snapshot = export_snapshot(str(db), app.policy)
     assert snapshot["mask_instability"] is False
     [line] = Path(snapshot["jsonl"]).read_text().splitlines()
-    record = json.loads(line)
+    record = read_line(line)
     instability = {t["message"] for t in record["meta"]["tags"] if t["code"] == "tool_instability"}
     assert record["id"] == trajectory.id and {record["messages"][i]["weight"] for i in instability} == {1}

@@ -21,6 +21,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 from jinja2 import Template, TemplateError
 
+from store.records import from_line
 from store.toolcalls import function_of
 from training.errors import TrainingError
 from training.compiled import compiled
@@ -54,9 +55,11 @@ def _jsonl_records(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
+                rows.append(from_line(json.loads(line)))
             except json.JSONDecodeError as exc:
                 raise TrainingError(f"{path}:{number}: not a JSON line ({exc.msg})") from None
+            except ValueError as exc:
+                raise TrainingError(f"{path}:{number}: {exc}") from None
     return rows
 
 

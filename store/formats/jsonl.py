@@ -3,7 +3,9 @@
 Messages are OpenAI chat messages (assistant messages carry ``"weight": 0|1``),
 ``tools`` the OpenAI function tools, ``meta`` the store's fields (``toolset``,
 ``status``, ``source``, ``decision``, ``tags``, and when there are some
-``corrections`` and ``notes``). After a trajectory with corrections comes one
+``corrections`` and ``notes``); ``tools`` and ``meta`` are JSON text
+(``records.TEXT_FIELDS``), so ``datasets`` and TRL load the file as it is, and
+they import either way. After a trajectory with corrections comes one
 derived line per correction (``meta.derived_from``; see
 ``records.correction_examples``): the corrected call as an example of its own,
 so a trainer that reads the file as it is learns the fix, never the original.
@@ -34,8 +36,10 @@ from ..records import (
     Tag,
     Tool,
     Toolset,
+    TEXT_FIELDS,
     Trajectory,
     dumps,
+    from_line,
     is_derived,
 )
 from ..taxonomy import check_code
@@ -61,22 +65,22 @@ def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accep
 
 
 def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any], str]] | None = None) -> str:
-    """One JSONL line: exactly ``json.dumps(record)`` with compact separators.
+    """One JSONL line: the record with compact separators, its ``records.TEXT_FIELDS`` as JSON text.
 
     ``iter_records`` hands every record of a toolset the same ``tools`` list, so
     with an ``encoded_tools`` cache it is encoded once per toolset rather than
     once per line (a quarter of a typical line). The cache holds the list itself,
     so its id cannot be reused by another list while cached.
     """
-    if encoded_tools is None:
-        return _dumps(record) + "\n"
     parts = []
     for key, value in record.items():
-        if key == "tools":
+        if key == "tools" and encoded_tools is not None:
             cached = encoded_tools.get(id(value))
             if cached is None or cached[0] is not value:
-                cached = encoded_tools[id(value)] = (value, _dumps(value))
+                cached = encoded_tools[id(value)] = (value, _dumps(_dumps(value)))
             parts.append(f'"tools":{cached[1]}')
+        elif key in TEXT_FIELDS:
+            parts.append(f"{_dumps(key)}:{_dumps(_dumps(value))}")
         else:
             parts.append(f"{_dumps(key)}:{_dumps(value)}")
     return "{" + ",".join(parts) + "}\n"
@@ -103,11 +107,12 @@ class _Reader:
         self.lines: dict[str, int] = {}  # trajectory id -> the line it came from
 
     def trajectories(self, path: str | os.PathLike[str]) -> Iterator[Trajectory]:
-        for number, record in iter_json_lines(path):
-            if is_derived(record):
-                self.summary.derived += 1
-                continue
+        for number, line in iter_json_lines(path):
             try:
+                record = from_line(line)
+                if is_derived(record):
+                    self.summary.derived += 1
+                    continue
                 trajectory, tools = trajectory_from_record(record)
             except (ValueError, TypeError, KeyError) as exc:
                 raise InputError(self.source, str(exc), number) from None
