@@ -117,3 +117,31 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def everyday_store(path: Path, n: int = 2000, seed: int = 1) -> Store:
+    """A realistic store: ``n`` scripted simulations on the 25-tool ``everyday`` toolset (auto-flagged, so some
+    calls are masked), nine in ten accepted, and near the end (past the first blocks a JSON reader infers a
+    schema from) corrections on every 40th trajectory and notes on every 50th."""
+    import asyncio
+
+    from curator.sim import SimConfig, Simulation
+    from store.taxonomy import MaskPolicy
+
+    store = Store.open(path)
+    asyncio.run(Simulation(store, SimConfig(toolset="everyday", n=n, seed=seed), policy=MaskPolicy.of()).run())
+    ids = store.trajectory_ids()
+    with store.transaction():
+        for number, trajectory_id in enumerate(ids):
+            store.decide(trajectory_id, "reject" if number % 10 == 9 else "accept", annotator="ana")
+            if number < len(ids) // 2:
+                continue
+            if number % 40 == 0:
+                step = next(m for m in store.messages(trajectory_id) if m.tool_calls and m.weight)
+                fixed = json.loads(json.dumps(step.tool_calls))
+                function = fixed[0]["function"]
+                function["arguments"] = json.dumps({**json.loads(function["arguments"]), "note": "fixed"})
+                store.add_correction(Correction(trajectory_id, step.index, fixed, "ana", "checked by hand"))
+            if number % 50 == 0:
+                store.add_note(trajectory_id, "the answer could be shorter", None, annotator="ana")
+    return store

@@ -111,7 +111,8 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
     \b
     jsonl     one trajectory a line: {"id", "messages", "tools", "meta"}, OpenAI chat
               messages with "weight": 0|1 on assistant messages (masked and corrected
-              calls are 0); meta.corrections and meta.notes hold the review's fixes
+              calls are 0); tools and meta are JSON text, so datasets.load_dataset
+              reads any mix of them; meta.corrections and meta.notes hold the review's fixes
               and notes, and each corrected call follows as a line of its own
               ({id}#correction-{i}, meta.derived_from) that trains the fix.
     sqlite    a self-contained store in the same schema with only those trajectories,
@@ -119,6 +120,12 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
     sharegpt  LLaMA-Factory ShareGPT lines (human, gpt, function_call, observation;
               tools as a JSON string) with corrected calls in place of the
               originals; weights are not carried.
+    openai    OpenAI fine-tuning lines: only messages, tools (and parallel_tool_calls),
+              "weight" on assistant messages; a line whose call arguments are not
+              JSON, or with nothing at weight 1, is left out and counted.
+    trl       TRL SFTTrainer prompt-completion lines, one per trained assistant
+              message (TRL cannot weight messages: a masked call is only ever
+              context); tools as JSON text.
 
     OUT is written to a temporary file and renamed into place when complete.
     """

@@ -20,6 +20,7 @@ from .sharegpt import export_sharegpt
 from .sqlite import export_sqlite
 from .summary import ExportSummary, ImportSummary
 from .toolalpaca import import_toolalpaca
+from .trainer_files import export_openai, export_trl
 
 Importer = Callable[[Store, "str | os.PathLike[str]"], ImportSummary]
 Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
@@ -28,7 +29,8 @@ IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": impo
 #: For each import format: does this first record of a file look like one of its records?
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {"toolalpaca": toolalpaca.looks_like,
                                                           "jsonl": jsonl.looks_like}
-EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
+EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt,
+                                  "openai": export_openai, "trl": export_trl}
 
 
 def detect_format(path: str | os.PathLike[str]) -> str | None:

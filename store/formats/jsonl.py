@@ -54,10 +54,7 @@ def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accep
 
     def lines() -> Iterator[str]:
         for record in store.iter_records(status):
-            if is_derived(record):
-                summary.examples += 1
-            else:
-                summary.trajectories += 1
+            summary.count(record)
             yield record_line(record, encoded_tools)
 
     write_lines(out, lines())

@@ -1,7 +1,11 @@
 """What an import or an export did, for the one-line summary the CLI prints."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
+
+from ..records import is_derived
 
 
 @dataclass
@@ -39,12 +43,28 @@ class ExportSummary:
     trajectories: int = 0
     #: Lines of their own for corrected calls (``records.correction_examples``), after their trajectories.
     examples: int = 0
+    #: Prompt-completion examples, where a format writes one per trained message.
+    completions: int = 0
+    #: Records the format could not carry, by reason.
+    left_out: Counter[str] = field(default_factory=Counter)
+
+    def count(self, record: dict[str, Any]) -> None:
+        """Count one written record: a trajectory, or a correction example derived from one."""
+        if is_derived(record):
+            self.examples += 1
+        else:
+            self.trajectories += 1
 
     def describe(self) -> str:
-        """``3 trajectories and 1 correction example``."""
+        """``3 trajectories and 1 correction example as 9 prompt-completion examples; 2 left out (…)``."""
         text = _count(self.trajectories, "trajectory", "trajectories")
         if self.examples:
             text += f" and {_count(self.examples, 'correction example', 'correction examples')}"
+        if self.completions:
+            text += f" as {_count(self.completions, 'prompt-completion example', 'prompt-completion examples')}"
+        if self.left_out:
+            reasons = "; ".join(f"{n}: {reason}" for reason, n in self.left_out.most_common())
+            text += f"; {sum(self.left_out.values())} left out ({reasons})"
         return text
 
 
