@@ -138,3 +138,26 @@ def test_trl_sft_trainer_trains_on_the_trl_export_and_learns_only_the_completion
     assert prepared["input_ids"] == list(full) and trained == list(full)[len(prompt):]
     result = trainer.train()
     assert result.global_step == 2 and result.training_loss > 0
+
+
+def test_the_hub_folder_loads_with_load_dataset_and_its_card_counts_what_it_holds(tmp_path, capsys):
+    from data_helpers import run_cli
+
+    db = tmp_path / "rich.db"
+    rich_store(db).close()
+    code, out, _ = run_cli(capsys, "--db", str(db), "export", str(tmp_path / "weather-calls"), "--format", "hub")
+    assert code == 0 and "2 trajectories and 1 correction example" in out
+    folder = tmp_path / "weather-calls"
+    loaded = datasets.load_dataset(str(folder), split="train")
+    assert loaded["id"] == ["w1", "w1#correction-2", "w2"]
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\nconfigs:\n- config_name: default\n") and "path: data/train.jsonl" in card
+    assert "| weather | 2 |" in card  # w1 and w2 (the correction example is not a trajectory)
+    assert "| `content_error` | right tool and arguments, wrong values | yes | 1 | 0 |" in card
+    trajectories = [r for r in export_lines(folder / "data" / "train.jsonl") if "derived_from" not in r["meta"]]
+    weights = [m["weight"] for r in trajectories for m in r["messages"] if m["role"] == "assistant"]
+    assert f"Assistant messages: {len(weights)}, of which {weights.count(0)} at weight 0." in card
+    assert weights.count(0) >= 2  # at least w1's corrected call and w2's human mask
+    assert "Every trajectory here was accepted by an annotator." in card
+    code, _, err = run_cli(capsys, "--db", str(db), "export", str(folder / "README.md"), "--format", "hub")
+    assert code != 0 and err.strip().endswith("is a file; the hub format writes a folder (data/ and README.md)")

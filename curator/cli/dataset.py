@@ -126,6 +126,10 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
     trl       TRL SFTTrainer prompt-completion lines, one per trained assistant
               message (TRL cannot weight messages: a masked call is only ever
               context); tools as JSON text.
+    hub       a folder for the Hugging Face Hub: data/train.jsonl (the jsonl export)
+              and a dataset card README.md (counts, toolsets, error codes and how
+              many train at weight 0, how it was made); datasets.load_dataset(OUT)
+              reads it.
 
     OUT is written to a temporary file and renamed into place when complete.
     """

@@ -15,6 +15,7 @@ from typing import Any, Callable
 from ..db import Store
 from . import jsonl, toolalpaca
 from .importing import first_record
+from .hub import export_hub
 from .jsonl import export_jsonl, import_jsonl
 from .sharegpt import export_sharegpt
 from .sqlite import export_sqlite
@@ -30,7 +31,7 @@ IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": impo
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {"toolalpaca": toolalpaca.looks_like,
                                                           "jsonl": jsonl.looks_like}
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt,
-                                  "openai": export_openai, "trl": export_trl}
+                                  "openai": export_openai, "trl": export_trl, "hub": export_hub}
 
 
 def detect_format(path: str | os.PathLike[str]) -> str | None:
