@@ -70,7 +70,8 @@ def _read_record(imported: Imported, record: dict[str, Any], at: _Where) -> None
     _check_unique(tools, at)
     calls = [_call(a, f"answers[{i}]", at) for i, a in enumerate(_json_list(record, "answers", at))]
     toolset = imported.toolset_for(tools, at.source)
-    key = str(record_id) if record_id is not None else content_id(query, json.dumps(record.get("answers")))
+    key = str(record_id) if record_id is not None else content_id(query, json.dumps(
+        [[c.name, c.arguments] for c in calls], sort_keys=True))
     imported.trajectories.append(Trajectory(
         id=content_id("xlam", key, query), toolset=toolset, instruction=query, status="imported",
         source="imported", meta=_meta(record), messages=_messages(query, calls),
