@@ -13,11 +13,12 @@ import os
 from typing import Any, Callable
 
 from ..db import Store
-from . import jsonl, toolalpaca
+from . import jsonl, toolace, toolalpaca
 from .importing import first_record
 from .jsonl import export_jsonl, import_jsonl
 from .sharegpt import export_sharegpt
 from .sqlite import export_sqlite
+from .toolace import import_toolace
 from .summary import ExportSummary, ImportSummary
 from .toolalpaca import import_toolalpaca
 
@@ -25,9 +26,11 @@ Importer = Callable[[Store, "str | os.PathLike[str]"], ImportSummary]
 Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 
 IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl}
+IMPORTERS["toolace"] = import_toolace
 #: For each import format: does this first record of a file look like one of its records?
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {"toolalpaca": toolalpaca.looks_like,
                                                           "jsonl": jsonl.looks_like}
+DETECTORS["toolace"] = toolace.looks_like
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
 
 
@@ -41,4 +44,4 @@ def detect_format(path: str | os.PathLike[str]) -> str | None:
 
 
 __all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format",
-           "export_jsonl", "export_sharegpt", "export_sqlite", "import_jsonl", "import_toolalpaca"]
+           "export_jsonl", "export_sharegpt", "export_sqlite", "import_jsonl", "import_toolace", "import_toolalpaca"]
