@@ -1,19 +1,24 @@
 """ToolAlpaca import on the real fixtures, and the OpenAPI → function-schema conversion it rests on."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
 
 from conftest import fixture_path
-from data_helpers import snapshot
+from data_helpers import run_cli, snapshot
 from store import InputError, Store
+from store.formats.importing import content_id
 from store.formats.openapi import toolset_from_openapi
 from store.formats.toolalpaca import import_toolalpaca, read_toolalpaca
 
 EVAL = "toolalpaca/eval_simulated.json"
 TRAIN = "toolalpaca/train_format_sample.json"
+#: Three whole API records of ToolAlpaca's real evaluation set (tests/data/toolalpaca/SOURCE.md).
+REAL = Path(__file__).parent / "data" / "toolalpaca" / "eval_real_sample.json"
 
 
 def operations(record: dict) -> list[str]:
@@ -24,7 +29,8 @@ def operations(record: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def eval_data():
     path = fixture_path(EVAL)
-    return json.loads(path.read_text()), read_toolalpaca(path)
+    imported = read_toolalpaca(path)
+    return json.loads(path.read_text()), (list(imported.toolsets.values()), imported.trajectories, imported.gold)
 
 
 def test_eval_set_gives_every_api_every_operation_and_every_golden_answer(eval_data, tmp_path):
@@ -81,6 +87,7 @@ def test_golden_answers_become_gold_items_with_the_instruction_as_context(eval_d
     assert [m["role"] for m in first.messages] == ["system", "user"]
     assert first.messages[1]["content"] == records[0]["Instructions"][0]
     assert [(c.name, c.arguments) for c in first.calls] == [("getRandomAxolotlImage", {})]
+    assert {g.source for g in gold} == {"toolalpaca"}
     several = gold[6]  # three acceptable calls
     assert [c.arguments["size"] for c in several.calls] == ["small", "medium", "large"]
 
@@ -145,8 +152,8 @@ def _set_doc(records, index, change):
      "record 3 (AbuseIPDB): Documentation: not an OpenAPI spec: expected an object with 'paths', got string"),
     (lambda r: r[1].update(Documentation=json.dumps({"openapi": "3.0.0", "info": {}})),
      "record 2 (AniAPI): Documentation: not an OpenAPI spec: expected an object with 'paths', got an object"),
-    (lambda r: _set_doc(r, 4, lambda s: s["paths"]["/createRole"]["post"].pop("operationId")),
-     "record 5 (Auth0), POST /createRole: Documentation: operation has no operationId"),
+    (lambda r: r[4].update(Function_Projection={"createRole": "/createRole"}),
+     "record 5 (Auth0): 'Function_Projection' must map each tool name to [path, method]"),
     (lambda r: _set_doc(r, 8, lambda s: s["components"]["schemas"].pop("EmbedDashboardRequest")),
      "record 9 (Apache Superset), POST /embedDashboard: Documentation: $ref "
      "'#/components/schemas/EmbedDashboardRequest' does not resolve"),
@@ -224,9 +231,9 @@ def test_required_true_on_a_property_is_lifted_and_all_of_is_merged():
 @pytest.mark.parametrize("doc, message", [
     ([1, 2], "t.json: not an OpenAPI spec: expected an object with 'paths', got array"),
     (spec({}), "t.json: the OpenAPI spec has no operations under 'paths'"),
-    (spec({"/a": {"get": {"description": "no id"}}}), "t.json: GET /a: operation has no operationId"),
     (spec({"/a": {"get": {"operationId": "f"}}, "/b": {"post": {"operationId": "f"}}}),
-     "t.json: POST /b: operationId 'f' is also used by GET /a"),
+     "t.json: POST /b: tool name 'f' is also used by GET /a"),
+    (spec({"/a_b": {"get": {}}, "/a/b": {"get": {}}}), "t.json: GET /a/b: tool name 'a_b_get' is also used by GET /a_b"),
     (spec({"/a": {"get": {"operationId": "f", "parameters": [{"name": "q", "in": "query",
                                                                "schema": {"type": "wat"}}]}}}),
      "t.json: GET /a: parameter 'q': unknown type 'wat'"),
@@ -242,3 +249,62 @@ def test_openapi_problems_name_the_operation(doc, message):
     with pytest.raises(InputError) as caught:
         toolset_from_openapi(doc, "t", "t.json")
     assert str(caught.value).startswith(message)
+
+
+# -- the real evaluation set: operations without operationId -----------------------------------------
+def test_real_apis_without_operation_ids_import_with_toolalpacas_names(tmp_path):
+    records = json.loads(REAL.read_text())
+    with Store.open(tmp_path / "s.db") as store:
+        summary = import_toolalpaca(store, REAL)
+        assert (summary.toolsets, summary.tools, summary.gold) == (3, 7, 20)
+        for record in records:  # each tool is named as Function_Projection names its operation
+            tools = store.toolset(record["Name"]).tools
+            assert {t.name: None for t in tools}.keys() == record["Function_Projection"].keys()
+        jokes = {t.name: t for t in store.toolset("chucknorris.io").tools}
+        assert jokes["jokes_search_get"].parameters == {"type": "object", "properties": {"query": {
+            "type": "string", "description": "The search query for filtering jokes."}}, "required": ["query"]}
+        assert jokes["jokes_random_category_get"].parameters["required"] == ["category"]  # a path parameter
+        gold = list(store.gold_items())
+        assert len(gold) == sum(len(r["Golden_Answers"]) for r in records) == 20
+        for item in gold:  # every golden answer's tool exists in its toolset
+            names = {t.name for t in store.toolset(item.toolset).tools}
+            assert item.calls and all(c.name in names for c in item.calls) and item.source == "toolalpaca"
+        facts = next(g for g in gold if g.id == "toolalpaca:Random Useless Facts:6")
+        assert [(c.name, c.arguments) for c in facts.calls] == [("api_v2_facts_random_get", {})]
+
+
+def test_without_a_projection_the_names_are_derived_as_toolalpaca_derives_them(tmp_path):
+    records = json.loads(REAL.read_text())
+    for record in records:
+        record.pop("Function_Projection")
+    path = tmp_path / "no_projection.json"
+    path.write_text(json.dumps(records))
+    imported = read_toolalpaca(path)
+    assert [t.name for t in imported.toolsets["chucknorris.io"].tools] == [
+        "jokes_random_get", "jokes_random_category_get", "jokes_categories_get", "jokes_search_get"]
+    assert [t.name for t in imported.toolsets["airportsapi"].tools] == ["AirportApi_getAirport"]  # operationId
+
+
+def test_a_projection_name_wins_over_the_derived_one_and_the_simulator_needs_none():
+    doc = spec({"/jokes/random/{category}": {"get": {}}, "/jokes/search": {"get": {}}})
+    named = toolset_from_openapi(doc, "t", "t.json", {"randomJoke": ["/jokes/random/{category}", "GET"]})
+    assert [t.name for t in named.tools] == ["randomJoke", "jokes_search_get"]
+    assert [t.name for t in toolset_from_openapi(doc, "t", "t.json").tools] == [
+        "jokes_random_category_get", "jokes_search_get"]
+
+
+def test_ids_are_the_content_digests_they_always_were():
+    parts = ("Axolotl", "2", "Show me wild axolotls")
+    assert content_id(*parts) == hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def test_reimporting_the_real_sample_adds_nothing_and_the_cli_tells_its_format(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    code, out, err = run_cli(capsys, "--db", str(db), "import", str(REAL))
+    assert code == 0 and "(toolalpaca)" in out and "20 gold" in out, (out, err)
+    with Store.open(db) as store:
+        before = (store.toolset_names(), [g.id for g in store.gold_items()], store.trajectory_ids())
+    code, out, _ = run_cli(capsys, "--db", str(db), "import", str(REAL))
+    assert code == 0
+    with Store.open(db) as store:  # toolsets and gold items are replaced by themselves, nothing is added
+        assert (store.toolset_names(), [g.id for g in store.gold_items()], store.trajectory_ids()) == before

@@ -78,12 +78,15 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
     jsonl       the canonical format `curator export --format jsonl` writes.
     xlam        xLAM / APIGen (query, tools, answers): a trajectory and a gold item per record.
     bfcl        BFCL questions + possible_answer/ file of the same name: toolsets and gold items.
+    toolace     ToolACE JSON: the system prompt's tool list becomes a toolset, each conversation
+                a trajectory (Python-syntax calls, parallel calls, tool results, answers).
 
-    The whole file is one transaction: a bad record stops the import with its line
-    or record number and leaves the store as it was. Trajectories whose id is already
-    in the store are skipped (ToolAlpaca ids derive from the content), so importing a
-    file twice adds nothing; toolsets and gold items of the same name are replaced by
-    a ToolAlpaca import.
+    Without --format the format is told from the file's first record (else from its
+    extension). The whole file is one transaction: a bad record stops the import with
+    its line or record number and leaves the store as it was. Ids and toolset names
+    derive from the content, so importing a file twice adds nothing; toolsets and gold
+    items of the same name are replaced. Calls that break their tool's schema are
+    imported and auto-flagged.
     """
     fmt = _import_format(fmt, file)
     if not file.is_file():

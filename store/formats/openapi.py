@@ -12,10 +12,19 @@ parameters are always required); an object request body contributes its
 properties and its ``required`` list, any other body becomes one ``body``
 property. When two inputs share a name the first one wins (parameters before
 the body), since a call has one argument per name.
+
+Naming: a tool is named by its operation's ``operationId``; an operation without
+one takes the name ``names`` (a ToolAlpaca ``Function_Projection``: name ->
+``[path, method]``) gives its path and method, else the name ToolAlpaca's own
+``tool_maker/natural_language_documentation.py`` derives: the path without its
+leading ``/``, ``/`` turned into ``_`` and the braces of path parameters dropped,
+then ``_`` and the method (``GET /jokes/random/{category}`` ->
+``jokes_random_category_get``), so golden answers written against those names
+find their tools.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -44,8 +53,11 @@ _PARAMETER_KEYS = frozenset({"name", "in", "description", "required", "schema", 
                              "examples"})
 
 
-def toolset_from_openapi(spec: Any, name: str, source: str) -> Toolset:
-    """A toolset named ``name`` with one tool per operation of ``spec``; ``source`` names the input in errors."""
+def toolset_from_openapi(spec: Any, name: str, source: str,
+                         names: Mapping[str, Sequence[str]] | None = None) -> Toolset:
+    """A toolset named ``name`` with one tool per operation of ``spec``; ``source`` names the input in errors,
+    ``names`` (tool name -> ``[path, method]``) names the operations that have no ``operationId``."""
+    by_operation = {(path, method.lower()): tool_name for tool_name, (path, method) in (names or {}).items()}
     if not isinstance(spec, dict) or not isinstance(spec.get("paths"), dict):
         found = "an object without 'paths'" if isinstance(spec, dict) else json_type(spec)
         raise InputError(source, f"not an OpenAPI spec: expected an object with 'paths', got {found}")
@@ -59,9 +71,10 @@ def toolset_from_openapi(spec: Any, name: str, source: str) -> Toolset:
             if method not in item:
                 continue
             where = f"{method.upper()} {path}"
-            tool = _tool(spec, source, where, item, item[method])
+            fallback = by_operation.get((path, method)) or derived_name(path, method)
+            tool = _tool(spec, source, where, item, item[method], fallback)
             if tool.name in seen:
-                raise InputError(source, f"operationId '{tool.name}' is also used by {seen[tool.name]}", where)
+                raise InputError(source, f"tool name '{tool.name}' is also used by {seen[tool.name]}", where)
             seen[tool.name] = where
             tools.append(tool)
     if not tools:
@@ -71,14 +84,20 @@ def toolset_from_openapi(spec: Any, name: str, source: str) -> Toolset:
     return Toolset(name=name, tools=tools, description=str(description), source=source, spec=spec)
 
 
-def _tool(spec: dict[str, Any], source: str, where: str, item: dict[str, Any], operation: Any) -> Tool:
+def derived_name(path: str, method: str) -> str:
+    """ToolAlpaca's name for an operation without ``operationId`` (see the module docstring)."""
+    return path[1:].replace("/", "_").replace("{", "").replace("}", "") + "_" + method
+
+
+def _tool(spec: dict[str, Any], source: str, where: str, item: dict[str, Any], operation: Any,
+          fallback: str) -> Tool:
     refs = _Refs(spec, source, where)
     operation = refs.follow(operation)
     if not isinstance(operation, dict):
         raise InputError(source, f"operation must be an object, got {json_type(operation)}", where)
     name = operation.get("operationId")
     if not isinstance(name, str) or not name.strip():
-        raise InputError(source, "operation has no operationId", where)
+        name = fallback
     description = operation.get("description") or operation.get("summary") or ""
     parameters = _merge_inputs(refs, item.get("parameters"), operation.get("parameters"),
                                operation.get("requestBody"))

@@ -5,7 +5,10 @@ spec as a JSON string), and either ``Instances`` (training format: ``input``,
 ``output``, ``Final Thought`` and ``intermediate_steps`` of
 ``[[action, action_input, log], observation]``) or ``Instructions`` with
 ``Golden_Answers`` (evaluation format: per instruction, the calls a correct
-solution makes).
+solution makes). Tools are named by ``operationId``, else by the name the
+record's ``Function_Projection`` gives the operation, else by the name ToolAlpaca
+derives from the path and method (``store.formats.openapi``): most APIs of
+ToolAlpaca's real evaluation set (``eval_real.json``) have no ``operationId``.
 
 Ids are derived from the content (API name, position, instruction), so the same
 file imports to the same ids: importing it again replaces the toolsets and gold
@@ -13,7 +16,6 @@ items and skips the trajectories already in the store.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,10 +24,10 @@ from typing import Any
 from ..db import Store
 from ..errors import InputError
 from ..records import GoldItem, Message, Toolset, Trajectory
-from ..toolcalls import ToolCall
-from .files import json_type
 from ..safe_json import loads
-from .files import read_json
+from ..toolcalls import ToolCall
+from .files import json_type, read_json
+from .importing import Imported, content_id, write_imported
 from .openapi import toolset_from_openapi
 from .summary import ImportSummary
 
@@ -39,29 +41,17 @@ _THOUGHT_PREFIX = re.compile(r"^\s*(?:ASSISTANT\s+)?(?:Thought\s*:)?\s*", re.IGN
 
 def import_toolalpaca(store: Store, path: str | os.PathLike[str]) -> ImportSummary:
     """Read the whole file first, then write it in one transaction (a bad record writes nothing)."""
-    toolsets, trajectories, gold = read_toolalpaca(path)
-    summary = ImportSummary(toolsets=len(toolsets), tools=sum(len(t.tools) for t in toolsets), gold=len(gold))
-    with store.transaction():
-        for toolset in toolsets:
-            store.add_toolset(toolset)
-        new = [t for t in trajectories if not store.has_trajectory(t.id)]
-        summary.trajectories = store.insert_trajectories(new)
-        summary.skipped = len(trajectories) - len(new)
-        summary.unflagged = [t.id for t in new]
-        store.add_gold(gold)
-    return summary
+    return write_imported(store, read_toolalpaca(path))
 
 
-def read_toolalpaca(path: str | os.PathLike[str]) -> tuple[list[Toolset], list[Trajectory], list[GoldItem]]:
+def read_toolalpaca(path: str | os.PathLike[str]) -> Imported:
+    """Every API of the file as a toolset named by the API, with its trajectories and gold items."""
     source = str(path)
     data = read_json(path)
     records = [data] if isinstance(data, dict) else data
     if not isinstance(records, list):
         raise InputError(source, f"expected a JSON array of API records, got {json_type(data)}")
-    toolsets: list[Toolset] = []
-    trajectories: list[Trajectory] = []
-    gold: list[GoldItem] = []
-    names: set[str] = set()
+    imported = Imported()
     for number, record in enumerate(records, 1):
         where = f"record {number}"
         if not isinstance(record, dict):
@@ -70,15 +60,14 @@ def read_toolalpaca(path: str | os.PathLike[str]) -> tuple[list[Toolset], list[T
         if not isinstance(name, str) or not name.strip():
             raise InputError(source, "has no 'Name'", where)
         where = f"record {number} ({name})"
-        if name in names:
+        if name in imported.toolsets:
             raise InputError(source, f"the API name '{name}' appears twice", where)
-        names.add(name)
         toolset = _toolset(record, name, source, where)
-        toolsets.append(toolset)
+        imported.toolsets[name] = toolset
         system = system_prompt(toolset)
-        trajectories += _trajectories(record, name, system, source, where)
-        gold += _gold(record, toolset, system, source, where)
-    return toolsets, trajectories, gold
+        imported.trajectories += _trajectories(record, name, system, source, where)
+        imported.gold += _gold(record, toolset, system, source, where)
+    return imported
 
 
 def system_prompt(toolset: Toolset) -> str:
@@ -95,14 +84,25 @@ def _toolset(record: dict[str, Any], name: str, source: str, where: str) -> Tool
         except json.JSONDecodeError as exc:
             raise InputError(source, f"Documentation is not valid JSON (line {exc.lineno}, column {exc.colno}: "
                                      f"{exc.msg})", where) from None
+    names = _projection(record, source, where)
     try:
-        toolset = toolset_from_openapi(documentation, name, source)
+        toolset = toolset_from_openapi(documentation, name, source, names)
     except InputError as exc:
         inner = f", {exc.where}" if exc.where else ""
         raise InputError(source, f"Documentation: {exc.problem}", f"{where}{inner}") from None
     if isinstance(record.get("Description"), str) and record["Description"].strip():
         toolset.description = record["Description"].strip()
     return toolset
+
+
+def _projection(record: dict[str, Any], source: str, where: str) -> dict[str, list[str]]:
+    """``Function_Projection``: the tool name ToolAlpaca gave each ``[path, method]`` (its golden answers use them)."""
+    projection = record.get("Function_Projection") or {}
+    if not isinstance(projection, dict) or not all(
+            isinstance(target, list) and len(target) == 2 and all(isinstance(part, str) for part in target)
+            for target in projection.values()):
+        raise InputError(source, "'Function_Projection' must map each tool name to [path, method]", where)
+    return projection
 
 
 def _trajectories(record: dict[str, Any], name: str, system: str, source: str, where: str) -> list[Trajectory]:
@@ -124,7 +124,7 @@ def _trajectories(record: dict[str, Any], name: str, system: str, source: str, w
             messages.append(Message("assistant", instance["output"]))
         meta = {"final_thought": instance["Final Thought"]} if instance.get("Final Thought") else {}
         out.append(Trajectory(
-            id=_id(name, str(number), instance["input"]), toolset=name, instruction=instance["input"],
+            id=content_id(name, str(number), instance["input"]), toolset=name, instruction=instance["input"],
             status="imported", source="imported", meta=meta, messages=messages,
         ))
     return out
@@ -173,7 +173,7 @@ def _gold(record: dict[str, Any], toolset: Toolset, system: str, source: str, wh
         items.append(GoldItem(
             id=f"toolalpaca:{toolset.name}:{number}", toolset=toolset.name, tools=tools,
             messages=[{"role": "system", "content": system}, {"role": "user", "content": instruction}],
-            calls=calls, source="imported",
+            calls=calls, source="toolalpaca",
         ))
     return items
 
@@ -198,10 +198,6 @@ def _gold_call(step: Any, source: str, where: str) -> ToolCall:
 def _quote_placeholder(match: re.Match[str]) -> str:
     inner = match.group(0).strip('"').removeprefix("${").removesuffix("}").strip()
     return json.dumps("${" + inner + "}")
-
-
-def _id(*parts: str) -> str:
-    return hashlib.sha1("\x00".join(parts).encode()).hexdigest()[:16]
 
 
 def looks_like(record: dict[str, Any]) -> bool:
