@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from store.formats import EXPORTERS, IMPORTERS
+
 from conftest import REPO, fixture_path
 from data_helpers import rich_store, run_cli, snapshot, write_jsonl
 
@@ -94,9 +96,10 @@ def _edited_fixture(tmp_path, edit):
     return path
 
 
-def _without_operation_id(records):
+def _with_a_taken_operation_id(records):
     spec = json.loads(records[4]["Documentation"])
-    del spec["paths"]["/createRole"]["post"]["operationId"]
+    first = next(op for item in spec["paths"].values() for op in item.values() if isinstance(op, dict))
+    spec["paths"]["/createRole"]["post"]["operationId"] = first["operationId"]
     records[4]["Documentation"] = json.dumps(spec)
 
 
@@ -106,8 +109,9 @@ BAD = {
                      ["bad.json:3: invalid JSON at column 20: Expecting ':' delimiter"]),
     "not OpenAPI": (lambda p: ["import", str(_edited_fixture(p, lambda r: r[0].update(Documentation="[]")))],
                     ["edited.json: record 1 (Axolotl): Documentation: not an OpenAPI spec"]),
-    "no operationId": (lambda p: ["import", str(_edited_fixture(p, _without_operation_id))],
-                       ["edited.json: record 5 (Auth0), POST /createRole: Documentation: operation has no operationId"]),
+    "operationId taken": (lambda p: ["import", str(_edited_fixture(p, _with_a_taken_operation_id))],
+                          ["edited.json: record 5 (Auth0), POST /createRole: Documentation: tool name "
+                           "'authenticateUser' is also used by POST /authenticateUser"]),
     "JSONL line not an object": (
         lambda p: ["import", str(write_jsonl(p / "x.jsonl", [{"messages": [{"role": "user", "content": "hi"}]},
                                                              [1, 2]]))],
@@ -166,6 +170,6 @@ def test_the_console_script_reports_bad_input_in_one_line(tmp_path):
 
 def test_help_documents_formats_and_reimport(capsys):
     code, out, _ = run_cli(capsys, "import", "--help")
-    assert code == 0 and "toolalpaca" in out and "already" in out and "skipped" in out
+    assert code == 0 and all(f in out for f in IMPORTERS) and "a file twice adds nothing" in " ".join(out.split())
     code, out, _ = run_cli(capsys, "export", "--help")
-    assert code == 0 and "sharegpt" in out and "accepted]" in out
+    assert code == 0 and all(f in out for f in EXPORTERS) and "accepted]" in out
