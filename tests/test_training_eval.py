@@ -15,6 +15,7 @@ from store.toolcalls import ToolCall  # noqa: E402
 from training.__main__ import main  # noqa: E402
 from training.evaluate import PREDICTIONS_FILE, Item, gold_items, score  # noqa: E402
 from training.templates import Generation  # noqa: E402
+from conftest import REPO  # noqa: E402
 from training_fixtures import TOOLS, records, write_jsonl  # noqa: E402
 
 
@@ -131,3 +132,46 @@ def test_local_eval_of_a_trained_adapter(tmp_path: Path, capsys):
     run = Store.open(db).runs()[0]
     assert run.summary["metrics"]["n"] == 4
     assert "items" in capsys.readouterr().out
+
+
+def test_eval_reports_each_imported_benchmark_on_its_own(tmp_path: Path, capsys):
+    """Gold items imported from real xLAM and BFCL records are scored per source; --source keeps one."""
+    from data_helpers import run_cli
+
+    db = str(tmp_path / "bench.db")
+    for path in ("tests/data/xlam/xlam_examples.json", "tests/data/bfcl/BFCL_v3_simple.json"):
+        assert run_cli(capsys, "--db", db, "import", str(REPO / path))[0] == 0
+    with Store.open(db) as store:
+        gold = list(store.gold_items())
+    sources = {g.source for g in gold}
+    assert sources == {"xlam", "bfcl"}
+    # the endpoint answers every xLAM item with its gold call and every BFCL item without a call
+    _FakeEndpoint.script = {
+        g.messages[-1]["content"]: (
+            {"content": None, "tool_calls": [{"id": "1", "type": "function", "function": {
+                "name": g.calls[0].name, "arguments": json.dumps(g.calls[0].arguments)}}]}
+            if g.source == "xlam" else {"content": "I cannot help with that."})
+        for g in gold
+    }
+    server = HTTPServer(("127.0.0.1", 0), _FakeEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = ["--model", "gpt-x", "--base-url", f"http://127.0.0.1:{server.server_port}/v1"]
+    capsys.readouterr()
+    try:
+        assert main(["eval", "--db", db, "--output", str(tmp_path / "ev"), *endpoint]) == 0
+        out = capsys.readouterr().out
+        assert main(["eval", "--db", db, "--output", str(tmp_path / "ev2"), "--source", "bfcl", *endpoint]) == 0
+        only = capsys.readouterr().out
+        assert main(["eval", "--db", db, "--output", str(tmp_path / "ev3"), "--source", "toolace", *endpoint]) == 2
+        [refusal] = capsys.readouterr().err.strip().splitlines()
+    finally:
+        server.shutdown()
+    header = out.splitlines()[1].split()
+    assert header == ["all", "xlam", "bfcl"]
+    cf = next(line for line in out.splitlines() if line.startswith("CF")).split()[-3:]
+    n_xlam = sum(g.source == "xlam" for g in gold)
+    assert cf == [f"{n_xlam / len(gold):.1%}", "100.0%", "0.0%"]
+    run = [r for r in Store.open(db).runs() if r.status == "completed"][-1]  # the first: newest come first
+    assert run.summary["by_source"]["xlam"]["cf"] == 1.0 and run.summary["by_source"]["bfcl"]["no_call"] == 1.0
+    assert only.splitlines()[1].split() == ["bfcl"]
+    assert refusal.endswith("no gold items from source 'toolace'; the sources here are: bfcl, xlam")

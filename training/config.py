@@ -229,6 +229,8 @@ class EvalConfig(DataConfig):
     base_url: str | None = field(default=None, metadata=_help("an OpenAI-compatible endpoint"))
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=_help(
         "environment variable holding the endpoint's key (never the key)"))
+    source: str | None = field(default=None, metadata=_help(
+        "evaluate only the gold items of this source (toolalpaca, xlam, bfcl, simulated, …)"))
     limit: int | None = field(default=None, metadata=_help("evaluate on the first N gold items"))
     max_new_tokens: int = field(default=96, metadata=_help("tokens generated per item"))
     batch_size: int = field(default=8, metadata=_help("items generated at once"))

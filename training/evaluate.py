@@ -1,10 +1,12 @@
 """Single-step tool-call evaluation (RoTBench's TS / PI / CF) of a local model or an OpenAI-compatible endpoint.
 
-Gold items come from the store's gold calls (imported ``Golden_Answers``), or
+Gold items come from the store's gold calls (simulated, or imported from a
+benchmark: ToolAlpaca golden answers, xLAM answers, BFCL possible answers), or
 from a JSONL file of gold items (``{"id", "tools", "messages", "calls"}``) or of
 trajectories, whose trainable call steps become items. Every prediction is
 judged by ``store.toolcalls.judge``, the same judge as the executor and the
-GRPO reward.
+GRPO reward. Rates are given over all items and per source (the benchmark an
+item came from), since a score over a mix of benchmarks says little alone.
 """
 from __future__ import annotations
 
@@ -24,12 +26,17 @@ PREDICTIONS_FILE = "predictions.jsonl"
 METRICS = ("ts", "pi", "cf", "parse_error", "tool_hallucination", "param_hallucination", "no_call", "reward")
 
 
+#: The source of items made from a file's trajectories rather than from gold calls.
+TRAJECTORY_STEPS = "trajectory steps"
+
+
 @dataclass
 class Item:
     id: str
     tools: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     calls: list[ToolCall]
+    source: str = TRAJECTORY_STEPS
 
 
 def gold_items(data: str | None, db: str | None) -> list[Item]:
@@ -49,7 +56,7 @@ def _store_gold(path: str) -> list[Item]:
         raise TrainingError(f"store not found: {path}")
     try:
         with Store.open(path, create=False) as store:
-            return [Item(g.id, g.tools, g.messages, list(g.calls)) for g in store.gold_items()]
+            return [Item(g.id, g.tools, g.messages, list(g.calls), g.source) for g in store.gold_items()]
     except StoreError as exc:
         raise TrainingError(str(exc)) from None
 
@@ -58,7 +65,8 @@ def _items_from_rows(rows: Iterable[Mapping[str, Any]]) -> Iterable[Item]:
     for row in rows:
         if "calls" in row:
             calls = [parse_call(c["name"], c.get("arguments")) for c in row["calls"]]
-            yield Item(str(row.get("id", "")), row.get("tools") or [], row["messages"], calls)
+            yield Item(str(row.get("id", "")), row.get("tools") or [], row["messages"], calls,
+                       str(row.get("source") or "gold file"))
             continue
         if (row.get("meta") or {}).get("decision") in {"reject", "skip"}:
             continue
@@ -154,7 +162,6 @@ def score(items: Sequence[Item], generations: Sequence[Generation]) -> tuple[dic
     call is ``no_call``; both count as wrong (reward of an unparseable call).
     Only the first predicted call is judged: the items are single-step.
     """
-    totals = dict.fromkeys(METRICS, 0.0)
     records = []
     for item, gen in zip(items, generations):
         predicted: Any = gen.calls[0] if gen.calls else gen.content
@@ -170,11 +177,10 @@ def score(items: Sequence[Item], generations: Sequence[Generation]) -> tuple[dic
             "no_call": not gen.calls and not gen.parse_error,
             "reward": verdict.reward,
         }
-        for key in METRICS:
-            totals[key] += float(row[key])
         records.append(
             {
                 "id": item.id,
+                "source": item.source,
                 "predicted": [{"name": c.name, "arguments": c.arguments} for c in gen.calls],
                 "content": gen.content,
                 "error": gen.error,
@@ -182,14 +188,27 @@ def score(items: Sequence[Item], generations: Sequence[Generation]) -> tuple[dic
                 **row,
             }
         )
-    n = len(items)
-    metrics = {key: (totals[key] / n if n else 0.0) for key in METRICS}
+    return rates(records), records
+
+
+def rates(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Each metric's mean over the judged ``records`` (``n``: how many)."""
+    n = len(records)
+    metrics: dict[str, float] = {key: (sum(float(r[key]) for r in records) / n if n else 0.0) for key in METRICS}
     metrics["n"] = n
-    return metrics, records
+    return metrics
 
 
-def table(metrics: Mapping[str, float], title: str) -> str:
-    """The metrics as a small text table."""
+def by_source(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """``rates`` per source, in the order the sources first appear."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(record["source"], []).append(record)
+    return {source: rates(group) for source, group in groups.items()}
+
+
+def table(columns: Mapping[str, Mapping[str, float]], title: str) -> str:
+    """The metrics as a small text table, one column per entry of ``columns`` (e.g. all items, then each source)."""
     labels = {
         "n": "items",
         "ts": "TS (tool)",
@@ -202,17 +221,28 @@ def table(metrics: Mapping[str, float], title: str) -> str:
         "reward": "mean reward",
     }
     width = max(len(v) for v in labels.values())
-    lines = [title, "-" * (width + 12)]
+    cells = [max(9, len(name)) for name in columns]
+    header = f"{'':<{width}}" + "".join(f"  {name:>{w}}" for name, w in zip(columns, cells))
+    lines = [title, header, "-" * len(header)]
     for key, label in labels.items():
-        value = metrics.get(key, 0)
-        shown = f"{int(value)}" if key == "n" else (f"{value:+.3f}" if key == "reward" else f"{value:.1%}")
-        lines.append(f"{label:<{width}}  {shown:>9}")
+        row = f"{label:<{width}}"
+        for metrics, w in zip(columns.values(), cells):
+            value = metrics.get(key, 0)
+            shown = f"{int(value)}" if key == "n" else (f"{value:+.3f}" if key == "reward" else f"{value:.1%}")
+            row += f"  {shown:>{w}}"
+        lines.append(row)
     return "\n".join(lines)
 
 
 def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
     """Predict, judge, save the predictions, print the table; returns the run summary."""
     items = gold_items(config.data, config.db)
+    if config.source:
+        sources = sorted({item.source for item in items})
+        items = [item for item in items if item.source == config.source]
+        if not items:
+            raise TrainingError(f"no gold items from source {config.source!r}; the sources here are: "
+                                f"{', '.join(sources) or 'none'}")
     if config.limit:
         items = items[: config.limit]
     if not items:
@@ -220,9 +250,11 @@ def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
     recorder.start({"source": config.data or config.db, "items": len(items)})
     model = EndpointModel(config) if config.base_url else LocalModel(config)
     metrics, records = score(items, model.predict(items))
+    sources = by_source(records)
     output = Path(config.output)
     output.mkdir(parents=True, exist_ok=True)
     (output / PREDICTIONS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
     recorder.log(0, {k: v for k, v in metrics.items() if k != "n"})
-    print(table(metrics, f"{config.model} on {len(items)} gold calls"))
-    return {"status": "completed", "metrics": metrics, "output": str(output)}
+    columns = {"all": metrics, **sources} if len(sources) > 1 else sources
+    print(table(columns, f"{config.model} on {len(items)} gold calls, by source"))
+    return {"status": "completed", "metrics": metrics, "by_source": sources, "output": str(output)}
