@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ..db import Store
 from . import jsonl, toolalpaca
+from .axolotl import export_axolotl
 from .importing import first_record
 from .jsonl import export_jsonl, import_jsonl
 from .sharegpt import export_sharegpt
@@ -28,7 +29,8 @@ IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": impo
 #: For each import format: does this first record of a file look like one of its records?
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {"toolalpaca": toolalpaca.looks_like,
                                                           "jsonl": jsonl.looks_like}
-EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
+EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt,
+                                  "axolotl": export_axolotl}
 
 
 def detect_format(path: str | os.PathLike[str]) -> str | None:
@@ -41,4 +43,4 @@ def detect_format(path: str | os.PathLike[str]) -> str | None:
 
 
 __all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format",
-           "export_jsonl", "export_sharegpt", "export_sqlite", "import_jsonl", "import_toolalpaca"]
+           "export_axolotl", "export_jsonl", "export_sharegpt", "export_sqlite", "import_jsonl", "import_toolalpaca"]
