@@ -39,12 +39,17 @@ class ExportSummary:
     trajectories: int = 0
     #: Lines of their own for corrected calls (``records.correction_examples``), after their trajectories.
     examples: int = 0
+    #: Trajectories the format cannot hold as its reader requires, by reason (e.g. ShareGPT's turn order).
+    left_out: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
-        """``3 trajectories and 1 correction example``."""
+        """``3 trajectories and 1 correction example (2 left out: 1 turns do not alternate, 1 …)``."""
         text = _count(self.trajectories, "trajectory", "trajectories")
         if self.examples:
             text += f" and {_count(self.examples, 'correction example', 'correction examples')}"
+        if self.left_out:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.left_out.items()))
+            text += f" ({sum(self.left_out.values())} left out: {reasons})"
         return text
 
 
