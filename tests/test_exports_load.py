@@ -77,7 +77,7 @@ def test_the_openai_export_has_only_the_keys_fine_tuning_reads_and_counts_what_i
         summary = export_openai(store, out)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert summary.left_out == {NOT_JSON: 1}
-    assert "1 left out (1: a call's arguments are not JSON)" in summary.describe()
+    assert "(1 left out: 1 a call's arguments are not JSON)" in summary.describe()
     assert len(lines) == summary.trajectories + summary.examples
     for line in lines:
         assert set(line) <= {"messages", "tools", "parallel_tool_calls"}

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from ..db import Store
 from . import bfcl, jsonl, toolace, toolalpaca, xlam
+from .axolotl import export_axolotl
 from .bfcl import import_bfcl
 from .hub import export_hub
 from .importing import first_record
@@ -37,7 +38,8 @@ DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "bfcl": bfcl.looks_like, "toolace": toolace.looks_like,
 }
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt,
-                                  "openai": export_openai, "trl": export_trl, "hub": export_hub}
+                                  "openai": export_openai, "trl": export_trl, "axolotl": export_axolotl,
+                                  "hub": export_hub}
 
 
 def detect_format(path: str | os.PathLike[str]) -> str | None:
@@ -50,5 +52,5 @@ def detect_format(path: str | os.PathLike[str]) -> str | None:
 
 
 __all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format",
-           "export_hub", "export_jsonl", "export_openai", "export_sharegpt", "export_sqlite", "export_trl",
-           "import_bfcl", "import_jsonl", "import_toolace", "import_toolalpaca", "import_xlam"]
+           "export_axolotl", "export_hub", "export_jsonl", "export_openai", "export_sharegpt", "export_sqlite",
+           "export_trl", "import_bfcl", "import_jsonl", "import_toolace", "import_toolalpaca", "import_xlam"]

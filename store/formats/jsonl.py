@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..db import Store
 from ..errors import InputError
@@ -49,42 +49,66 @@ from .summary import ExportSummary, ImportSummary
 
 def export_jsonl(store: Store, out: str | os.PathLike[str], status: str = "accepted") -> ExportSummary:
     """Write the trajectories the review filter ``status`` selects, each followed by its correction examples."""
+    return export_records(store, out, status, record_line)
+
+
+#: Turns one record into its line; the dict is ``record_line``'s tools cache, one per export.
+LineOf = Callable[[dict[str, Any], dict[int, tuple[list[Any], str]]], str]
+
+
+def export_records(store: Store, out: str | os.PathLike[str], status: str, line_of: LineOf) -> ExportSummary:
+    """Write every record ``iter_records(status)`` yields (derived correction examples too) as ``line_of`` makes it."""
     summary = ExportSummary()
     encoded_tools: dict[int, tuple[list[Any], str]] = {}
 
     def lines() -> Iterator[str]:
         for record in store.iter_records(status):
             summary.count(record)
-            yield record_line(record, encoded_tools)
+            yield line_of(record, encoded_tools)
 
     write_lines(out, lines())
     return summary
 
 
-def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any], str]] | None = None) -> str:
-    """One JSONL line: the record with compact separators, its ``records.TEXT_FIELDS`` as JSON text.
+def record_line(record: dict[str, Any], encoded_tools: dict[int, tuple[list[Any], str]] | None = None,
+                text_fields: tuple[str, ...] = TEXT_FIELDS) -> str:
+    """One JSONL line: the record with compact separators, its ``text_fields`` as JSON text.
 
     ``iter_records`` hands every record of a toolset the same ``tools`` list, so
     with an ``encoded_tools`` cache it is encoded once per toolset rather than
-    once per line (a quarter of a typical line). The cache holds the list itself,
-    so its id cannot be reused by another list while cached.
+    once per line (a quarter of a typical line).
     """
     parts = []
     for key, value in record.items():
+        encode = _text if key in text_fields else _dumps
         if key == "tools" and encoded_tools is not None:
-            cached = encoded_tools.get(id(value))
-            if cached is None or cached[0] is not value:
-                cached = encoded_tools[id(value)] = (value, _dumps(_dumps(value)))
-            parts.append(f'"tools":{cached[1]}')
-        elif key in TEXT_FIELDS:
-            parts.append(f"{_dumps(key)}:{_dumps(_dumps(value))}")
+            parts.append(f'"tools":{once_per_list(encoded_tools, value, encode)}')
         else:
-            parts.append(f"{_dumps(key)}:{_dumps(value)}")
+            parts.append(f"{_dumps(key)}:{encode(value)}")
     return "{" + ",".join(parts) + "}\n"
+
+
+T = TypeVar("T")
+
+
+def once_per_list(cache: dict[int, tuple[list[Any], T]], value: list[Any], make: Callable[[list[Any]], T]) -> T:
+    """``make(value)``, computed once per list object (``iter_records`` shares one ``tools`` list per toolset).
+
+    The cache holds the list itself, so its id cannot be reused by another list while cached.
+    """
+    cached = cache.get(id(value))
+    if cached is None or cached[0] is not value:
+        cached = cache[id(value)] = (value, make(value))
+    return cached[1]
 
 
 #: One encoder for every line (``json.dumps`` with options builds a new one per call).
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _text(value: Any) -> str:
+    """``value`` as a JSON string holding its JSON text."""
+    return _dumps(_dumps(value))
 
 
 def import_jsonl(store: Store, path: str | os.PathLike[str]) -> ImportSummary:

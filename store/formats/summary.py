@@ -45,7 +45,7 @@ class ExportSummary:
     examples: int = 0
     #: Prompt-completion examples, where a format writes one per trained message.
     completions: int = 0
-    #: Records the format could not carry, by reason.
+    #: Records the format cannot hold as its reader requires, by reason (e.g. ShareGPT's turn order).
     left_out: Counter[str] = field(default_factory=Counter)
 
     def count(self, record: dict[str, Any]) -> None:
@@ -56,15 +56,15 @@ class ExportSummary:
             self.trajectories += 1
 
     def describe(self) -> str:
-        """``3 trajectories and 1 correction example as 9 prompt-completion examples; 2 left out (…)``."""
+        """``3 trajectories and 1 correction example as 9 prompt-completion examples (2 left out: 1 …, 1 …)``."""
         text = _count(self.trajectories, "trajectory", "trajectories")
         if self.examples:
             text += f" and {_count(self.examples, 'correction example', 'correction examples')}"
         if self.completions:
             text += f" as {_count(self.completions, 'prompt-completion example', 'prompt-completion examples')}"
         if self.left_out:
-            reasons = "; ".join(f"{n}: {reason}" for reason, n in self.left_out.most_common())
-            text += f"; {sum(self.left_out.values())} left out ({reasons})"
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.left_out.items()))
+            text += f" ({sum(self.left_out.values())} left out: {reasons})"
         return text
 
 
