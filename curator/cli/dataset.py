@@ -76,6 +76,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
                 (one tool per operation), Instances become trajectories, Golden_Answers
                 gold items for evaluation.
     jsonl       the canonical format `curator export --format jsonl` writes.
+    glaive      Glaive function-calling v2 {"system", "chat"} records: functions → toolset, <functioncall> → calls.
 
     The whole file is one transaction: a bad record stops the import with its line
     or record number and leaves the store as it was. Trajectories whose id is already
