@@ -9,7 +9,7 @@ import pytest
 
 from data_helpers import run_cli, snapshot
 from store import Store
-from store.formats import detect_format, glaive, jsonl, toolalpaca
+from store.formats import detect_format, glaive, hermes, jsonl, toolalpaca
 from store.formats.glaive import import_glaive, parse_call, split_system, turns
 from store.formats.importing import Imported
 
@@ -212,7 +212,7 @@ def test_detection_tells_glaive_from_the_other_formats():
     assert detect_format(ROWS) == "glaive"
     record = rows()[0]
     assert glaive.looks_like(record)
-    assert not any(f.looks_like(record) for f in (jsonl, toolalpaca))
+    assert not any(f.looks_like(record) for f in (hermes, jsonl, toolalpaca))
     toolace = {"system": "Here is a list of functions in JSON format that you can invoke:\n[]",
                "conversations": [{"from": "user", "value": "hi"}, {"from": "assistant", "value": "[f(x=1)]"}]}
     assert not glaive.looks_like(toolace)

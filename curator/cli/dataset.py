@@ -77,6 +77,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
                 gold items for evaluation.
     jsonl       the canonical format `curator export --format jsonl` writes.
     glaive      Glaive function-calling v2 {"system", "chat"} records: functions → toolset, <functioncall> → calls.
+    hermes      Hermes function-calling v1 ShareGPT: <tools> → toolset, <tool_call>/<tool_response> → calls/results.
 
     The whole file is one transaction: a bad record stops the import with its line
     or record number and leaves the store as it was. Trajectories whose id is already

@@ -13,8 +13,9 @@ import os
 from typing import Any, Callable
 
 from ..db import Store
-from . import glaive, jsonl, toolalpaca
+from . import glaive, hermes, jsonl, toolalpaca
 from .glaive import import_glaive
+from .hermes import import_hermes
 from .importing import first_record
 from .jsonl import export_jsonl, import_jsonl
 from .sharegpt import export_sharegpt
@@ -25,12 +26,13 @@ from .toolalpaca import import_toolalpaca
 Importer = Callable[[Store, "str | os.PathLike[str]"], ImportSummary]
 Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 
-IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl,
-                                   "glaive": import_glaive}
+IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl, "glaive": import_glaive,
+                                   "hermes": import_hermes}
 #: For each import format: does this first record of a file look like one of its records?
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {"toolalpaca": toolalpaca.looks_like,
                                                           "jsonl": jsonl.looks_like,
-                                                          "glaive": glaive.looks_like}
+                                                          "glaive": glaive.looks_like,
+                                                          "hermes": hermes.looks_like}
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt}
 
 
@@ -44,5 +46,5 @@ def detect_format(path: str | os.PathLike[str]) -> str | None:
 
 
 __all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format",
-           "export_jsonl", "export_sharegpt", "export_sqlite", "import_glaive", "import_jsonl",
+           "export_jsonl", "export_sharegpt", "export_sqlite", "import_glaive", "import_hermes", "import_jsonl",
            "import_toolalpaca"]
