@@ -80,6 +80,10 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
     bfcl        BFCL questions + possible_answer/ file of the same name: toolsets and gold items.
     toolace     ToolACE JSON: the system prompt's tool list becomes a toolset, each conversation
                 a trajectory (Python-syntax calls, parallel calls, tool results, answers).
+    glaive      Glaive function-calling v2 {"system", "chat"}: the functions become a toolset,
+                <functioncall> turns calls, FUNCTION RESPONSE their results.
+    hermes      Hermes function-calling v1 ShareGPT: <tools> become a toolset, <tool_call> and
+                <tool_response> blocks calls (parallel too) and their results.
 
     Without --format the format is told from the file's first record (else from its
     extension). The whole file is one transaction: a bad record stops the import with

@@ -13,30 +13,26 @@ import os
 from typing import Any, Callable
 
 from ..db import Store
-from . import bfcl, jsonl, toolace, toolalpaca, xlam
+from . import bfcl, glaive, hermes, jsonl, toolace, toolalpaca, xlam
 from .axolotl import export_axolotl
-from .bfcl import import_bfcl
 from .hub import export_hub
 from .importing import first_record
-from .jsonl import export_jsonl, import_jsonl
+from .jsonl import export_jsonl
 from .sharegpt import export_sharegpt
 from .sqlite import export_sqlite
 from .summary import ExportSummary, ImportSummary
-from .toolace import import_toolace
-from .toolalpaca import import_toolalpaca
 from .trainer_files import export_openai, export_trl
-from .xlam import import_xlam
 
 Importer = Callable[[Store, "str | os.PathLike[str]"], ImportSummary]
 Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 
-IMPORTERS: dict[str, Importer] = {"toolalpaca": import_toolalpaca, "jsonl": import_jsonl, "xlam": import_xlam,
-                                  "bfcl": import_bfcl, "toolace": import_toolace}
+#: Each import format's module: its ``import_<name>`` and its ``looks_like``.
+_IMPORT_MODULES = {"toolalpaca": toolalpaca, "jsonl": jsonl, "xlam": xlam, "bfcl": bfcl, "toolace": toolace,
+                   "glaive": glaive, "hermes": hermes}
+IMPORTERS: dict[str, Importer] = {name: getattr(module, f"import_{name}") for name, module in _IMPORT_MODULES.items()}
 #: For each import format: does this first record of a file look like one of its records?
-DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {
-    "toolalpaca": toolalpaca.looks_like, "jsonl": jsonl.looks_like, "xlam": xlam.looks_like,
-    "bfcl": bfcl.looks_like, "toolace": toolace.looks_like,
-}
+DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {name: module.looks_like
+                                                          for name, module in _IMPORT_MODULES.items()}
 EXPORTERS: dict[str, Exporter] = {"jsonl": export_jsonl, "sqlite": export_sqlite, "sharegpt": export_sharegpt,
                                   "openai": export_openai, "trl": export_trl, "axolotl": export_axolotl,
                                   "hub": export_hub}
@@ -51,6 +47,4 @@ def detect_format(path: str | os.PathLike[str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
-__all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format",
-           "export_axolotl", "export_hub", "export_jsonl", "export_openai", "export_sharegpt", "export_sqlite",
-           "export_trl", "import_bfcl", "import_jsonl", "import_toolace", "import_toolalpaca", "import_xlam"]
+__all__ = ["DETECTORS", "EXPORTERS", "IMPORTERS", "ExportSummary", "ImportSummary", "detect_format"]
