@@ -1,7 +1,6 @@
 """One mask policy: `[flag] mask_instability = false` reaches the simulation, `curator flag`, review and `T` alike."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
