@@ -22,11 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from ..records import Message, Tool
 from ..safe_json import MAX_DEPTH, loads
+from .schema_types import schema_problem
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _DECODER = json.JSONDecoder()
@@ -145,12 +143,9 @@ def function_tool(definition: Any, where: str) -> Tool:
     description = function.get("description")
     if description is not None and not isinstance(description, str):
         raise ValueError(f"{where} ({name}): 'description' must be a string")
-    try:
-        Draft202012Validator.check_schema(parameters or {})
-    except SchemaError as exc:
-        location = "/".join(map(str, exc.path))
-        raise ValueError(f"{where} ({name}): parameters are not a valid JSON schema at '{location}': "
-                         f"{exc.message}") from None
+    problem = schema_problem(parameters or {})
+    if problem:
+        raise ValueError(f"{where} ({name}): parameters are {problem}")
     return Tool(name, description or "", parameters or {"type": "object", "properties": {}})
 
 

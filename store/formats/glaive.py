@@ -32,10 +32,9 @@ import re
 from typing import Any
 
 from ..db import Store
-from ..errors import InputError
 from ..records import Trajectory, dumps
 from .chat_text import Conversation, decode_json, distinct_tools, function_tool, json_prefix, json_string
-from .importing import Imported, content_id, iter_records, write_imported
+from .importing import Imported, content_id, read_trajectories, write_imported
 from .summary import ImportSummary
 
 #: The sentences that introduce the function definitions (v2, and v1's wording); dropped with them.
@@ -62,14 +61,7 @@ def looks_like(record: dict[str, Any]) -> bool:
 
 
 def read_glaive(path: str | os.PathLike[str]) -> Imported:
-    source = str(path)
-    imported = Imported()
-    for where, record in iter_records(path):
-        try:
-            imported.trajectories.append(trajectory_from_record(record, imported, source))
-        except ValueError as exc:
-            raise InputError(source, str(exc), where) from None
-    return imported
+    return read_trajectories(path, trajectory_from_record)
 
 
 def trajectory_from_record(record: dict[str, Any], imported: Imported, source: str) -> Trajectory:

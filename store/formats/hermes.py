@@ -38,11 +38,10 @@ import re
 from typing import Any
 
 from ..db import Store
-from ..errors import InputError
 from ..records import Tool, Trajectory, dumps
 from .chat_text import Conversation, decode_value, distinct_tools, function_tool, json_string, split_objects
 from .files import json_type
-from .importing import Imported, content_id, iter_records, write_imported
+from .importing import Imported, content_id, read_trajectories, write_imported
 from .summary import ImportSummary
 
 ROLES = ("system", "human", "gpt", "tool")
@@ -78,14 +77,7 @@ def looks_like(record: dict[str, Any]) -> bool:
 
 
 def read_hermes(path: str | os.PathLike[str]) -> Imported:
-    source = str(path)
-    imported = Imported()
-    for where, record in iter_records(path):
-        try:
-            imported.trajectories.append(trajectory_from_record(record, imported, source))
-        except ValueError as exc:
-            raise InputError(source, str(exc), where) from None
-    return imported
+    return read_trajectories(path, trajectory_from_record)
 
 
 def trajectory_from_record(record: dict[str, Any], imported: Imported, source: str) -> Trajectory:

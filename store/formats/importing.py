@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..db import Store
 from ..errors import InputError
@@ -58,6 +58,20 @@ def write_imported(store: Store, imported: Imported) -> ImportSummary:
         summary.unflagged = [t.id for t in new]
         store.add_gold(imported.gold)
     return summary
+
+
+def read_trajectories(path: str | os.PathLike[str],
+                      trajectory_from_record: Callable[[dict[str, Any], Imported, str], Trajectory]) -> Imported:
+    """Every record of ``path`` as a trajectory; a ``ValueError`` (naming the field) becomes an ``InputError``
+    naming the file and the record or line too."""
+    source = str(path)
+    imported = Imported()
+    for where, record in iter_records(path):
+        try:
+            imported.trajectories.append(trajectory_from_record(record, imported, source))
+        except ValueError as exc:
+            raise InputError(source, str(exc), where) from None
+    return imported
 
 
 def toolset_name(tools: list[Tool]) -> str:

@@ -26,12 +26,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping, Sequence
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from ..errors import InputError
 from ..records import Tool, Toolset
 from .files import json_type
+from .schema_types import schema_problem
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PARAMETER_LOCATIONS = ("path", "query", "header", "cookie", "formData", "body")
@@ -101,12 +99,9 @@ def _tool(spec: dict[str, Any], source: str, where: str, item: dict[str, Any], o
     description = operation.get("description") or operation.get("summary") or ""
     parameters = _merge_inputs(refs, item.get("parameters"), operation.get("parameters"),
                                operation.get("requestBody"))
-    try:
-        Draft202012Validator.check_schema(parameters)
-    except SchemaError as exc:
-        location = "/".join(map(str, exc.path))
-        raise InputError(source, f"parameters are not a valid JSON schema at '{location}': {exc.message}",
-                         where) from None
+    problem = schema_problem(parameters)
+    if problem:
+        raise InputError(source, f"parameters are {problem}", where)
     return Tool(name=name.strip(), description=str(description), parameters=parameters)
 
 

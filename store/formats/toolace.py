@@ -26,15 +26,13 @@ import os
 import re
 from typing import Any, Iterator
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
-
 from ..db import Store
 from ..errors import InputError
 from ..records import Message, Tool, Trajectory
 from ..safe_json import loads
 from .files import json_type
 from .importing import Imported, content_id, iter_records, write_imported
+from .schema_types import schema_problem
 from .summary import ImportSummary
 
 ROLES = ("user", "assistant", "tool")
@@ -121,12 +119,9 @@ def _tool(entry: Any, source: str, where: str) -> Tool:
     if description is not None and not isinstance(description, str):
         raise InputError(source, f"'description' must be a string, got {json_type(description)}", where)
     parameters = _parameters(entry.get("parameters"), source, where)
-    try:
-        Draft202012Validator.check_schema(parameters)
-    except SchemaError as exc:
-        location = "/".join(map(str, exc.path))
-        raise InputError(source, f"parameters are not a valid JSON schema at '{location}': {exc.message}",
-                         where) from None
+    problem = schema_problem(parameters)
+    if problem:
+        raise InputError(source, f"parameters are {problem}", where)
     return Tool(entry["name"], description or "", parameters)
 
 
