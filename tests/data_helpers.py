@@ -91,6 +91,21 @@ def snapshot(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
+def assert_gold_fits_its_toolsets(store: Store) -> int:
+    """Every gold call names a tool of its item's toolset, fits its schema and is judged correct against its
+    own item; returns how many items there are."""
+    from store.toolcalls import check_call, judge
+
+    items = list(store.gold_items())
+    for item in items:
+        names = [t.name for t in store.toolset(item.toolset).tools]
+        for call in item.calls:
+            assert call.name in names
+            assert check_call(call, item.tools) == []
+            assert judge(call, item.calls, item.tools).cf
+    return len(items)
+
+
 def read_line(text: str) -> dict[str, Any]:
     """One exported JSONL line as a record, its JSON-text fields (``tools``, ``meta``) decoded."""
     return from_line(json.loads(text))

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from data_helpers import run_cli, snapshot
+from data_helpers import assert_gold_fits_its_toolsets, run_cli, snapshot
 from store import InputError, Store
 from store.formats import detect_format
 from store.formats.bfcl import MAX_CALLS, _acceptable_calls, category, import_bfcl, read_bfcl
 from store.formats.schema_types import bfcl_schema
-from store.toolcalls import check_call, judge
 
 DATA = Path(__file__).parent / "data" / "bfcl"
 SIMPLE = DATA / "BFCL_v3_simple.json"
@@ -68,14 +67,7 @@ def test_every_gold_call_is_in_its_toolset_fits_it_and_judges_correct_against_it
     with Store.open(tmp_path / "s.db") as store:
         import_bfcl(store, SIMPLE)
         import_bfcl(store, PARALLEL)
-        items = list(store.gold_items())
-        assert len(items) == 10
-        for item in items:
-            names = [t.name for t in store.toolset(item.toolset).tools]
-            for call in item.calls:
-                assert call.name in names
-                assert check_call(call, item.tools) == []
-                assert judge(call, item.calls, item.tools).cf
+        assert assert_gold_fits_its_toolsets(store) == 10
 
 
 def test_types_become_json_schema():

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from data_helpers import run_cli, snapshot
+from data_helpers import assert_gold_fits_its_toolsets, run_cli, snapshot
 from store import InputError, Store
 from store.formats import detect_format
 from store.formats.schema_types import python_type
 from store.formats.xlam import import_xlam, read_xlam
-from store.toolcalls import check_call, judge
 
 DATA = Path(__file__).parent / "data" / "xlam" / "xlam_examples.json"
 
@@ -47,12 +46,7 @@ def test_records_become_trajectories_with_parallel_calls_and_gold_items(tmp_path
 def test_every_gold_call_is_in_its_toolset_fits_it_and_judges_correct_against_itself(tmp_path):
     with Store.open(tmp_path / "s.db") as store:
         import_xlam(store, DATA)
-        for item in store.gold_items():
-            names = [t.name for t in store.toolset(item.toolset).tools]
-            for call in item.calls:
-                assert call.name in names
-                assert check_call(call, item.tools) == []
-                assert judge(call, item.calls, item.tools).cf
+        assert assert_gold_fits_its_toolsets(store) == 2
 
 
 def test_parameters_become_json_schema_with_required_from_optional_and_default():
