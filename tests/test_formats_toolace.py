@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from jsonschema import Draft202012Validator
 from data_helpers import run_cli, snapshot, write_jsonl
 from store import InputError, Store
 from store.formats import detect_format
-from store.formats.toolace import import_toolace, looks_like, parse_calls, read_toolace
+from store.formats.toolace import UnreadableCall, import_toolace, looks_like, parse_calls, read_toolace
 
 REAL = Path(__file__).parent / "data" / "toolace" / "data_sample.json"
 
@@ -76,12 +77,11 @@ def test_parallel_calls_are_one_message_and_results_match_them_by_order(tmp_path
 
 def test_call_syntax_names_with_dots_and_literal_values():
     calls = parse_calls('[weather.get(city="Oslo", days=3, hourly=True), Get Data(tags=["a", "b"], '
-                        'box={"w": 1.5, "h": None}), GetCompetitions()]', ["Get Data", "GetCompetitions"],
-                        "f.json", "record 1, message 2")
+                        'box={"w": 1.5, "h": None}), GetCompetitions()]', ["Get Data", "GetCompetitions"])
     assert calls == [("weather.get", {"city": "Oslo", "days": 3, "hourly": True}),
                      ("Get Data", {"tags": ["a", "b"], "box": {"w": 1.5, "h": None}}), ("GetCompetitions", {})]
-    assert parse_calls("[1, 2]", [], "f.json", "x") is None  # a bracketed answer is text
-    assert parse_calls("Here are the results.", [], "f.json", "x") is None
+    assert parse_calls("[1, 2]", []) is None  # a bracketed answer is text
+    assert parse_calls("Here are the results.", []) is None
 
 
 @pytest.mark.parametrize("raw, schema", [
@@ -155,13 +155,6 @@ BAD = {
     "no tool list": (lambda r: r[0].update(system="You are helpful."), ": record 1: 'system' has no tool list"),
     "turn without value": (lambda r: r[0]["conversations"][1].pop("value"),
                            ": record 1, message 2: 'value' must be a string, got null"),
-    "unparseable call": (_set(7, '[Get Manager Placeholder Image(sport="football"]'),
-                         ": record 1, message 8: the call list is not Python call syntax"),
-    "not a literal": (_set(7, "[Get Manager Placeholder Image(sport=football)]"),
-                      ": record 1, message 8: argument 'sport' of 'Get Manager Placeholder Image' is not a literal "
-                      "(football)"),
-    "positional argument": (_set(7, '[Get Manager Placeholder Image("football")]'),
-                            ": record 1, message 8: 'Get Manager Placeholder Image' has a positional argument"),
     "tool turn not JSON": (_set(8, "image: x.png"), ": record 1, message 9: the tool turn is not JSON"),
     "more results than calls": (_set(2, json.dumps([{"name": "GetCompetitions", "results": {}}] * 2)),
                                 ": record 1, message 3: the tool turn has 2 results for 1 calls"),
@@ -187,3 +180,27 @@ def test_bad_input_is_one_line_naming_file_record_and_field_and_writes_nothing(t
     assert snapshot(db) == before
     with pytest.raises(InputError):
         read_toolace(path)
+
+
+@pytest.mark.parametrize("call, why", [
+    ('[Get Manager Placeholder Image(sport="football"]', "the call list is not Python call syntax"),
+    ("[Get Manager Placeholder Image(sport=football)]",
+     "argument 'sport' of 'Get Manager Placeholder Image' is not a literal (football)"),
+    ('[Get Manager Placeholder Image("football")]', "'Get Manager Placeholder Image' has a positional argument"),
+])
+def test_a_call_list_nobody_can_read_is_kept_as_text_and_flagged_not_refused(tmp_path, capsys, record, call, why):
+    """Published files hold some; refusing would refuse the whole file. The turn is kept as raw text, its
+    tool answers keep no call id, and the flagger gives it parse_error (weight 0)."""
+    with pytest.raises(UnreadableCall, match=re.escape(why)):
+        parse_calls(call, ["Get Manager Placeholder Image"])
+    records = [copy.deepcopy(record)]
+    _set(7, call)(records)
+    db = str(tmp_path / "s.db")
+    assert run_cli(capsys, "--db", db, "import", str(write(tmp_path, records)))[0] == 0
+    with Store.open(db) as store:
+        [trajectory] = store.iter_trajectories()
+        turn, answer = trajectory.messages[8], trajectory.messages[9]
+        assert (turn.role, turn.content, turn.raw, turn.tool_calls) == ("assistant", call, call, None)
+        assert answer.role == "tool" and answer.tool_call_id is None
+        assert any(t.code == "parse_error" and t.message_index == 8 for t in store.effective_tags(trajectory.id))
+        assert trajectory.messages[8].weight == 0

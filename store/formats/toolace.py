@@ -192,6 +192,10 @@ def _type(value: Any) -> dict[str, Any]:
 
 
 # -- the conversation ----------------------------------------------------------------------------
+class UnreadableCall(ValueError):
+    """An assistant turn that means to call but cannot be read: it is kept as text and flagged, not refused."""
+
+
 class _Turns:
     """Turns into messages, numbering calls across the conversation and matching results to their calls."""
 
@@ -200,6 +204,7 @@ class _Turns:
         self.source, self.where = source, where
         self.calls = 0
         self.pending: list[dict[str, Any]] = []  # the last assistant turn's calls, in order
+        self.unparsed = False  # the last assistant turn called in a way nobody can read
 
     def messages(self, turns: list[Any]) -> Iterator[Message]:
         for number, turn in enumerate(turns, 1):
@@ -212,16 +217,21 @@ class _Turns:
             if turn["from"] == "user":
                 yield Message("user", value)
             elif turn["from"] == "assistant":
-                yield self._assistant(value, here)
+                yield self._assistant(value)
             else:
                 yield from self._results(value, here)
 
-    def _assistant(self, value: str, here: str) -> Message:
-        calls = parse_calls(value, self.names, self.source, here)
+    def _assistant(self, value: str) -> Message:
+        """A text answer, the turn's calls, or (when they cannot be read) the turn as ``raw`` text, which
+        the auto-flagger tags ``parse_error`` (weight 0)."""
+        self.pending, self.unparsed = [], False
+        try:
+            calls = parse_calls(value, self.names)
+        except UnreadableCall:
+            self.unparsed = True
+            return Message("assistant", value, raw=value)
         if calls is None:
-            self.pending = []
             return Message("assistant", value)
-        self.pending = []
         for name, arguments in calls:
             self.calls += 1
             self.pending.append({"id": f"call_{self.calls}", "type": "function", "function": {
@@ -236,21 +246,29 @@ class _Turns:
         if not isinstance(results, list) or not all(isinstance(r, dict) and isinstance(r.get("name"), str)
                                                     for r in results):
             raise InputError(self.source, 'the tool turn must be a JSON array of {"name", "results"}', here)
+        if self.unparsed:  # the answers to calls that could not be read answer no call id
+            for result in results:
+                yield Message("tool", _result_text(result), name=result["name"])
+            return
         if len(results) > len(self.pending):
             raise InputError(self.source, f"the tool turn has {len(results)} results for {len(self.pending)} "
                                           "calls of the assistant turn before it", here)
         for call, result in zip(self.pending, results):
-            content = result.get("results")
-            yield Message("tool", content if isinstance(content, str) else json.dumps(content, ensure_ascii=False),
-                          tool_call_id=call["id"], name=result["name"])
+            yield Message("tool", _result_text(result), tool_call_id=call["id"], name=result["name"])
         self.pending = []
 
 
-def parse_calls(text: str, names: list[str], source: str, where: str) -> list[tuple[str, dict[str, Any]]] | None:
+def _result_text(result: dict[str, Any]) -> str:
+    content = result.get("results")
+    return content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+
+
+def parse_calls(text: str, names: list[str]) -> list[tuple[str, dict[str, Any]]] | None:
     """``[f(a=1), Get Data(b="x")]`` as ``(name, arguments)`` pairs; None when ``text`` is a text answer.
 
     ``names`` (the listed tools) may not be Python identifiers, so each one that is
-    not is swapped for a placeholder where it is called before parsing.
+    not is swapped for a placeholder where it is called before parsing. A call list that cannot be read
+    raises ``UnreadableCall`` saying why.
     """
     stripped = text.strip()
     if not (stripped.startswith("[") and stripped.endswith("]")):
@@ -269,35 +287,35 @@ def parse_calls(text: str, names: list[str], source: str, where: str) -> list[tu
         if not _CALL_LIST.match(text.strip()):
             return None  # a text answer that happens to be bracketed
         detail = f"column {exc.offset}: {exc.msg}" if isinstance(exc, SyntaxError) else type(exc).__name__
-        raise InputError(source, f"the call list is not Python call syntax ({detail})", where) from None
+        raise UnreadableCall(f"the call list is not Python call syntax ({detail})") from None
     if not isinstance(tree, ast.List) or not tree.elts or not all(isinstance(e, ast.Call) for e in tree.elts):
         return None
-    return [_call(node, placeholders, source, where) for node in tree.elts]
+    return [_call(node, placeholders) for node in tree.elts]
 
 
-def _call(node: ast.Call, placeholders: dict[str, str], source: str, where: str) -> tuple[str, dict[str, Any]]:
+def _call(node: ast.Call, placeholders: dict[str, str]) -> tuple[str, dict[str, Any]]:
     name = _dotted(node.func)
     if name is None:
-        raise InputError(source, f"a call's function is not a name ({ast.unparse(node.func)})", where)
+        raise UnreadableCall(f"a call's function is not a name ({ast.unparse(node.func)})")
     name = placeholders.get(name, name)
     if node.args:
-        raise InputError(source, f"'{name}' has a positional argument ({ast.unparse(node.args[0])}); "
-                                 "ToolACE calls take keyword arguments", where)
+        raise UnreadableCall(f"'{name}' has a positional argument ({ast.unparse(node.args[0])}); "
+                             "ToolACE calls take keyword arguments")
     arguments: dict[str, Any] = {}
     for keyword in node.keywords:
         if keyword.arg is None:
-            raise InputError(source, f"'{name}' unpacks **{ast.unparse(keyword.value)}; expected keyword "
-                                     "arguments", where)
+            raise UnreadableCall(f"'{name}' unpacks **{ast.unparse(keyword.value)}; expected keyword "
+                                 "arguments")
         try:
             arguments[keyword.arg] = ast.literal_eval(keyword.value)
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
-            raise InputError(source, f"argument '{keyword.arg}' of '{name}' is not a literal "
-                                     f"({ast.unparse(keyword.value)[:60]})", where) from None
+            raise UnreadableCall(f"argument '{keyword.arg}' of '{name}' is not a literal "
+                                 f"({ast.unparse(keyword.value)[:60]})") from None
     try:  # what a JSON call can hold: no sets, bytes, non-finite numbers, lone surrogates or deep nesting
         loads(json.dumps(arguments, allow_nan=False))
     except (TypeError, ValueError, RecursionError):
-        raise InputError(source, f"the arguments of '{name}' do not fit in JSON (a set, bytes, a complex or "
-                                 "non-finite number, a lone surrogate or nesting past 100 levels)", where) from None
+        raise UnreadableCall(f"the arguments of '{name}' do not fit in JSON (a set, bytes, a complex or "
+                             "non-finite number, a lone surrogate or nesting past 100 levels)") from None
     return name, arguments
 
 
