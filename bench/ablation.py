@@ -61,6 +61,7 @@ from curator.sim.gold import gold_items
 from curator.sim.toolsets import EVERYDAY, SimToolset, demo_toolset
 from store import GoldItem, Store, Toolset
 from store.formats.jsonl import export_jsonl
+from store.records import from_line
 from store.toolcalls import Toolbox, ToolCall, judge
 
 REPORT = Path(__file__).with_name("ablation.md")
@@ -173,7 +174,8 @@ def export(db: Path, out: Path) -> list[dict[str, Any]]:
     with Store.open(db) as store:
         export_jsonl(store, out)
     lines = out.read_text().splitlines()
-    records = sorted((json.loads(line) for line in lines), key=lambda r: json.dumps(r["messages"], sort_keys=True))
+    records = sorted((from_line(json.loads(line)) for line in lines),
+                     key=lambda r: json.dumps(r["messages"], sort_keys=True))
     out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     return records
 
