@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data_helpers import everyday_store, export_lines, rich_store
-from store.formats import export_jsonl, export_openai, export_trl
+from store.formats import export_hub, export_jsonl, export_openai, export_trl
 from store.formats.trainer_files import NOT_JSON, NOTHING_TO_TRAIN
 
 datasets = pytest.importorskip("datasets")
@@ -66,6 +66,44 @@ def test_the_default_jsonl_of_a_realistic_store_loads_with_load_dataset_and_from
     assert len(listed) == len(expected)
 
 
+def assert_openai_lines(path: Path) -> list[dict]:
+    """Every line holds only the keys OpenAI's fine-tuning format reads, with JSON arguments and something to
+    train; returns the lines."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    for line in lines:
+        assert set(line) <= {"messages", "tools", "parallel_tool_calls"}
+        for message in line["messages"]:
+            assert set(message) <= OPENAI_KEYS[message["role"]], message
+            assert all(v is not None for v in message.values())
+            for call in message.get("tool_calls") or ():
+                json.loads(call["function"]["arguments"])
+        assert line["messages"][-1]["role"] == "assistant" and any(m.get("weight") == 1 for m in line["messages"])
+    return lines
+
+
+@pytest.mark.slow
+def test_the_openai_and_hub_exports_of_a_realistic_store(everyday, tmp_path):
+    with _store(everyday) as store:
+        openai = export_openai(store, tmp_path / "openai.jsonl")
+        hub = export_hub(store, tmp_path / "hub")
+        unreadable = sum(any(not _json(c["function"]["arguments"]) for m in r["messages"]
+                             for c in m.get("tool_calls") or ()) for r in store.iter_records())
+    lines = assert_openai_lines(tmp_path / "openai.jsonl")
+    assert len(lines) == openai.trajectories + openai.examples and openai.left_out[NOT_JSON] == unreadable > 0
+    assert any(m.get("weight") == 0 for line in lines for m in line["messages"])  # masked calls stay as context
+    loaded = datasets.load_dataset(str(tmp_path / "hub"), split="train")
+    assert len(loaded) == hub.trajectories + hub.examples == 1800 + hub.examples
+    assert "| everyday | 1800 |" in (tmp_path / "hub" / "README.md").read_text()
+
+
+def _json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
 def test_the_openai_export_has_only_the_keys_fine_tuning_reads_and_counts_what_it_leaves_out(tmp_path):
     out = tmp_path / "openai.jsonl"
     with rich_store(tmp_path / "rich.db") as store:
@@ -75,18 +113,10 @@ def test_the_openai_export_has_only_the_keys_fine_tuning_reads_and_counts_what_i
         store.conn.execute("UPDATE messages SET tool_calls = ? WHERE trajectory_id = 'w3' AND idx = 2",
                            (json.dumps(bad.tool_calls),))
         summary = export_openai(store, out)
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    lines = assert_openai_lines(out)
     assert summary.left_out == {NOT_JSON: 1}
     assert "(1 left out: 1 a call's arguments are not JSON)" in summary.describe()
     assert len(lines) == summary.trajectories + summary.examples
-    for line in lines:
-        assert set(line) <= {"messages", "tools", "parallel_tool_calls"}
-        for message in line["messages"]:
-            assert set(message) <= OPENAI_KEYS[message["role"]], message
-            assert all(v is not None for v in message.values())
-            for call in message.get("tool_calls") or ():
-                json.loads(call["function"]["arguments"])
-        assert line["messages"][-1]["role"] == "assistant" and any(m.get("weight") == 1 for m in line["messages"])
     first = lines[0]
     assert [m.get("weight") for m in first["messages"] if m["role"] == "assistant"] == [0, 1, 1]  # corrected: 0
     assert first["tools"][0]["function"]["name"] == "getWeatherForecast"
