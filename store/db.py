@@ -39,6 +39,7 @@ from .records import (
 )
 from .errors import StoreError
 from .redaction import redact
+from .decisions import DecisionBookkeeping
 from .leases import LeaseBookkeeping
 from .runs import RunBookkeeping
 from .schema import check_curator_file, migrate
@@ -50,14 +51,16 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "curator.db"
 #: Review filters accepted by exports and queries; "pending" means no current decision.
-REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "all")
-#: Review filter -> the current decision it selects (``None``: no decision yet); "all" selects any.
+REVIEW_FILTERS = ("accepted", "rejected", "skipped", "pending", "disagreements", "all")
+#: Review filter -> the current decision it selects (``None``: no decision yet); "all" selects any, and
+#: "disagreements" the trajectories whose annotators voted differently and no adjudicator decided
+#: (``store.decisions``).
 FILTER_DECISION = {"accepted": "accept", "rejected": "reject", "skipped": "skip", "pending": None}
 _PAGE = 500
 M = TypeVar("M")
 
 
-class Store(RunBookkeeping, LeaseBookkeeping):
+class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
@@ -300,6 +303,7 @@ class Store(RunBookkeeping, LeaseBookkeeping):
             "INSERT INTO reviews (trajectory_id, decision, created_at) VALUES (?, ?, ?)",
             [(t.id, t.decision, stamp) for t in batch if t.decision],
         )
+        self.refresh_decisions(t.id for t in batch if t.decision)
         self.conn.executemany(
             _INSERT_CORRECTION,
             [(t.id, c.message_index, dumps(c.tool_calls), c.annotator, c.note, c.created_at or stamp)
@@ -449,14 +453,20 @@ class Store(RunBookkeeping, LeaseBookkeeping):
             return '"' + text.replace('"', '""') + '"'
 
     # -- weights -------------------------------------------------------------------------------
-    def set_weight(self, trajectory_id: str, index: int, weight: int, source: str = "human") -> None:
-        """Set one message's training weight; a human setting is never overwritten by re-flagging."""
+    def set_weight(self, trajectory_id: str, index: int, weight: int, source: str = "human", *,
+                   annotator: str | None = None) -> None:
+        """Set one message's training weight; a human setting is never overwritten by re-flagging, and is
+        kept as a mark with its annotator and time (``weight_marks``), as a review is."""
         check(weight, (0, 1), "weight")
         with self.transaction():
             self.conn.execute(
                 "UPDATE messages SET weight = ?, weight_source = ? WHERE trajectory_id = ? AND idx = ?",
                 (weight, source, trajectory_id, index),
             )
+            if source == "human":
+                self.conn.execute("INSERT INTO weight_marks (trajectory_id, message_index, weight, annotator, "
+                                  "created_at) VALUES (?, ?, ?, ?, ?)", (trajectory_id, index, weight, annotator,
+                                                                          now()))
 
     def set_auto_weights(self, trajectory_id: str, weights: dict[int, int]) -> None:
         """Set automatic weights, skipping messages whose weight a human has set."""
@@ -508,15 +518,12 @@ class Store(RunBookkeeping, LeaseBookkeeping):
 
     # -- reviews, notes, corrections ----------------------------------------------------------------
     def decide(self, trajectory_id: str, decision: str, *, annotator: str | None = None,
-               note: str | None = None) -> int:
-        """Record accept / reject / skip; committed before this returns. Returns the review id."""
+               note: str | None = None, adjudication: bool = False) -> int:
+        """Record accept / reject / skip (an adjudicator's, with ``adjudication``, settles a disagreement);
+        committed before this returns, with the trajectory's current decision. Returns the review id."""
         check(decision, DECISIONS, "decision")
         with self.transaction():
-            cursor = self.conn.execute(
-                "INSERT INTO reviews (trajectory_id, decision, annotator, note, created_at) VALUES (?, ?, ?, ?, ?)",
-                (trajectory_id, decision, annotator, note, now()),
-            )
-        return int(cursor.lastrowid)
+            return self.record_review(trajectory_id, decision, annotator, note, adjudication)
 
     def undo(self, review_id: int, *, annotator: str | None = None) -> str:
         """Append the event that undoes one review; returns that review's trajectory id."""
@@ -529,13 +536,22 @@ class Store(RunBookkeeping, LeaseBookkeeping):
                 "VALUES (?, 'undo', ?, ?, ?)",
                 (row[0], review_id, annotator, now()),
             )
+            self.refresh_decisions([row[0]])
         return row[0]
 
     def decision(self, trajectory_id: str) -> str | None:
+        """The current decision (``accept``, ``reject``, ``skip``, ``disputed``), None before any review."""
         row = self.conn.execute(
             "SELECT decision FROM review_state WHERE trajectory_id = ?", (trajectory_id,)
         ).fetchone()
         return row[0] if row else None
+
+    def disagreement(self, trajectory_id: str) -> bool:
+        """True when the trajectory's annotators voted differently and no adjudicator decided it."""
+        row = self.conn.execute(
+            "SELECT disagreement FROM review_state WHERE trajectory_id = ?", (trajectory_id,)
+        ).fetchone()
+        return bool(row and row[0])
 
     def add_note(self, trajectory_id: str, text: str, message_index: int | None = None, *,
                  annotator: str | None = None) -> None:
@@ -633,13 +649,16 @@ def _message(row: dict[str, Any]) -> Message:
     )
 
 
-def review_clause(review: str, column: str) -> tuple[str | None, list[Any]]:
-    """The SQL condition a review filter puts on ``column`` (a current decision), or None for "all"."""
+def review_clause(review: str, state: str) -> tuple[str | None, list[Any]]:
+    """The SQL condition a review filter puts on ``state`` (the alias of a joined ``review_state``), or None for
+    "all"."""
     check(review, REVIEW_FILTERS, "review filter")
     if review == "all":
         return None, []
+    if review == "disagreements":
+        return f"{state}.disagreement = 1", []
     decision = FILTER_DECISION[review]
-    return (f"{column} IS NULL", []) if decision is None else (f"{column} = ?", [decision])
+    return (f"{state}.decision IS NULL", []) if decision is None else (f"{state}.decision = ?", [decision])
 
 
 def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
@@ -649,7 +668,7 @@ def _select_ids(status: str | None, review: str) -> tuple[str, list[Any]]:
         check(status, STATUSES, "status")
         clauses.append("t.status = ?")
         params.append(status)
-    condition, values = review_clause(review, "d.decision")
+    condition, values = review_clause(review, "d")
     if condition:
         clauses.append(condition)
         params += values

@@ -49,10 +49,12 @@ class QueueFilter:
                  self.text and f'"{self.text}"']
         return " · ".join(p for p in parts if p)
 
-    def admits(self, decision: str | None) -> bool:
-        """Whether a trajectory with this current decision passes the filter's decision part."""
+    def admits(self, decision: str | None, disagreement: bool = False) -> bool:
+        """Whether a trajectory with this current decision (and disagreement) passes the filter's decision part."""
         if self.review == "all":
             return True
+        if self.review == "disagreements":
+            return disagreement
         return decision == FILTER_DECISION[self.review]
 
 
@@ -150,7 +152,7 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
     if queue.status:
         clauses.append("t.status = ?")
         params.append(queue.status)
-    condition, values = review_clause(queue.review, "s.decision")
+    condition, values = review_clause(queue.review, "s")
     if condition:
         clauses.append(condition)
         params += values

@@ -234,7 +234,80 @@ Each such row names its lease, so the next process can tell a row whose writer d
 full disk, a reboot) from one a live process is still writing, and mark it failed
 (``store.leases``). Rows from before V4 name no lease: nothing is writing them any more."""
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4)
+#: Each trajectory's current decision from its live reviews (neither an undo nor undone) under a rule:
+#: an adjudication (the latest) decides; otherwise each annotator's latest review is their vote, a skip is
+#: no vote, and ``rule`` (``majority``: more accepts than rejects or the reverse, a tie is ``disputed``;
+#: ``unanimous``: every vote the same, else ``disputed``) decides; with only skips the state is ``skip``.
+#: ``disagreement`` marks votes that differ with no adjudication. One annotator: their latest review, as
+#: before V5. ``{scope}`` narrows the trajectories (``AND r.trajectory_id IN (…)`` or nothing).
+REFRESH_DECISIONS = """
+INSERT INTO review_state (trajectory_id, decision, review_id, disagreement)
+SELECT trajectory_id,
+       CASE WHEN adjudicated IS NOT NULL THEN adjudicated
+            WHEN accepts = 0 AND rejects = 0 THEN 'skip'
+            WHEN {rule} = 'unanimous' THEN
+                CASE WHEN rejects = 0 THEN 'accept' WHEN accepts = 0 THEN 'reject' ELSE 'disputed' END
+            ELSE CASE WHEN accepts > rejects THEN 'accept' WHEN rejects > accepts THEN 'reject' ELSE 'disputed' END
+       END,
+       review_id,
+       adjudicated IS NULL AND accepts > 0 AND rejects > 0
+FROM (
+    SELECT trajectory_id,
+           sum(adjudication = 0 AND decision = 'accept') AS accepts,
+           sum(adjudication = 0 AND decision = 'reject') AS rejects,
+           max(CASE WHEN adjudication = 1 THEN decision END) AS adjudicated,
+           max(id) AS review_id
+    FROM (
+        SELECT r.id, r.trajectory_id, r.decision, r.adjudication,
+               row_number() OVER (
+                   PARTITION BY r.trajectory_id, r.adjudication,
+                                CASE r.adjudication WHEN 1 THEN '' ELSE coalesce(r.annotator, '') END
+                   ORDER BY r.created_at DESC, r.id DESC) AS newest
+        FROM reviews r
+        WHERE r.decision != 'undo' {scope}
+          AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.id)
+    )
+    WHERE newest = 1
+    GROUP BY trajectory_id
+)
+"""
+
+V5 = """
+DROP TRIGGER review_state_decide;
+DROP TRIGGER review_state_undo;
+ALTER TABLE reviews ADD COLUMN adjudication INTEGER NOT NULL DEFAULT 0 CHECK (adjudication IN (0, 1));
+DROP TABLE review_state;
+CREATE TABLE review_state (
+    trajectory_id TEXT PRIMARY KEY REFERENCES trajectories(id) ON DELETE CASCADE,
+    decision TEXT NOT NULL CHECK (decision IN ('accept', 'reject', 'skip', 'disputed')),
+    review_id INTEGER NOT NULL,
+    disagreement INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX review_state_decision ON review_state(decision);
+CREATE INDEX review_state_disagreement ON review_state(disagreement) WHERE disagreement = 1;
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE weight_marks (
+    id INTEGER PRIMARY KEY,
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    message_index INTEGER NOT NULL,
+    weight INTEGER NOT NULL CHECK (weight IN (0, 1)),
+    annotator TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX weight_marks_trajectory ON weight_marks(trajectory_id, message_index);
+INSERT INTO weight_marks (trajectory_id, message_index, weight, annotator, created_at)
+    SELECT trajectory_id, idx, weight, NULL, created_at FROM messages WHERE weight_source = 'human';
+""" + REFRESH_DECISIONS.format(rule="'majority'", scope="") + ";"
+"""V5: annotation teams. Several annotators' reviews of one trajectory (their own stores, merged) give one
+current decision by a documented rule (``REFRESH_DECISIONS``) instead of "the latest review", so the
+state is kept by ``store.decisions`` rather than by triggers; an adjudicator's review
+(``adjudication``) settles a disagreement; ``settings`` holds the store's decision rule; a mask toggle
+is a ``weight_marks`` row with its annotator and time, as a review or a tag is."""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -164,7 +164,7 @@ class ReviewScreen(StoreScreen):
         if (target := self._target(only_assistant="Only assistant messages carry a training weight.")) is None:
             return
         weight = 1 if target.message.weight == 0 else 0
-        self.store.set_weight(target.trajectory_id, target.index, weight, source="human")
+        self.store.set_weight(target.trajectory_id, target.index, weight, source="human", annotator=self.annotator)
         self._show(target.trajectory_id)
 
     def action_edit_call(self) -> None:

@@ -3,8 +3,9 @@
 The file has the store's schema, so it opens in ``curator --db``, ``sqlite3`` or
 Datasette, and it carries everything needed to review or train on it again:
 the trajectories with their messages, every tag, review, note and correction
-row (the append-only history, not just the current state), their toolsets and
-those toolsets' gold items. Runs stay behind. It uses a rollback journal rather
+row (the append-only history, not just the current state) with the current
+decisions it gives and the store's decision rule, their toolsets and those
+toolsets' gold items. Runs stay behind. It uses a rollback journal rather
 than WAL, so it is one file that can be copied or opened read-only.
 
 The copy is ``INSERT … SELECT`` between the store and the attached new file in
@@ -31,8 +32,11 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("messages", _SELECTED),
     ("tags", _SELECTED),
     ("reviews", _SELECTED),
+    ("review_state", _SELECTED),
+    ("weight_marks", _SELECTED),
     ("notes", _SELECTED),
     ("corrections", _SELECTED),
+    ("settings", "1"),
     ("gold_calls", f"toolset IN {_TOOLSETS}"),
 )
 

@@ -1,0 +1,111 @@
+"""Several annotators, one current decision: the rule, who voted what, and keeping ``review_state`` right.
+
+Every review is kept (``reviews`` is append-only); what exports, ``T`` and the
+review filters use is each trajectory's current decision in ``review_state``,
+refreshed here after every review, undo or merge by the rule in
+``schema.REFRESH_DECISIONS``:
+
+1. an adjudicator's decision (a review with ``adjudication``), the latest, wins;
+2. otherwise each annotator's latest review is their vote (a skip is no vote);
+3. ``majority`` (the default): more accepts than rejects accepts, more rejects
+   rejects, a tie is ``disputed``; ``unanimous``: every vote the same, else
+   ``disputed``; only skips: ``skip``.
+
+A trajectory whose annotators voted differently and that no adjudicator decided
+is a *disagreement* (the review screen's "disagreements" filter). With one
+annotator the rule is simply their latest review.
+"""
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .records import check, now
+from .schema import REFRESH_DECISIONS
+
+RULES = ("majority", "unanimous")
+DEFAULT_RULE = "majority"
+_RULE_KEY = "decision_rule"
+#: Ids refreshed per statement (SQLite's bound-parameter limit is far above this).
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One annotator's standing decision on a trajectory (an adjudication is marked as such)."""
+
+    annotator: str | None
+    decision: str
+    adjudication: bool
+    created_at: str
+
+
+class DecisionBookkeeping:
+    """``Store``'s part that turns reviews into current decisions."""
+
+    conn: sqlite3.Connection
+
+    @property
+    def decision_rule(self) -> str:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (_RULE_KEY,)).fetchone()
+        return row[0] if row else DEFAULT_RULE
+
+    def set_decision_rule(self, rule: str) -> bool:
+        """Keep ``rule`` in the store and re-decide every trajectory by it; True when it changed."""
+        check(rule, RULES, "decision rule")
+        if rule == self.decision_rule:
+            return False
+        with self.transaction():  # type: ignore[attr-defined]
+            self.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                              "value = excluded.value", (_RULE_KEY, rule))
+            self.refresh_decisions(None)
+        return True
+
+    def refresh_decisions(self, trajectory_ids: Iterable[str] | None) -> None:
+        """Recompute the current decision of ``trajectory_ids`` (None: of every trajectory)."""
+        rule = self.decision_rule
+        if trajectory_ids is None:
+            self.conn.execute("DELETE FROM review_state")
+            self.conn.execute(REFRESH_DECISIONS.format(rule="?", scope=""), (rule,))
+            return
+        ids = list(dict.fromkeys(trajectory_ids))
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM review_state WHERE trajectory_id IN ({marks})", chunk)
+            self.conn.execute(REFRESH_DECISIONS.format(rule="?", scope=f"AND r.trajectory_id IN ({marks})"),
+                              (rule, *chunk))
+
+    def votes(self, trajectory_id: str) -> list[Vote]:
+        """Each annotator's standing decision (their latest live review), then the latest adjudication."""
+        rows = self.conn.execute(
+            "SELECT annotator, decision, adjudication, created_at FROM reviews r WHERE trajectory_id = ? "
+            "AND decision != 'undo' AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.id) "
+            "ORDER BY created_at, id", (trajectory_id,)).fetchall()
+        standing: dict[tuple[bool, str | None], Vote] = {}
+        for annotator, decision, adjudication, created_at in rows:
+            key = (bool(adjudication), None if adjudication else annotator)
+            standing.pop(key, None)
+            standing[key] = Vote(annotator, decision, bool(adjudication), created_at)
+        return sorted(standing.values(), key=lambda v: (v.adjudication, v.created_at))
+
+    def record_review(self, trajectory_id: str, decision: str, annotator: str | None, note: str | None,
+                      adjudication: bool) -> int:
+        """Append one review and re-decide its trajectory, in the caller's transaction."""
+        cursor = self.conn.execute(
+            "INSERT INTO reviews (trajectory_id, decision, annotator, note, adjudication, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)", (trajectory_id, decision, annotator, note, int(adjudication), now()))
+        self.refresh_decisions([trajectory_id])
+        return int(cursor.lastrowid)
+
+
+def describe_votes(votes: Sequence[Vote]) -> str:
+    """``accepted by ana, rejected by ben; adjudicated: accept by cy`` for the review screen."""
+    words = {"accept": "accepted", "reject": "rejected", "skip": "skipped"}
+    people = [f"{words.get(v.decision, v.decision)} by {v.annotator or 'someone'}" for v in votes if not v.adjudication]
+    text = ", ".join(people)
+    for vote in votes:
+        if vote.adjudication:
+            text += f"{'; ' if text else ''}adjudicated: {vote.decision} by {vote.annotator or 'someone'}"
+    return text
