@@ -79,16 +79,23 @@ class DecisionBookkeeping:
 
     def votes(self, trajectory_id: str) -> list[Vote]:
         """Each annotator's standing decision (their latest live review), then the latest adjudication."""
+        return self.standing_votes(trajectory_id).get(trajectory_id, [])
+
+    def standing_votes(self, trajectory_id: str | None = None) -> dict[str, list[Vote]]:
+        """``votes`` of one trajectory, or (None) of every reviewed trajectory in one query, by trajectory id."""
+        scope, params = ("AND trajectory_id = ? ", (trajectory_id,)) if trajectory_id is not None else ("", ())
         rows = self.conn.execute(
-            "SELECT annotator, decision, adjudication, created_at FROM reviews r WHERE trajectory_id = ? "
-            "AND decision != 'undo' AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.id) "
-            "ORDER BY created_at, id", (trajectory_id,)).fetchall()
-        standing: dict[tuple[bool, str | None], Vote] = {}
-        for annotator, decision, adjudication, created_at in rows:
+            "SELECT trajectory_id, annotator, decision, adjudication, created_at FROM reviews r "
+            f"WHERE decision != 'undo' AND NOT EXISTS (SELECT 1 FROM reviews u WHERE u.undoes = r.id) {scope}"
+            "ORDER BY created_at, id", params).fetchall()
+        standing: dict[str, dict[tuple[bool, str | None], Vote]] = {}
+        for trajectory, annotator, decision, adjudication, created_at in rows:
             key = (bool(adjudication), None if adjudication else annotator)
-            standing.pop(key, None)
-            standing[key] = Vote(annotator, decision, bool(adjudication), created_at)
-        return sorted(standing.values(), key=lambda v: (v.adjudication, v.created_at))
+            votes = standing.setdefault(trajectory, {})
+            votes.pop(key, None)
+            votes[key] = Vote(annotator, decision, bool(adjudication), created_at)
+        return {trajectory: sorted(votes.values(), key=lambda v: (v.adjudication, v.created_at))
+                for trajectory, votes in standing.items()}
 
     def record_review(self, trajectory_id: str, decision: str, annotator: str | None, note: str | None,
                       adjudication: bool) -> int:
