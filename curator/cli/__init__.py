@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "dataset",
     "export": "dataset",
     "stats": "dataset",
+    "agreement": "agreement",
     "simulate": "simulate",
     "toolset": "simulate",
     "flag": "flag",
