@@ -103,10 +103,11 @@ def agreement(judgements: Judgements) -> dict[str, Any]:
     """``{"annotators", "decisions": {"pairs", "overall"}, "codes", "flagger"}``, JSON-ready."""
     people = annotators(judgements)
     pairs = [decision_pair(judgements, a, b) for a, b in combinations(people, 2)]
+    latest = latest_human_tags(judgements)
     return {
         "annotators": people,
         "decisions": {"pairs": pairs, "overall": overall(judgements, people, pairs)},
-        "codes": [row for a, b in combinations(people, 2) for row in code_pairs(judgements, a, b)],
+        "codes": [row for a, b in combinations(people, 2) for row in code_pairs(judgements, latest, a, b)],
         "flagger": flagger_vs_humans(judgements),
     }
 
@@ -188,10 +189,11 @@ def latest_human_tags(judgements: Judgements) -> dict[tuple[str, Unit, str], boo
     return latest
 
 
-def code_pairs(judgements: Judgements, a: str, b: str) -> list[dict[str, Any]]:
-    """Per code either of ``a`` and ``b`` used: their agreement on the messages they both could have tagged."""
+def code_pairs(judgements: Judgements, latest: dict[tuple[str, Unit, str], bool], a: str, b: str
+               ) -> list[dict[str, Any]]:
+    """Per code either of ``a`` and ``b`` used: their agreement on the messages they both could have tagged
+    (``latest`` is :func:`latest_human_tags`)."""
     trajectories = set(both_decided(judgements, a, b))
-    latest = latest_human_tags(judgements)
     ours = {(who, unit, code): present for (who, unit, code), present in latest.items()
             if who in (a, b) and unit[0] in trajectories}
     units = sorted({(t, i) for t in trajectories for i in judgements.assistant.get(t, [])}
