@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -115,11 +116,12 @@ def _merge(into: Store, source: sqlite3.Connection, name: str) -> MergeSummary:
     return summary
 
 
+@dataclass(frozen=True)
 class _Where:
     """The two files of one merge, for naming both in a conflict."""
 
-    def __init__(self, source: str, target: str):
-        self.source, self.target = source, target
+    source: str
+    target: str
 
     def conflict(self, what: str, difference: str) -> MergeConflict:
         return MergeConflict(f"{what} differs between {self.source} and {self.target} ({difference}); "

@@ -151,8 +151,8 @@ def test_merging_in_either_order_and_twice_gives_the_same_store(team, capsys):
     assert count(other, "tags", "source = 'human'") == 4
     with Store.open(other) as store:
         disagreements = store.trajectory_ids(review="disagreements")
-    assert final == f"{one}: 12 trajectories, {len(disagreements)} with annotators who disagree (review them with the " \
-                    "disagreements filter)"
+    assert final == (f"{one}: 12 trajectories, {len(disagreements)} with annotators who disagree "
+                     "(review them with the disagreements filter)")
     assert len(disagreements) == 3  # ids 4, 6, 7: ana accepted, ben rejected (5: both accept in the end)
 
 
