@@ -284,16 +284,7 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
                 for t in batch
             ],
         )
-        # Staged, then moved in one statement: inserted row by row, each message's FTS5 trigger runs in
-        # its own statement savepoint, where FTS5 flushes its pending index (7x slower on a bulk import).
-        self.conn.execute(_CREATE_MESSAGE_STAGE)
-        self.conn.executemany(
-            _INSERT_MESSAGE.replace("INTO messages", "INTO temp.message_stage"),
-            [_message_row(t.id, i, m, stamp) for t in batch for i, m in enumerate(t.messages)],
-        )
-        self.conn.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) "
-                          f"SELECT {_MESSAGE_COLUMNS} FROM temp.message_stage ORDER BY rowid")
-        self.conn.execute("DELETE FROM temp.message_stage")
+        self.insert_message_rows([_message_row(t.id, i, m, stamp) for t in batch for i, m in enumerate(t.messages)])
         self.conn.executemany(
             "INSERT INTO tags (trajectory_id, message_index, code, source, annotator, note, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -314,6 +305,20 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
             [(t.id, n.message_index, n.text, n.annotator, n.created_at or stamp) for t in batch for n in t.notes],
         )
         return len(batch)
+
+    def insert_message_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Bulk-insert message rows, each with the values of ``MESSAGE_COLUMNS`` in order, in the caller's
+        transaction.
+
+        Staged, then moved in one statement: inserted row by row, each message's FTS5 trigger runs in
+        its own statement savepoint, where FTS5 flushes its pending index (7x slower on a bulk import).
+        """
+        with self.transaction():
+            self.conn.execute(_CREATE_MESSAGE_STAGE)
+            self.conn.executemany(_INSERT_MESSAGE.replace("INTO messages", "INTO temp.message_stage"), rows)
+            self.conn.execute(f"INSERT INTO messages ({MESSAGE_COLUMNS}) "
+                              f"SELECT {MESSAGE_COLUMNS} FROM temp.message_stage ORDER BY rowid")
+            self.conn.execute("DELETE FROM temp.message_stage")
 
     def has_trajectory(self, trajectory_id: str) -> bool:
         return self.conn.execute("SELECT 1 FROM trajectories WHERE id = ?", (trajectory_id,)).fetchone() is not None
@@ -563,7 +568,7 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
 
     def _notes(self, where: str, params: Sequence[Any]) -> list[Note]:
         return [Note(r["trajectory_id"], r["text"], r["message_index"], r["annotator"], r["created_at"], r["id"])
-                for r in self._rows(f"SELECT * FROM notes WHERE {where} ORDER BY id", params)]
+                for r in self._rows(f"SELECT * FROM notes WHERE {where} ORDER BY created_at, id", params)]
 
     def add_correction(self, correction: Correction) -> int:
         with self.transaction():
@@ -575,14 +580,16 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
         return int(cursor.lastrowid)
 
     def corrections(self, trajectory_id: str | None = None) -> list[Correction]:
-        """Corrections, the latest per message only (an annotator may fix a call twice)."""
+        """Corrections, the latest per message only (an annotator may fix a call twice, two annotators the same call):
+        latest by time, then by row, so a merged store picks the same one whatever order its sources came in."""
         where, params = ("trajectory_id = ?", (trajectory_id,)) if trajectory_id else ("1", ())
         return self._corrections(where, params, "id")
 
     def _corrections(self, where: str, params: Sequence[Any], order: str) -> list[Correction]:
         rows = self._rows(
-            f"SELECT *, max(id) FROM corrections WHERE {where} GROUP BY trajectory_id, message_index ORDER BY {order}",
-            params,
+            "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY trajectory_id, message_index "
+            f"ORDER BY created_at DESC, id DESC) AS newest FROM corrections WHERE {where}) WHERE newest = 1 "
+            f"ORDER BY {order}", params,
         )
         return [
             Correction(r["trajectory_id"], r["message_index"], loads(r["tool_calls"]), r["annotator"], r["note"],
@@ -622,13 +629,14 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
 #: Message rowids matching one FTS5 query parameter.
 FTS_ROWIDS = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?"
 
-_MESSAGE_COLUMNS = ("trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, "
+#: A message row's columns, as ``insert_message_rows`` takes its values.
+MESSAGE_COLUMNS = ("trajectory_id, idx, role, content, tool_calls, tool_call_id, name, raw, weight, weight_source, "
                     "created_at")
-_INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_MESSAGE = f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_CORRECTION = ("INSERT INTO corrections (trajectory_id, message_index, tool_calls, annotator, note, created_at) "
                       "VALUES (?, ?, ?, ?, ?, ?)")
 _INSERT_NOTE = "INSERT INTO notes (trajectory_id, message_index, text, annotator, created_at) VALUES (?, ?, ?, ?, ?)"
-_CREATE_MESSAGE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS message_stage ({_MESSAGE_COLUMNS})"
+_CREATE_MESSAGE_STAGE = f"CREATE TEMP TABLE IF NOT EXISTS message_stage ({MESSAGE_COLUMNS})"
 
 
 def _message_row(trajectory_id: str, index: int, m: Message, stamp: str) -> tuple[Any, ...]:

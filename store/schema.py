@@ -307,7 +307,25 @@ state is kept by ``store.decisions`` rather than by triggers; an adjudicator's r
 (``adjudication``) settles a disagreement; ``settings`` holds the store's decision rule; a mask toggle
 is a ``weight_marks`` row with its annotator and time, as a review or a tag is."""
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5)
+V6 = """
+DROP VIEW effective_tags;
+CREATE VIEW effective_tags AS
+    SELECT g.trajectory_id, g.message_index, g.code, g.source, g.note, g.annotator, g.id AS tag_id
+    FROM tags g
+    WHERE (g.source = 'human' AND g.present = 1 AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human'
+            AND (h.created_at > g.created_at OR (h.created_at = g.created_at AND h.id > g.id))))
+       OR (g.source = 'auto' AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human'));
+"""
+"""V6: the human tag row that wins for a (message, code) is the latest by time (then by row), not the last
+inserted: a store merged from several annotators' stores (``store.merge``) inserts their rows in the order
+the stores came in, and the tag a trajectory shows must not depend on that order. In one annotator's own
+store time and row order agree, so nothing changes there."""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

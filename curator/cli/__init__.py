@@ -26,6 +26,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "simulate": "simulate",
     "toolset": "simulate",
     "flag": "flag",
+    "merge": "team",
+    "assign": "team",
     "train": "training",
     "eval": "training",
     "runs": "training",

@@ -19,8 +19,9 @@ from store.formats import EXPORTERS, IMPORTERS, detect_format
 from store.stats import store_stats
 from store.text import SIGN, inert, inert_console, json_text, visible
 
-_IMPORT_SUFFIXES = {".json": "toolalpaca", ".jsonl": "jsonl"}
-_EXPORT_SUFFIXES = {".jsonl": "jsonl", ".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
+_SQLITE_SUFFIXES = {".db": "sqlite", ".sqlite": "sqlite", ".sqlite3": "sqlite"}
+_IMPORT_SUFFIXES = {".json": "toolalpaca", ".jsonl": "jsonl", **_SQLITE_SUFFIXES}
+_EXPORT_SUFFIXES = {".jsonl": "jsonl", **_SQLITE_SUFFIXES}
 
 
 class OneLineChoice(click.Choice):
@@ -84,6 +85,9 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
                 <functioncall> turns calls, FUNCTION RESPONSE their results.
     hermes      Hermes function-calling v1 ShareGPT: <tools> become a toolset, <tool_call> and
                 <tool_response> blocks calls (parallel too) and their results.
+    sqlite      another curator store (.db, .sqlite): merged in as `curator merge` does —
+                new trajectories added, every annotator's reviews, tags, notes, corrections
+                and mask marks added once, decisions and flags recomputed.
 
     Without --format the format is told from the file's first record (else from its
     extension). The whole file is one transaction: a bad record stops the import with

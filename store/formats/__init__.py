@@ -5,7 +5,7 @@ writes atomically (a temporary file renamed into place); every importer writes
 in one transaction, so a bad record leaves the store as it was. Each import
 format also says whether a record looks like one of its own (``DETECTORS``), so
 ``curator import FILE`` can tell the format from the content when exactly one
-matches.
+matches; a curator store (``sqlite``: merged in, ``store.merge``) is told by its file name, having no records.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .hub import export_hub
 from .importing import first_record
 from .jsonl import export_jsonl
 from .sharegpt import export_sharegpt
-from .sqlite import export_sqlite
+from .sqlite import export_sqlite, import_sqlite
 from .summary import ExportSummary, ImportSummary
 from .trainer_files import export_openai, export_trl
 
@@ -29,7 +29,8 @@ Exporter = Callable[[Store, "str | os.PathLike[str]", str], ExportSummary]
 #: Each import format's module: its ``import_<name>`` and its ``looks_like``.
 _IMPORT_MODULES = {"toolalpaca": toolalpaca, "jsonl": jsonl, "xlam": xlam, "bfcl": bfcl, "toolace": toolace,
                    "glaive": glaive, "hermes": hermes}
-IMPORTERS: dict[str, Importer] = {name: getattr(module, f"import_{name}") for name, module in _IMPORT_MODULES.items()}
+IMPORTERS: dict[str, Importer] = {
+    **{name: getattr(module, f"import_{name}") for name, module in _IMPORT_MODULES.items()}, "sqlite": import_sqlite}
 #: For each import format: does this first record of a file look like one of its records?
 DETECTORS: dict[str, Callable[[dict[str, Any]], bool]] = {name: module.looks_like
                                                           for name, module in _IMPORT_MODULES.items()}

@@ -107,10 +107,26 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[str | int, dict
 
 
 def first_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The first record of the file, for telling its format; None when it has none or cannot be read."""
+    """The first record of the file, for telling its format; None when it has none or cannot be read, and for
+    a SQLite file (a store: binary pages that might even decode as text, never records)."""
+    if is_sqlite_file(path):
+        return None
     try:
         for _, record in iter_records(path):
             return record
     except InputError:
         return None
     return None
+
+
+#: The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite_file(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a readable file that starts as a SQLite database does."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(len(_SQLITE_HEADER)) == _SQLITE_HEADER
+    except OSError:
+        return False

@@ -39,6 +39,35 @@ class ImportSummary:
 
 
 @dataclass
+class MergeSummary(ImportSummary):
+    """What merging another curator store added (``store.merge``): ``trajectories`` are the new ones,
+    ``skipped`` those already here (their review work is merged all the same), ``unflagged`` every
+    trajectory that gained a row, for the caller to re-flag."""
+
+    #: Trajectories still being written in the source (``running``), left for a later merge.
+    running: int = 0
+    reviews: int = 0
+    tags: int = 0
+    notes: int = 0
+    corrections: int = 0
+    marks: int = 0
+
+    def describe(self) -> str:
+        """``2 new trajectories (10 already there), 7 reviews, 3 tags, 1 note, 0 corrections, 2 mask marks,
+        1 toolset``."""
+        added = f"{_count(self.trajectories, 'new trajectory', 'new trajectories')} ({self.skipped} already there"
+        added += f", {self.running} still running, left out)" if self.running else ")"
+        parts = [added, _count(self.reviews, "review", "reviews"), _count(self.tags, "tag", "tags"),
+                 _count(self.notes, "note", "notes"), _count(self.corrections, "correction", "corrections"),
+                 _count(self.marks, "mask mark", "mask marks")]
+        if self.toolsets:
+            parts.append(_count(self.toolsets, "toolset", "toolsets"))
+        if self.gold:
+            parts.append(_count(self.gold, "gold item", "gold items"))
+        return ", ".join(parts)
+
+
+@dataclass
 class ExportSummary:
     trajectories: int = 0
     #: Lines of their own for corrected calls (``records.correction_examples``), after their trajectories.
