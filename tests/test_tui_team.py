@@ -243,3 +243,9 @@ def test_a_bad_review_table_is_one_error_line_and_changes_nothing(tmp_path: Path
     assert not (tmp_path / "out.jsonl").exists()
     with Store.open(tmp_path / "team.db") as store:
         assert store.decision_rule == "majority" and store.decision("traj-02") == "disputed"
+
+
+def test_an_empty_annotator_name_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "--annotator", " ", "--db", str(tmp_path / "none.db"), "review")
+    assert code == 1 and err == "error: --annotator: must name the annotator, got an empty string\n"
+    assert not (tmp_path / "none.db").exists()

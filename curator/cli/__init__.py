@@ -76,6 +76,8 @@ def cli(ctx: click.Context, db: str, config: str | None, annotator: str | None) 
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     ctx.obj["config"] = config
+    if annotator is not None and not annotator.strip():
+        raise CuratorError("--annotator: must name the annotator, got an empty string")
     ctx.obj["annotator"] = annotator
     if ctx.invoked_subcommand is None:
         if importlib.util.find_spec("curator.cli.app") is None:
