@@ -42,7 +42,8 @@ class CuratorApp(App[None]):
 
     def __init__(self, store: Store, config: Config, *, screen: str = "home", annotator: str | None = None,
                  simulate: Callable[[Store], Simulation] | None = None) -> None:
-        """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``)."""
+        """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``);
+        ``annotator`` (``curator --annotator``) wins over ``[review] annotator``, which wins over the OS user."""
         super().__init__()
         if screen not in self.MODES:
             raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
@@ -50,7 +51,8 @@ class CuratorApp(App[None]):
         self.config = config
         #: The one mask policy (``[flag]``): review re-flags with it, simulations and ``T`` train with it.
         self.policy: MaskPolicy = config.flag.policy()
-        self.annotator = annotator or getpass.getuser()
+        self.annotator = annotator or config.review.annotator or getpass.getuser()
+        store.set_decision_rule(config.review.rule)  # what review, the counts and `T` read follows the config
         self.first_screen = screen
         self.start_simulation = simulate
         self.train_chosen = False  # `T` asks for the settings once a session, then starts at once

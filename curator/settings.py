@@ -1,4 +1,4 @@
-"""`curator.toml`: the simulation's settings, the mask policy, and the training overrides.
+"""`curator.toml`: the simulation's settings, the mask policy, the training overrides, and who reviews how.
 
 Holds the *name* of the environment variable with the API key, never the key.
 The TUI writes remembered choices back with ``save``; unknown keys are kept.
@@ -15,6 +15,7 @@ from typing import Any, Union, get_origin, get_type_hints
 import tomli_w
 
 from curator.sim.config import SimConfig
+from store.decisions import DEFAULT_RULE, RULES
 from store.errors import InputError
 from store.taxonomy import MaskPolicy
 from training.config import TRAINING, ArgumentError, TrainingConfig, field_types, to_argv, value_type
@@ -88,10 +89,35 @@ class TrainSettings:
 
 
 @dataclass
+class ReviewSettings:
+    """``[review]``: who records the reviews (``curator --annotator`` wins over it, it over the OS user) and the
+    rule several annotators' reviews are decided by (``store.decisions``)."""
+
+    annotator: str | None = None
+    rule: str = DEFAULT_RULE
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], source: str) -> "ReviewSettings":
+        """``[review]`` checked key by key: an unknown key, a wrong type, an empty name or an unknown rule is refused."""
+        hints = get_type_hints(cls)
+        for key, value in table.items():
+            if key not in hints:
+                raise InputError(source, f"not a review setting (one of {', '.join(hints)})", f"review.{key}")
+            _typed(value, hints[key], source, f"review.{key}")
+        settings = cls(**table)
+        if settings.annotator is not None and not settings.annotator.strip():
+            raise InputError(source, "must name the annotator, got an empty string", "review.annotator")
+        if settings.rule not in RULES:
+            raise InputError(source, f"must be one of {', '.join(RULES)}, got {settings.rule!r}", "review.rule")
+        return settings
+
+
+@dataclass
 class Config:
     simulate: SimConfig = field(default_factory=SimConfig)
     flag: FlagConfig = field(default_factory=FlagConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
+    review: ReviewSettings = field(default_factory=ReviewSettings)
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -102,6 +128,8 @@ class Config:
         for name in _SECTIONS:
             data[name] = _changed(getattr(self, name), data.get(name, {}))
         data["train"] = self.train.to_table()
+        if review := _changed(self.review, data.get("review", {})):
+            data["review"] = review
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
         tmp.replace(target)
@@ -124,12 +152,13 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(target), f"invalid TOML: {exc}") from None
     config = Config(path=target, extra=data)
-    for name in ("simulate", "flag", "train"):
+    for name in ("simulate", "flag", "train", "review"):
         if not isinstance(data.get(name, {}), dict):
             raise InputError(str(target), f"[{name}] must be a table", name)
     for name, cls in _SECTIONS.items():
         setattr(config, name, _section(cls, data.get(name, {}), str(target), name))
     config.train = TrainSettings.from_table(data.get("train", {}), str(target))
+    config.review = ReviewSettings.from_table(data.get("review", {}), str(target))
     return config
 
 

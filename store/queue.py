@@ -88,11 +88,12 @@ class Progress:
         return self.accepted / decided if decided else None
 
     def moved(self, old: str | None, new: str | None) -> "Progress":
-        """The progress after one trajectory's decision changed from ``old`` to ``new`` (no query)."""
+        """The progress after one trajectory's decision changed from ``old`` to ``new`` (no query); pending and
+        ``disputed`` count as not reviewed."""
         counts = {"accept": self.accepted, "reject": self.rejected, "skip": self.skipped}
-        if old is not None:
+        if old in counts:
             counts[old] -= 1
-        if new is not None:
+        if new in counts:
             counts[new] += 1
         return Progress(self.total, counts["accept"], counts["reject"], counts["skip"])
 

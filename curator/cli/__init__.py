@@ -67,9 +67,11 @@ def _load(name: str) -> click.Command | None:
               help="The store: one SQLite file.")
 @click.option("--config", "config", default=None, type=click.Path(dir_okay=False),
               help="Config file (default: ./curator.toml when present).")
+@click.option("--annotator", "annotator", default=None, metavar="NAME",
+              help="Who records the reviews, tags and notes (default: [review] annotator, else the OS user).")
 @click.version_option(package_name="tool-curator")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config: str | None) -> None:
+def cli(ctx: click.Context, db: str, config: str | None, annotator: str | None) -> None:
     """curator: simulate tool-use conversations, review them by keyboard, train on them.
 
     With no subcommand, opens the app on the store.
@@ -77,6 +79,9 @@ def cli(ctx: click.Context, db: str, config: str | None) -> None:
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
     ctx.obj["config"] = config
+    if annotator is not None and not annotator.strip():
+        raise CuratorError("--annotator: must name the annotator, got an empty string")
+    ctx.obj["annotator"] = annotator
     if ctx.invoked_subcommand is None:
         if importlib.util.find_spec("curator.cli.app") is None:
             click.echo(ctx.get_help())

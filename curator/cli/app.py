@@ -8,8 +8,7 @@ from typing import Any, Callable
 import click
 from click.core import ParameterSource
 
-from curator.cli.opening import open_store
-from curator.settings import load
+from curator.cli.opening import command_config, open_store
 from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
@@ -30,9 +29,8 @@ def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
     """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
     from curator.app import CuratorApp
 
-    config = load(obj.get("config"))
     with open_store(db or obj["db"], create=True) as store:
-        CuratorApp(store, config, screen=screen, simulate=simulate).run()
+        CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate).run()
 
 
 @click.command()
@@ -66,7 +64,7 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     if not fresh:
         open_app(obj, "review", db=db)
         return
-    settings = load(obj.get("config"))
+    settings = command_config()
     config = settings.simulate.with_changes(toolset=toolset, n=count, backend="scripted", concurrency=DEMO_CONCURRENCY)
     open_app(obj, "watch", db=db, simulate=partial(Simulation, config=config, backend=PacedScripted(config),
                                                    policy=settings.flag.policy()))

@@ -4,11 +4,16 @@ Every key is an action method here that calls one Store method; the write is
 committed before the screen moves on, so quitting, a crash or ``kill -9`` loses
 nothing that was shown as done. Two sessions on one store never clash: reviews
 are appended, never updated, and each screen follows the other's commits.
+
+Under several annotators the title shows who decided what; in the
+"disagreements" queue the annotator adjudicates: their accept or reject
+settles the trajectory whatever the votes (``store.decisions``).
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 from rich.text import Text
 from textual import work
@@ -28,6 +33,7 @@ from curator.widgets.conversation import ConversationView, Shown, call_arguments
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
 from store import Correction, Message, Store
+from store.decisions import Vote, describe_votes
 from store.queue import Progress, QueueFilter, count, position, progress
 from store.flagging import flag_trajectory
 from store.text import SIGN, inert, json_text, visible
@@ -89,16 +95,27 @@ class ReviewScreen(StoreScreen):
         self.set_interval(POLL_SECONDS, self._poll)
 
     # -- decisions ---------------------------------------------------------------------------------
+    @property
+    def adjudicating(self) -> bool:
+        """Whether a decision here is an adjudication: the queue holds the disagreements."""
+        return self.queue.filter.review == "disagreements"
+
     def action_decide(self, decision: str) -> None:
-        """`a` / `x` / `space`: append the decision (committed on return), then show the next trajectory."""
+        """`a` / `x` / `space`: append the decision (committed on return), then show the next trajectory.
+
+        While adjudicating, an accept or reject settles the disagreement; a skip stays a skip (no vote),
+        so the trajectory waits in the queue for later.
+        """
         if self.shown is None:
             self.notify("The queue is empty.", severity="warning")
             return
-        trajectory = self.shown.trajectory
-        review_id = self.store.decide(trajectory.id, decision, annotator=self.annotator)
-        self.undo_stack.append((review_id, trajectory.id))
-        self._decided(trajectory.decision, decision)
-        if self.shown is not None and self.shown.trajectory.id == trajectory.id:  # still queued: step past it
+        trajectory_id = self.shown.trajectory.id
+        before = self._standing(trajectory_id)
+        review_id = self.store.decide(trajectory_id, decision, annotator=self.annotator,
+                                      adjudication=self.adjudicating and decision != "skip")
+        self.undo_stack.append((review_id, trajectory_id))
+        self._decided(before, self._standing(trajectory_id))
+        if self.shown is not None and self.shown.trajectory.id == trajectory_id:  # still queued: step past it
             self.queue.select(self.queue.cursor + 1)
 
     def action_undo(self) -> None:
@@ -107,22 +124,25 @@ class ReviewScreen(StoreScreen):
             self.notify("Nothing to undo in this session.", severity="warning")
             return
         review_id, trajectory_id = self.undo_stack.pop()
-        before = self.store.decision(trajectory_id)
+        before = self._standing(trajectory_id)
         self.store.undo(review_id, annotator=self.annotator)
-        self._decided(before, self.store.decision(trajectory_id))
+        self._decided(before, self._standing(trajectory_id))
         found = position(self.store, self.queue.filter, trajectory_id)
         if found is not None:
             self.queue.select(found)
         self.notify(f"Undid the decision on {trajectory_id}.")
 
-    def _decided(self, old: str | None, new: str | None) -> None:
+    def _standing(self, trajectory_id: str) -> Standing:
+        return Standing(self.store.decision(trajectory_id), self.store.disagreement(trajectory_id))
+
+    def _decided(self, old: Standing, new: Standing) -> None:
         """Our own decision moved one trajectory: update the counts without recounting, then page again."""
         self._generation += 1
         held = self.queue.filter
-        self.queue.set_total(self.queue.total + int(held.admits(new)) - int(held.admits(old)))
+        self.queue.set_total(self.queue.total + int(held.admits(*new)) - int(held.admits(*old)))
         if self.progress is not None:
-            self.progress = self.progress.moved(old, new)
-            self.query_one(ReviewProgress).show(self.progress, held.describe(), self.queue.total)
+            self.progress = self.progress.moved(old.decision, new.decision)
+            self._show_progress()
         else:
             self._count(held, self._generation)
         self._reload(recount=False)
@@ -267,7 +287,8 @@ class ReviewScreen(StoreScreen):
             notes[note.message_index].append(note.text)
         corrections = {c.message_index: c for c in trajectory.corrections}
         self.shown = Shown(trajectory, corrections, dict(notes))
-        self.query_one("#trajectory-title", Static).update(_title(self.shown))
+        title = _title(self.shown, self.store.votes(trajectory.id), self.store.disagreement(trajectory.id))
+        self.query_one("#trajectory-title", Static).update(title)
         self.conversation.show(self.shown)
 
     @work(thread=True, exclusive=True, group="count")
@@ -288,7 +309,12 @@ class ReviewScreen(StoreScreen):
             return
         self.progress = done
         self.queue.set_total(total)
-        self.query_one(ReviewProgress).show(done, self.queue.filter.describe(), total)
+        self._show_progress()
+
+    def _show_progress(self) -> None:
+        if self.progress is not None:
+            self.query_one(ReviewProgress).show(self.progress, self.queue.filter.describe(), self.queue.total,
+                                                adjudicator=self.annotator if self.adjudicating else None)
 
     def _target(self, only_assistant: str | None = None) -> Target | None:
         """The message under the cursor, or None once the annotator is told why not.
@@ -305,6 +331,13 @@ class ReviewScreen(StoreScreen):
         return Target(self.shown, message, message.index)
 
 
+class Standing(NamedTuple):
+    """Where a trajectory stands for the queue filters (``QueueFilter.admits``)."""
+
+    decision: str | None
+    disagreement: bool
+
+
 @dataclass(frozen=True)
 class Target:
     """The message a step-level key (`t`, `m`, `e`, `n`) works on, in the trajectory shown."""
@@ -318,15 +351,18 @@ class Target:
         return self.shown.trajectory.id
 
 
-def _title(shown: Shown) -> Text:
-    """The trajectory's id, toolset, status, origin and decision, its reason, request, whole-trajectory tags and
-    notes: each a line of inert text."""
+def _title(shown: Shown, votes: Sequence[Vote], disagreement: bool) -> Text:
+    """The trajectory's id, toolset, status, origin and decision, who decided what (a disagreement said so), its
+    reason, request, whole-trajectory tags and notes: each a line of inert text."""
     t = shown.trajectory
     backend = f"{t.backend} backend" + (" (offline, simulated data)" if t.backend == "scripted" else "")
     parts = [t.id, f"toolset {t.toolset or '–'}", t.status, backend if t.backend else t.source,
              f"decision: {t.decision or 'pending'}"]
     whole = [f"⚑ {g.code} ({g.source})" for g in t.tags if g.message_index is None]
     text = inert(" · ".join(parts), "bold")
+    if votes:
+        text.append("\n⚖ disagreement: " if disagreement else "\nvotes: ", "bold yellow" if disagreement else "dim")
+        text.append(visible(describe_votes(votes), SIGN))
     if t.reason:
         text.append(f"\nreason: {visible(t.reason, SIGN)}", "dim")
     text.append(f"\n{visible(t.instruction, SIGN)}")

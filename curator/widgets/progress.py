@@ -13,11 +13,14 @@ BAR_WIDTH = 20
 
 
 class ReviewProgress(Static):
-    def show(self, progress: Progress, queue: str, queued: int) -> None:
+    def show(self, progress: Progress, queue: str, queued: int, *, adjudicator: str | None = None) -> None:
+        """One line; ``adjudicator`` (who adjudicates the disagreements queue) leads it, so a narrow
+        terminal shows it too."""
         done = progress.reviewed / progress.total if progress.total else 0.0
         filled = round(done * BAR_WIDTH)
         rate = "–" if progress.accept_rate is None else f"{progress.accept_rate:.0%}"
         self.update(Text.assemble(
+            (f"⚖ adjudicating as {visible(adjudicator, SIGN)}  " if adjudicator else "", "bold yellow"),
             ("━" * filled, "bold green"), ("━" * (BAR_WIDTH - filled), "dim"),
             f"  reviewed {progress.reviewed} / {progress.total}",
             f"  ·  accept rate {rate}",

@@ -22,7 +22,7 @@ from store.text import SIGN, visible
 
 #: Rows fetched per page; a page around the cursor covers any screen.
 PAGE = 100
-DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", None: "·"}
+DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", "disputed": "≠", None: "·"}
 
 
 class QueueView(LineView, can_focus=True):
