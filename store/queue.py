@@ -77,10 +77,18 @@ class Progress:
     accepted: int
     rejected: int
     skipped: int
+    #: Reviewed by annotators who disagree, with no rule-given or adjudicated decision yet: neither pending
+    #: nor settled (``reviewed`` counts the settled, so the adjudication queue's progress moves as it is worked).
+    disputed: int = 0
 
     @property
     def reviewed(self) -> int:
         return self.accepted + self.rejected + self.skipped
+
+    @property
+    def pending(self) -> int:
+        """Trajectories nobody has reviewed yet."""
+        return self.total - self.reviewed - self.disputed
 
     @property
     def accept_rate(self) -> float | None:
@@ -88,14 +96,13 @@ class Progress:
         return self.accepted / decided if decided else None
 
     def moved(self, old: str | None, new: str | None) -> "Progress":
-        """The progress after one trajectory's decision changed from ``old`` to ``new`` (no query); pending and
-        ``disputed`` count as not reviewed."""
-        counts = {"accept": self.accepted, "reject": self.rejected, "skip": self.skipped}
-        if old in counts:
+        """The progress after one trajectory's decision changed from ``old`` to ``new`` (no query)."""
+        counts = {"accept": self.accepted, "reject": self.rejected, "skip": self.skipped, "disputed": self.disputed}
+        if old is not None:
             counts[old] -= 1
-        if new in counts:
+        if new is not None:
             counts[new] += 1
-        return Progress(self.total, counts["accept"], counts["reject"], counts["skip"])
+        return Progress(self.total, counts["accept"], counts["reject"], counts["skip"], counts["disputed"])
 
 
 def count(store: Store, queue: QueueFilter) -> int:
@@ -141,7 +148,8 @@ def progress(store: Store, queue: QueueFilter) -> Progress:
         f"SELECT coalesce(s.decision, ''), count(*) FROM trajectories t {_JOIN} {where} GROUP BY 1", params
     ).fetchall())
     return Progress(total=sum(counts.values()), accepted=counts.get("accept", 0),
-                    rejected=counts.get("reject", 0), skipped=counts.get("skip", 0))
+                    rejected=counts.get("reject", 0), skipped=counts.get("skip", 0),
+                    disputed=counts.get("disputed", 0))
 
 
 _JOIN = "LEFT JOIN review_state s ON s.trajectory_id = t.id"

@@ -105,3 +105,15 @@ def test_a_v4_store_migrates_with_its_decisions(tmp_path):
     with Store.open(path) as store:
         assert store.decision("w1") == "reject" and store.decision_rule == "majority"
     assert expected == {"w1": "accept", "w2": "accept", "w3": "reject", "t1": None}
+
+
+def test_progress_counts_disputed_trajectories_as_neither_pending_nor_settled(store):
+    from store.queue import progress
+
+    store.decide("t0", "accept", annotator="ana")
+    store.decide("t0", "reject", annotator="ben")
+    store.decide("t1", "accept", annotator="ana")
+    done = progress(store, QueueFilter(review="all"))
+    assert (done.total, done.reviewed, done.disputed, done.pending, done.accepted) == (5, 1, 1, 3, 1)
+    assert done.moved("disputed", "accept") == done.moved("disputed", "accept")  # a plain value
+    assert (done.moved("disputed", "accept").disputed, done.moved("disputed", "accept").accepted) == (0, 2)

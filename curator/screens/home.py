@@ -45,9 +45,9 @@ class HomeScreen(StoreScreen):
 
     def _show(self, done: Progress, backends: dict[str, int]) -> None:
         rate = "–" if done.accept_rate is None else f"{done.accept_rate:.0%}"
-        text = Text(f"{done.total} trajectories · {done.total - done.reviewed} pending · "
+        text = Text(f"{done.total} trajectories · {done.pending} pending · "
                     f"{done.accepted} accepted · {done.rejected} rejected · {done.skipped} skipped · "
-                    f"accept rate {rate}")
+                    + (f"{done.disputed} disputed · " if done.disputed else "") + f"accept rate {rate}")
         if backends:
             made_by = ", ".join(f"{name} backend ({n})" for name, n in sorted(backends.items()))
             text.append("\nmade by: " + visible(made_by, SIGN))
