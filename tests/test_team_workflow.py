@@ -61,7 +61,6 @@ def _kappa(a: list[str], b: list[str]) -> float:
     return (po - pe) / (1 - pe)
 
 
-@pytest.mark.slow
 def test_two_annotators_assign_review_merge_agree_and_an_adjudicator_resolves(tmp_path, capsys):
     store = tmp_path / "sim.db"
     _simulated(store)
