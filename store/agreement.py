@@ -57,7 +57,8 @@ class Judgements:
     votes: dict[str, dict[str, str]]
     #: trajectories with a standing accept or reject by anyone (adjudicators and unnamed reviewers too).
     human_decided: frozenset[str]
-    #: every tag on a message, oldest first (the order in which a later row wins).
+    #: every tag on a message, oldest first by time (the order in which a later row wins, as in the store's
+    #: ``effective_tags``, whatever order merged stores came in).
     tags: list[TagRow]
     #: reviewed trajectory -> the indices of its assistant messages.
     assistant: dict[str, list[int]]
@@ -84,7 +85,7 @@ def load_judgements(store: Store) -> Judgements:
                     votes.setdefault(trajectory, {})[vote.annotator] = vote.decision
     tags = [TagRow(t, i, code, source, bool(present), annotator) for t, i, code, source, present, annotator
             in store.conn.execute("SELECT trajectory_id, message_index, code, source, present, annotator FROM tags "
-                                  "WHERE message_index IS NOT NULL ORDER BY id")]
+                                  "WHERE message_index IS NOT NULL ORDER BY created_at, id")]
     assistant: dict[str, list[int]] = {}
     for trajectory, index in store.conn.execute(
             "SELECT trajectory_id, idx FROM messages WHERE role = 'assistant' "

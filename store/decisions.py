@@ -97,6 +97,21 @@ class DecisionBookkeeping:
         return {trajectory: sorted(votes.values(), key=lambda v: (v.adjudication, v.created_at))
                 for trajectory, votes in standing.items()}
 
+    def annotator_tags(self, trajectory_id: str) -> dict[str, list[tuple[int | None, str]]]:
+        """Each named annotator's standing tags on the trajectory, ``(message index, code)`` in message order:
+        their latest human row per (message, code) by time, kept when it tags rather than un-tags."""
+        latest: dict[tuple[str, int | None, str], bool] = {}
+        for annotator, index, code, present in self.conn.execute(
+                "SELECT annotator, message_index, code, present FROM tags WHERE trajectory_id = ? AND "
+                "source = 'human' AND annotator IS NOT NULL ORDER BY created_at, id", (trajectory_id,)):
+            latest[(annotator, index, code)] = bool(present)
+        tags: dict[str, list[tuple[int | None, str]]] = {}
+        for (annotator, index, code), present in sorted(latest.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1,
+                                                                                         kv[0][2])):
+            if present:
+                tags.setdefault(annotator, []).append((index, code))
+        return tags
+
     def record_review(self, trajectory_id: str, decision: str, annotator: str | None, note: str | None,
                       adjudication: bool) -> int:
         """Append one review and re-decide its trajectory, in the caller's transaction."""
@@ -105,6 +120,16 @@ class DecisionBookkeeping:
             "VALUES (?, ?, ?, ?, ?, ?)", (trajectory_id, decision, annotator, note, int(adjudication), now()))
         self.refresh_decisions([trajectory_id])
         return int(cursor.lastrowid)
+
+
+def describe_tags(votes: Sequence[Vote], tags: dict[str, list[tuple[int | None, str]]]) -> str:
+    """``ana: #3 param_missing, #5 content_error · ben: none``: each voter's tags side by side, for comparing a
+    disagreement; empty when fewer than two annotators voted."""
+    voters = list(dict.fromkeys(v.annotator for v in votes if not v.adjudication and v.annotator))
+    if len(voters) < 2:
+        return ""
+    return " · ".join(f"{name}: " + (", ".join(f"#{i} {code}" if i is not None else code for i, code in tags[name])
+                                     if tags.get(name) else "none") for name in voters)
 
 
 def describe_votes(votes: Sequence[Vote]) -> str:

@@ -117,3 +117,19 @@ def test_progress_counts_disputed_trajectories_as_neither_pending_nor_settled(st
     assert (done.total, done.reviewed, done.disputed, done.pending, done.accepted) == (5, 1, 1, 3, 1)
     assert done.moved("disputed", "accept") == done.moved("disputed", "accept")  # a plain value
     assert (done.moved("disputed", "accept").disputed, done.moved("disputed", "accept").accepted) == (0, 2)
+
+
+def test_each_annotators_tags_side_by_side(store):
+    from store.decisions import describe_tags
+
+    store.decide("t0", "accept", annotator="ana")
+    store.decide("t0", "reject", annotator="ben")
+    store.add_tag("t0", "param_missing", 2, annotator="ben")
+    store.add_tag("t0", "content_error", 4, annotator="ben")
+    store.add_tag("t0", "content_error", 4, annotator="ana")
+    store.remove_tag("t0", "content_error", 4, annotator="ana")  # ana changed her mind
+    tags = store.annotator_tags("t0")
+    assert tags == {"ben": [(2, "param_missing"), (4, "content_error")]}
+    assert describe_tags(store.votes("t0"), tags) == "ana: none · ben: #2 param_missing, #4 content_error"
+    store.decide("t1", "accept", annotator="ana")
+    assert describe_tags(store.votes("t1"), store.annotator_tags("t1")) == ""  # one voter: nothing to compare

@@ -30,6 +30,7 @@ def team_store(tmp_path: Path) -> Store:
                                         ("traj-04", "accept", "accept")]:
             store.decide(trajectory_id, ana, annotator="ana")
             store.decide(trajectory_id, ben, annotator="ben")
+        store.add_tag("traj-01", "param_missing", 2, annotator="ben")
         yield store
 
 
@@ -71,6 +72,7 @@ async def test_an_adjudicator_works_through_exactly_the_disagreements(team_store
         text = screen_text(app)
         assert "⚖ adjudicating as cy" in text and "disputed" in text
         assert "⚖ disagreement: accepted by ana, rejected by ben" in text
+        assert "tags: ana: none · ben: #2 param_missing" in text  # what each saw, side by side
         await pilot.press("a")
         await settle(pilot)
         assert team_store.decision("traj-01") == "accept" and not team_store.disagreement("traj-01")

@@ -33,7 +33,7 @@ from curator.widgets.conversation import ConversationView, Shown, call_arguments
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
 from store import Correction, Message, Store
-from store.decisions import Vote, describe_votes
+from store.decisions import Vote, describe_tags, describe_votes
 from store.queue import Progress, QueueFilter, count, position, progress
 from store.flagging import flag_trajectory
 from store.text import SIGN, inert, json_text, visible
@@ -287,7 +287,9 @@ class ReviewScreen(StoreScreen):
             notes[note.message_index].append(note.text)
         corrections = {c.message_index: c for c in trajectory.corrections}
         self.shown = Shown(trajectory, corrections, dict(notes))
-        title = _title(self.shown, self.store.votes(trajectory.id), self.store.disagreement(trajectory.id))
+        votes = self.store.votes(trajectory.id)
+        tags = describe_tags(votes, self.store.annotator_tags(trajectory.id))
+        title = _title(self.shown, votes, self.store.disagreement(trajectory.id), tags)
         self.query_one("#trajectory-title", Static).update(title)
         self.conversation.show(self.shown)
 
@@ -351,9 +353,10 @@ class Target:
         return self.shown.trajectory.id
 
 
-def _title(shown: Shown, votes: Sequence[Vote], disagreement: bool) -> Text:
-    """The trajectory's id, toolset, status, origin and decision, who decided what (a disagreement said so), its
-    reason, request, whole-trajectory tags and notes: each a line of inert text."""
+def _title(shown: Shown, votes: Sequence[Vote], disagreement: bool, annotator_tags: str = "") -> Text:
+    """The trajectory's id, toolset, status, origin and decision, who decided what (a disagreement said so) and,
+    with several annotators, each one's tags side by side, its reason, request, whole-trajectory tags and notes:
+    each a line of inert text."""
     t = shown.trajectory
     backend = f"{t.backend} backend" + (" (offline, simulated data)" if t.backend == "scripted" else "")
     parts = [t.id, f"toolset {t.toolset or '–'}", t.status, backend if t.backend else t.source,
@@ -363,6 +366,9 @@ def _title(shown: Shown, votes: Sequence[Vote], disagreement: bool) -> Text:
     if votes:
         text.append("\n⚖ disagreement: " if disagreement else "\nvotes: ", "bold yellow" if disagreement else "dim")
         text.append(visible(describe_votes(votes), SIGN))
+    if annotator_tags:
+        text.append("\ntags: ", "dim")
+        text.append(visible(annotator_tags, SIGN))
     if t.reason:
         text.append(f"\nreason: {visible(t.reason, SIGN)}", "dim")
     text.append(f"\n{visible(t.instruction, SIGN)}")
