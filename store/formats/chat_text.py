@@ -22,8 +22,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..records import Message, Tool
+from ..records import Message, Tool, Trajectory, dumps
 from ..safe_json import MAX_DEPTH, loads
+from .importing import content_id
 from .schema_types import schema_problem
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -221,6 +222,12 @@ class Conversation:
         if last is not None and last.role == "assistant" and not last.tool_calls and last.raw is None:
             last.raw = last.content or ""
         self.messages.append(Message("tool", content, name=name))
+
+    def trajectory(self, fmt: str, record: dict[str, Any], toolset: str | None, meta: dict[str, Any]
+                   ) -> Trajectory:
+        """The conversation as an imported trajectory of format ``fmt``, its id derived from the whole record."""
+        return Trajectory(id=content_id(fmt, dumps(record) or ""), toolset=toolset, instruction=self.instruction(),
+                          status="imported", source="imported", meta={"format": fmt, **meta}, messages=self.messages)
 
     def instruction(self) -> str:
         """The first user message's text: what the trajectory is asked to do."""

@@ -32,9 +32,9 @@ import re
 from typing import Any
 
 from ..db import Store
-from ..records import Trajectory, dumps
+from ..records import Trajectory
 from .chat_text import Conversation, decode_json, distinct_tools, function_tool, json_prefix, json_string
-from .importing import Imported, content_id, read_trajectories, write_imported
+from .importing import Imported, read_trajectories, write_imported
 from .summary import ImportSummary
 
 #: The sentences that introduce the function definitions (v2, and v1's wording); dropped with them.
@@ -81,15 +81,8 @@ def trajectory_from_record(record: dict[str, Any], imported: Imported, source: s
             conversation.tool(text)
         else:
             _assistant(conversation, text)
-    meta: dict[str, Any] = {"format": "glaive"}
-    if duplicates:
-        meta["duplicate_tools"] = duplicates
-    return Trajectory(
-        id=content_id("glaive", dumps(record) or ""),
-        toolset=imported.toolset_for(tools, source) if tools else None,
-        instruction=conversation.instruction(), status="imported", source="imported", meta=meta,
-        messages=conversation.messages,
-    )
+    meta: dict[str, Any] = {"duplicate_tools": duplicates} if duplicates else {}
+    return conversation.trajectory("glaive", record, imported.toolset_for(tools, source) if tools else None, meta)
 
 
 def split_system(system: str) -> tuple[str, list[dict[str, Any]]]:

@@ -38,10 +38,10 @@ import re
 from typing import Any
 
 from ..db import Store
-from ..records import Tool, Trajectory, dumps
+from ..records import Tool, Trajectory
 from .chat_text import Conversation, decode_value, distinct_tools, function_tool, json_string, split_objects
 from .files import json_type
-from .importing import Imported, content_id, read_trajectories, write_imported
+from .importing import Imported, read_trajectories, write_imported
 from .summary import ImportSummary
 
 ROLES = ("system", "human", "gpt", "tool")
@@ -107,18 +107,12 @@ def trajectory_from_record(record: dict[str, Any], imported: Imported, source: s
         else:
             for name, content in responses(text):
                 conversation.tool(content, name)
-    meta: dict[str, Any] = {"format": "hermes"}
-    meta.update((key, record[key]) for key in _META if isinstance(record.get(key), str))
+    meta: dict[str, Any] = {key: record[key] for key in _META if isinstance(record.get(key), str)}
     if repairs:
         meta["repairs"] = repairs
     if duplicates:
         meta["duplicate_tools"] = duplicates
-    return Trajectory(
-        id=content_id("hermes", dumps(record) or ""),
-        toolset=imported.toolset_for(tools, source) if tools else None,
-        instruction=conversation.instruction(), status="imported", source="imported", meta=meta,
-        messages=conversation.messages,
-    )
+    return conversation.trajectory("hermes", record, imported.toolset_for(tools, source) if tools else None, meta)
 
 
 def _record_tools(record: dict[str, Any], turns: list[dict[str, Any]]) -> list[Tool]:
