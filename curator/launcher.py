@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Collection
 
@@ -249,17 +250,67 @@ def log_tail(run: Run, lines: int = 12) -> tuple[str | None, list[str]]:
 
 
 # -- describing --------------------------------------------------------------------------------------
-def result(run: Run) -> str:
-    """One line: the error, the evaluation's TS/PI/CF, or the training loss."""
+# What the runs screen and `curator runs` show of a run, cell by cell.
+def result(run: Run, final_loss: float | None = None) -> str:
+    """One line: the error, the evaluation's TS/PI/CF, or ``final_loss`` (the last training loss logged)."""
     if run.error:
         return run.error.splitlines()[0][:80]
     summary = run.summary or {}
     if "metrics" in summary:
         m = summary["metrics"]
         return f"TS {m['ts']:.0%}  PI {m['pi']:.0%}  CF {m['cf']:.0%}  (n={m['n']})"
+    if final_loss is not None:
+        steps = f" after {summary['steps']} steps" if summary.get("steps") is not None else ""
+        return f"loss {final_loss:.3f}{steps}"
     if summary.get("train_loss") is not None:
         return f"loss {summary['train_loss']:.3f} after {summary.get('steps')} steps"
     return ""
+
+
+def final_loss(store: Store, run: Run) -> float | None:
+    """The last training loss ``run`` logged (not the trainer's mean over the run), None before its first step."""
+    losses = store.run_metrics(run.id, "loss") if run.kind == "train" else []
+    return losses[-1][1] if losses else None
+
+
+def parse_stamp(stamp: str | None) -> datetime | None:
+    return datetime.fromisoformat(stamp) if stamp else None
+
+
+def started(run: Run) -> str:
+    """When the run started, in local time, month-day hour:minute."""
+    stamp = parse_stamp(run.started_at)
+    return stamp.astimezone().strftime("%m-%d %H:%M") if stamp else "–"
+
+
+def run_seconds(run: Run) -> float | None:
+    """How long the run ran: to its end, or to now while it is active."""
+    begun = parse_stamp(run.started_at)
+    end = parse_stamp(run.finished_at)
+    if end is None and run.status in ACTIVE:
+        end = datetime.now(timezone.utc)
+    return (end - begun).total_seconds() if begun and end else None
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m {whole % 60:02d}s"
+    return f"{whole // 3600}h {whole // 60 % 60:02d}m"
+
+
+def dataset_size(run: Run) -> str:
+    """What the run learned from or was scored on, counted (the export's count until the run reports its own)."""
+    dataset = run.dataset or {}
+    for key, unit in (("items", "gold"), ("pairs", "pairs"), ("trajectories", "traj")):
+        if isinstance(dataset.get(key), int):
+            return f"{dataset[key]:,} {unit}"
+    exported = (dataset.get("snapshot") or {}).get("trajectories")
+    return f"{exported:,} traj" if isinstance(exported, int) else "–"
 
 
 def fresh_dir(parent: Path, stem: str) -> Path:

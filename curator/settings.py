@@ -62,7 +62,9 @@ class TrainSettings:
         return to_argv(self.applicable(self.overrides))
 
     def to_table(self) -> dict[str, Any]:
-        return {"algorithm": self.algorithm, **{k: v for k, v in self.overrides.items() if v is not None}}
+        """``[train]`` as it is saved: the algorithm unless it is the default one, and the overrides."""
+        chosen = {"algorithm": self.algorithm} if self.algorithm != TrainSettings.algorithm else {}
+        return {**chosen, **{k: v for k, v in self.overrides.items() if v is not None}}
 
     @classmethod
     def from_table(cls, table: dict[str, Any], source: str) -> "TrainSettings":
@@ -122,17 +124,19 @@ class Config:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write the config (keeping tables and keys this version does not know)."""
+        """Write the choices the app remembers, ``[train]`` and ``[flag]`` (the ``T`` dialog's), to the config file.
+
+        Each holds only what differs from the defaults (and keys this version does not know);
+        one left empty is dropped, and every other table and key of the file is kept as it
+        was. With nothing to remember and no file yet, no file is made.
+        """
         target = Path(path or self.path or DEFAULT_FILE)
-        data = dict(self.extra)
-        for name in _SECTIONS:
-            data[name] = _changed(getattr(self, name), data.get(name, {}))
-        data["train"] = self.train.to_table()
-        if review := _changed(self.review, data.get("review", {})):
-            data["review"] = review
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-        tmp.replace(target)
+        remembered = {"train": self.train.to_table(), "flag": _changed(self.flag, self.extra.get("flag", {}))}
+        data = {k: v for k, v in {**self.extra, **remembered}.items() if v or k not in remembered}
+        if data or target.exists():
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+            tmp.replace(target)
         self.path = target
         return target
 

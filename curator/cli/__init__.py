@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from store import DEFAULT_PATH
+from curator.cli.options import shared_options
 from store.errors import CuratorError, Terminated
 from store.redaction import redact
 
@@ -63,25 +63,16 @@ def _load(name: str) -> click.Command | None:
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db", default=DEFAULT_PATH, show_default=True, envvar="CURATOR_DB",
-              help="The store: one SQLite file.")
-@click.option("--config", "config", default=None, type=click.Path(dir_okay=False),
-              help="Config file (default: ./curator.toml when present).")
-@click.option("--annotator", "annotator", default=None, metavar="NAME",
-              help="Who records the reviews, tags and notes (default: [review] annotator, else the OS user).")
+@shared_options(root=True)
 @click.version_option(package_name="tool-curator")
 @click.pass_context
-def cli(ctx: click.Context, db: str, config: str | None, annotator: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """curator: simulate tool-use conversations, review them by keyboard, train on them.
 
-    With no subcommand, opens the app on the store.
+    With no subcommand, opens the app on the store. --db, --config and --annotator
+    go before the subcommand or after it.
     """
     ctx.ensure_object(dict)
-    ctx.obj["db"] = db
-    ctx.obj["config"] = config
-    if annotator is not None and not annotator.strip():
-        raise CuratorError("--annotator: must name the annotator, got an empty string")
-    ctx.obj["annotator"] = annotator
     if ctx.invoked_subcommand is None:
         if importlib.util.find_spec("curator.cli.app") is None:
             click.echo(ctx.get_help())

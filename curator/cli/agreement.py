@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from curator.cli.opening import open_store
+from curator.cli.options import shared_options
 from store.agreement import store_agreement
 from store.text import SIGN, inert, inert_console, json_text, visible
 
@@ -16,6 +17,7 @@ NO_CODES = "error codes: neither annotator of any pair tagged a message of a tra
 NO_FLAGS = "flagger vs humans: no auto or human tag on a message humans judged"
 
 
+@shared_options()
 @click.command("agreement")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 @click.pass_context

@@ -6,17 +6,15 @@ from functools import partial
 from typing import Any, Callable
 
 import click
-from click.core import ParameterSource
 
-from curator.cli.opening import command_config, open_store
+from curator.cli.opening import DEMO_DB, command_config, open_store
+from curator.cli.options import given, shared_options
 from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
 from store.toolcalls import ToolCall
 
-#: The store `curator demo` makes or reuses when --db is not given.
-DEMO_DB = "curator-demo.db"
 DEMO_TOOLSET = "everyday"
 DEMO_SIZE = 24
 DEMO_CONCURRENCY = 4
@@ -33,6 +31,7 @@ def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
         CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate).run()
 
 
+@shared_options()
 @click.command()
 @click.pass_obj
 def review(obj: dict[str, Any]) -> None:
@@ -40,6 +39,7 @@ def review(obj: dict[str, Any]) -> None:
     open_app(obj, "review")
 
 
+@shared_options()
 @click.command()
 @click.pass_obj
 def watch(obj: dict[str, Any]) -> None:
@@ -47,6 +47,7 @@ def watch(obj: dict[str, Any]) -> None:
     open_app(obj, "watch")
 
 
+@shared_options()
 @click.command()
 @click.option("-n", "count", default=DEMO_SIZE, show_default=True, help="Trajectories to simulate on a new store.")
 @click.option("--toolset", default=DEMO_TOOLSET, show_default=True, help="A demo toolset.")
@@ -58,7 +59,7 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
     on a store that already holds trajectories it opens on the review queue.
     """
     obj = ctx.obj
-    db = obj["db"] if ctx.parent and ctx.parent.get_parameter_source("db") != ParameterSource.DEFAULT else DEMO_DB
+    db = obj["db"] if given(ctx, "db") else DEMO_DB
     with open_store(db, create=True) as store:
         fresh = store.is_empty()
     if not fresh:

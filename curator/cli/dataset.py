@@ -12,6 +12,7 @@ import click
 
 from curator.cli.flag import mask_policy, render_summary
 from curator.cli.opening import open_store
+from curator.cli.options import shared_options
 from store import REVIEW_FILTERS
 from store.errors import CuratorError, InputError
 from store.flagging import flag_all
@@ -64,6 +65,7 @@ def _import_format(given: str | None, path: Path) -> str:
     return _format(given, path, _IMPORT_SUFFIXES)
 
 
+@shared_options()
 @click.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=OneLineChoice(list(IMPORTERS)), default=None,
@@ -111,6 +113,7 @@ def import_(ctx: click.Context, file: Path, fmt: str | None) -> None:
         click.echo(render_summary(flags))
 
 
+@shared_options()
 @click.command("export")
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--format", "-f", "fmt", type=OneLineChoice(list(EXPORTERS)), default=None,
@@ -158,6 +161,7 @@ def export(ctx: click.Context, out: Path, fmt: str | None, status: str) -> None:
     click.echo(visible(f"exported {summary.describe()} ({status}) from {db} to {out} ({fmt})", SIGN))
 
 
+@shared_options()
 @click.command("stats")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.pass_context

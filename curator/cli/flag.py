@@ -4,28 +4,27 @@ from __future__ import annotations
 import click
 
 from curator.cli.opening import open_store
+from curator.cli.options import shared_options
 from curator.settings import load as load_config
-from store import DEFAULT_PATH
 from store.flagging import FlagSummary, flag_all
 from store.taxonomy import MaskPolicy
 
 
+@shared_options()
 @click.command("flag")
-@click.option("--db", "db", default=None, help="The store (default: curator's --db).")
 @click.option(
     "--mask-instability/--keep-instability",
     default=None,
     help="Mask calls that failed for reasons outside the call (default: [flag] mask_instability in the config).",
 )
 @click.pass_context
-def flag(ctx: click.Context, db: str | None, mask_instability: bool | None) -> None:
+def flag(ctx: click.Context, mask_instability: bool | None) -> None:
     """Re-flag every trajectory: auto tags and MAE weights from call checks and tool feedback.
 
     Human tags, un-tags and mask toggles are kept: a human decision always wins.
     """
-    obj = ctx.obj or {}
-    with open_store(db or obj.get("db") or DEFAULT_PATH) as store:
-        summary = flag_all(store, mask_policy(obj.get("config"), mask_instability))
+    with open_store(ctx.obj["db"]) as store:
+        summary = flag_all(store, mask_policy(ctx.obj["config"], mask_instability))
     click.echo(render_summary(summary))
 
 

@@ -2,14 +2,18 @@
 deciding by the configured rule."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from curator.reaping import reap
 from curator.settings import Config, load
-from store import Store
+from store import Store, StoreError
 
 #: The stores this process opened, latest last: what an error from SQLite that names no file is about.
 OPENED: list[str] = []
+#: The store `curator demo` makes or reuses when --db is not given.
+DEMO_DB = "curator-demo.db"
 #: Where the running command keeps its config once read (in the root context's ``obj``).
 _CONFIG_KEY = "settings"
 
@@ -22,6 +26,8 @@ def open_store(db: str, *, create: bool = False) -> Store:
     so exports, ``T`` and the review queue read them by the rule this command runs under.
     """
     rule = command_config().review.rule  # a bad config is refused before the store is touched
+    if not create and not Path(db).is_file() and Path(DEMO_DB).is_file():
+        raise StoreError(f"no store at {db}; the demo wrote {DEMO_DB}: pass --db {DEMO_DB}")
     store = Store.open(db, create=create)
     OPENED.append(db)
     try:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from curator import settings
 from curator.cli.opening import open_store
+from curator.cli.options import shared_options
 from store import Store, Toolset
 from store.errors import CuratorError, InputError
 from store.text import SIGN, inert, inert_console, visible
@@ -21,8 +22,8 @@ from store.text import SIGN, inert, inert_console, visible
 BACKEND_CHOICE = click.Choice(["scripted", "openai"])
 
 
-def _open(ctx: click.Context, db: str | None) -> Store:
-    return open_store(db or ctx.obj["db"], create=True)
+def _open(ctx: click.Context) -> Store:
+    return open_store(ctx.obj["db"], create=True)
 
 
 def _toolset_from_file(path: Path, name: str | None) -> Toolset:
@@ -37,6 +38,7 @@ def _toolset_from_file(path: Path, name: str | None) -> Toolset:
     return from_functions_file(path, name)
 
 
+@shared_options()
 @click.command("simulate")
 @click.option("--toolset", "toolset", default=None, help="Toolset in the store, or a demo (see `curator toolset list`).")
 @click.option("--openapi", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -67,10 +69,9 @@ def _toolset_from_file(path: Path, name: str | None) -> Toolset:
               help="Seconds before a model request times out (it is retried).")
 @click.option("--gold", type=click.IntRange(min=0), default=0,
               help="Also store this many held-out single-step gold items (scripted writer).")
-@click.option("--db", default=None, help="The store (overrides the global --db).")
 @click.pass_context
 def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, functions: Path | None, gold: int,
-             db: str | None, **options: Any) -> None:
+             **options: Any) -> None:
     """Simulate tool-use conversations into the store.
 
     A user agent writes requests from the toolset's documentation, an assistant
@@ -86,7 +87,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
         raise CuratorError("give one of --toolset, --openapi and --functions")
     config = settings.load(ctx.obj["config"])
     console = inert_console(stderr=True)
-    with _open(ctx, db) as store:
+    with _open(ctx) as store:
         if openapi or functions:
             loaded = _toolset_from_file(openapi or functions, None)  # type: ignore[arg-type]
             store.add_toolset(loaded)
@@ -112,7 +113,7 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
     click.echo(visible(summary.describe(), SIGN))
     if summary.cancelled:
         click.echo(visible(f"Interrupted: kept {summary.complete} complete and {summary.failed} failed trajectories "
-                           f"(running ones were marked failed: cancelled) in {db or ctx.obj['db']}.", SIGN), err=True)
+                           f"(running ones were marked failed: cancelled) in {ctx.obj['db']}.", SIGN), err=True)
         sys.exit(130)  # click's non-standalone mode would turn ctx.exit's code into a return value
     if summary.error and summary.complete == 0:
         raise CuratorError(summary.error)
@@ -165,18 +166,20 @@ def _interrupt(loop: asyncio.AbstractEventLoop, sim: Any) -> None:
     sim.cancel()
 
 
+@shared_options()
 @click.group("toolset")
 def toolset() -> None:
     """List, show, add and generate toolsets."""
 
 
+@shared_options()
 @toolset.command("list")
 @click.pass_context
 def list_(ctx: click.Context) -> None:
     """Toolsets in the store, and the demos that ship with curator."""
     from curator.sim.toolsets import demo_names
 
-    with _open(ctx, None) as store:
+    with _open(ctx) as store:
         stored = {t.name: t for t in store.toolsets()}
     table = Table("toolset", "tools", "source", "description")
     for name, found in sorted(stored.items()):
@@ -187,6 +190,7 @@ def list_(ctx: click.Context) -> None:
     inert_console().print(table)
 
 
+@shared_options()
 @toolset.command("show")
 @click.argument("name")
 @click.pass_context
@@ -194,7 +198,7 @@ def show(ctx: click.Context, name: str) -> None:
     """A toolset's tools and parameters."""
     from curator.sim.toolsets import resolve
 
-    with _open(ctx, None) as store:
+    with _open(ctx) as store:
         found = resolve(store, name)
     table = Table("tool", "parameters (* required)", "description", title=inert(f"{found.name}: {found.description}"))
     for tool in found.tools:
@@ -204,6 +208,7 @@ def show(ctx: click.Context, name: str) -> None:
     inert_console().print(table)
 
 
+@shared_options()
 @toolset.command("add")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--name", default=None, help="Toolset name (default: the file's name).")
@@ -211,11 +216,12 @@ def show(ctx: click.Context, name: str) -> None:
 def add(ctx: click.Context, file: Path, name: str | None) -> None:
     """Store the toolset of FILE: an OpenAPI 3 JSON document or a JSON list of function schemas."""
     loaded = _toolset_from_file(file, name)
-    with _open(ctx, None) as store:
+    with _open(ctx) as store:
         store.add_toolset(loaded)
     click.echo(visible(f"Stored toolset {loaded.name} with {len(loaded.tools)} tools.", SIGN))
 
 
+@shared_options()
 @toolset.command("generate")
 @click.argument("name", required=False)
 @click.option("--description", default=None, help="What the API does.")
@@ -258,7 +264,7 @@ def generate(ctx: click.Context, name: str | None, description: str | None, from
 
     results = asyncio.run(run())
     stored = 0
-    with _open(ctx, None) as store:
+    with _open(ctx) as store:
         for result in results:
             if result.toolset is not None:
                 store.add_toolset(result.toolset)

@@ -10,6 +10,7 @@ import click
 from curator.cli.dataset import removed_on_failure_if_new
 from curator.cli.flag import mask_policy
 from curator.cli.opening import open_store
+from curator.cli.options import shared_options
 from store.assignments import assignable, split, write_shares
 from store.errors import CuratorError
 from store.flagging import flag_all
@@ -20,6 +21,7 @@ from store.text import SIGN, visible
 _NAME = re.compile(r"\w[\w.-]*")
 
 
+@shared_options()
 @click.command("merge")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--into", "into", default=None, type=click.Path(path_type=Path),
@@ -51,6 +53,7 @@ def merge(ctx: click.Context, sources: tuple[Path, ...], into: Path | None) -> N
                        "(review them with the disagreements filter)", SIGN))
 
 
+@shared_options()
 @click.command("assign")
 @click.option("--annotators", required=True, help="Comma-separated names, e.g. ana,ben,cy.")
 @click.option("--overlap", type=int, default=1, show_default=True,

@@ -21,10 +21,11 @@ from typing import Any, Callable
 import click
 
 from curator.cli.opening import open_store, reap_store
+from curator.cli.options import shared_options
 from curator.settings import TrainSettings
 from curator.settings import load as load_config
-from curator.launcher import LOG_FILE, RunError, result, start_run
-from store import DEFAULT_PATH
+from curator.launcher import (LOG_FILE, RunError, dataset_size, duration, final_loss, result, run_seconds,
+                              start_run, started)
 from store.text import SIGN, visible
 from training.config import TRAINING, DataConfig, EvalConfig, describe, field_types, to_argv
 
@@ -81,7 +82,6 @@ def config_options(config: type[DataConfig]) -> Callable[[Callable], Callable]:
 
 def _common_options(f: Callable) -> Callable:
     for option in reversed([
-        click.option("--db", "db", default=None, help="The store (default: curator's --db)."),
         click.option("--output", default=None, help="Output directory (default: runs/<algorithm>-<time>)."),
         click.option("--detach", is_flag=True, help="Start in the background and return the run id."),
     ]):
@@ -93,6 +93,7 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
+@shared_options()
 @click.group("train")
 def train() -> None:
     """Train on the accepted trajectories (LoRA SFT with MAE + PKT, GRPO, DPO).
@@ -104,17 +105,17 @@ def train() -> None:
 
 
 def _train_command(algorithm: str) -> None:
+    @shared_options()
     @train.command(algorithm, help=TRAINING[algorithm].__doc__)
     @click.option("--accelerate-config", default=None, type=click.Path(exists=True, dir_okay=False),
                   help="Launch through `accelerate launch` with this config.")
     @_common_options
     @config_options(TRAINING[algorithm])
     @click.pass_context
-    def command(ctx: click.Context, accelerate_config: str | None, db: str | None, output: str | None,
-                detach: bool, **options: Any) -> None:
-        obj = ctx.obj or {}
-        settings = TrainSettings(algorithm, {**load_config(obj.get("config")).train.overrides, **_given(options)})
-        ctx.exit(launch(db or obj.get("db") or DEFAULT_PATH, "train", algorithm, settings.argv(),
+    def command(ctx: click.Context, accelerate_config: str | None, output: str | None, detach: bool,
+                **options: Any) -> None:
+        settings = TrainSettings(algorithm, {**load_config(ctx.obj["config"]).train.overrides, **_given(options)})
+        ctx.exit(launch(ctx.obj["db"], "train", algorithm, settings.argv(),
                         output or _default_output(algorithm), accelerate_config, detach))
 
 
@@ -122,35 +123,38 @@ for _algorithm in TRAINING:
     _train_command(_algorithm)
 
 
+@shared_options()
 @click.command("eval", help=EvalConfig.__doc__)
 @_common_options
 @config_options(EvalConfig)
 @click.pass_context
-def eval_(ctx: click.Context, db: str | None, output: str | None, detach: bool, **options: Any) -> None:
-    store = db or (ctx.obj or {}).get("db") or DEFAULT_PATH
-    ctx.exit(launch(store, "eval", "eval", to_argv(_given(options)), output or _default_output("eval"),
+def eval_(ctx: click.Context, output: str | None, detach: bool, **options: Any) -> None:
+    ctx.exit(launch(ctx.obj["db"], "eval", "eval", to_argv(_given(options)), output or _default_output("eval"),
                     detach=detach))
 
 
+@shared_options()
 @click.command("runs")
-@click.option("--db", "db", default=None, help="The store (default: curator's --db).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
 @click.pass_context
-def runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
-    """List training and evaluation runs, newest first."""
-    with open_store(db or (ctx.obj or {}).get("db") or DEFAULT_PATH) as store:
-        found = store.runs()
+def runs(ctx: click.Context, as_json: bool) -> None:
+    """List training and evaluation runs, newest first: status, data, start, duration and result (the final
+    training loss, TS/PI/CF, or the error)."""
+    with open_store(ctx.obj["db"]) as store:
+        found = [(run, final_loss(store, run)) for run in store.runs()]
     if as_json:
-        for run in found:
-            click.echo(json.dumps(run.__dict__, default=str))
+        for run, loss in found:
+            click.echo(json.dumps({**run.__dict__, "final_loss": loss}, default=str))
         return
     if not found:
         click.echo("no runs yet")
         return
-    click.echo(f"{'id':<16}  {'kind':<5}  {'algo':<4}  {'status':<9}  {'model':<24}  {'created':<19}  result")
-    for run in found:
+    click.echo(f"{'id':<16}  {'kind':<5}  {'algo':<4}  {'status':<9}  {'model':<24}  {'dataset':<10}  "
+               f"{'started':<11}  {'duration':<8}  result")
+    for run, loss in found:
         click.echo(visible(f"{run.id:<16}  {run.kind:<5}  {run.algorithm:<4}  {run.status:<9}  "
-                           f"{run.base_model[:24]:<24}  {(run.created_at or '')[:19]:<19}  {result(run)}", SIGN))
+                           f"{run.base_model[:24]:<24}  {dataset_size(run):<10}  {started(run):<11}  "
+                           f"{duration(run_seconds(run)):<8}  {result(run, loss)}", SIGN))
 
 
 COMMANDS = [train, eval_, runs]

@@ -1,15 +1,13 @@
 """The runs screen's parts: the list of runs, the selected run's details, its loss curve and its log."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from curator.launcher import ACTIVE, result
+from curator.launcher import ACTIVE, dataset_size, duration, result, run_seconds, started
 from store import Run
 from store.text import BREAK, SIGN, inert, visible
 
@@ -47,10 +45,8 @@ class RunList(DataTable[Text]):
 
     def _cells(self, run: Run) -> list[Text]:
         """Inert text cells: a ``str`` cell would be read as markup."""
-        started = parse_stamp(run.started_at)
         cells = [run.id[:8], run.kind, run.algorithm, run.status, shorten(run.base_model, 24), dataset_size(run),
-                 started.astimezone().strftime("%m-%d %H:%M") if started else "–", duration(run_seconds(run)),
-                 clip(result(run), 32)]
+                 started(run), duration(run_seconds(run)), clip(result(run), 32)]
         status = self.get_component_rich_style(f"runs--{run.status}", partial=True)
         return [inert(cell, status if key == "status" else "") for (key, _), cell in zip(COLUMNS, cells)]
 
@@ -109,40 +105,6 @@ class LogTail(Static):
 
 
 # -- formatting ----------------------------------------------------------------------------------------
-def parse_stamp(stamp: str | None) -> datetime | None:
-    return datetime.fromisoformat(stamp) if stamp else None
-
-
-def run_seconds(run: Run) -> float | None:
-    """How long the run ran: to its end, or to now while it is active."""
-    started = parse_stamp(run.started_at)
-    end = parse_stamp(run.finished_at)
-    if end is None and run.status in ACTIVE:
-        end = datetime.now(timezone.utc)
-    return (end - started).total_seconds() if started and end else None
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    if whole < 3600:
-        return f"{whole // 60}m {whole % 60:02d}s"
-    return f"{whole // 3600}h {whole // 60 % 60:02d}m"
-
-
-def dataset_size(run: Run) -> str:
-    """What the run learned from or was scored on, counted (the export's count until the run reports its own)."""
-    dataset = run.dataset or {}
-    for key, unit in (("items", "gold"), ("pairs", "pairs"), ("trajectories", "traj")):
-        if isinstance(dataset.get(key), int):
-            return f"{dataset[key]:,} {unit}"
-    exported = (dataset.get("snapshot") or {}).get("trajectories")
-    return f"{exported:,} traj" if isinstance(exported, int) else "–"
-
-
 def shorten(text: str, width: int) -> str:
     """The end of ``text`` (a path's last parts say most), within ``width``."""
     return text if len(text) <= width else "…" + text[-(width - 1):]
