@@ -18,6 +18,7 @@ from textual.screen import Screen
 
 from curator.settings import Config, TrainSettings
 from curator.launcher import accepted_count, export_and_train
+from curator.screens.base import described
 from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
@@ -137,6 +138,6 @@ class CuratorApp(App[None]):
                 continue
             seen.add(binding.action)
             display = binding.key_display or self.get_key_display(binding)
-            yield SystemCommand(binding.description, f"key: {display}",
+            yield SystemCommand(described(binding), f"key: {display}",
                                 partial(self.run_action, binding.action, active.node))
         yield from super().get_system_commands(screen)

@@ -272,7 +272,7 @@ async def test_footer_and_screens_flow(store: Store) -> None:
         await pilot.press("r")
         assert isinstance(app.screen, ReviewScreen)
         footer_keys = {b.binding.key for b in app.screen.active_bindings.values() if b.binding.show}
-        assert {"a", "x", "space", "t", "m", "e", "n", "slash", "question_mark"} <= footer_keys
+        assert {"a", "x", "space", "u", "t", "e", "slash", "T", "question_mark", "q"} <= footer_keys  # 80 columns
         await pilot.press("w")
         assert type(app.screen).__name__ == "WatchScreen"
         await pilot.press("escape")

@@ -33,6 +33,12 @@ def navigation(here: str, *, shown: Collection[str] = ("review",)) -> list[Bindi
             for screen, (key, name) in SCREEN_KEYS.items() if screen != here]
 
 
+def described(binding: Binding) -> str:
+    """What a key does, as the help screen and the command palette name it: the footer shows the short
+    ``description``, and a ``tooltip``, when the binding has one, is its full name."""
+    return binding.tooltip or binding.description
+
+
 class StoreScreen(Screen[None]):
     @property
     def curator(self) -> "CuratorApp":

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Grid, Vertical
 from textual.suggester import SuggestFromList
 from textual.widgets import Input, Label, Static, TextArea
 
 from curator.screens.base import Dialog
+from curator.widgets.problem import Problem
 from store.text import SIGN, inert, visible
 from store.toolcalls import CallParseError, ToolCall, Toolbox, parse_call
 
@@ -34,11 +35,15 @@ class CallEditor(Dialog[ToolCall | None]):
         with Vertical(classes="dialog", id="call-editor"):
             yield Label(f"Correct {which} — Ctrl+S saves (checked against the schema), Esc {keep}",
                         classes="dialog-title")
-            yield Input(self.tool_name, placeholder="tool name", id="name",
-                        suggester=SuggestFromList(self.names, case_sensitive=True))
-            yield Static(id="schema")
+            yield Problem(id="problems")
+            with Grid(classes="fields"):
+                yield Label("tool")
+                yield Input(self.tool_name, id="name", compact=True,
+                            suggester=SuggestFromList(self.names, case_sensitive=True))
+                yield Label("parameters")
+                yield Static(id="schema")
+            yield Label("arguments (JSON)")
             yield TextArea(self.arguments, id="arguments")
-            yield Static(id="problems")
 
     def on_mount(self) -> None:
         self._show_schema(self.tool_name)
@@ -55,7 +60,7 @@ class CallEditor(Dialog[ToolCall | None]):
             required = set(self.toolbox.required(name))
             params = [f"{p}{'*' if p in required else ''}: {s.get('type', 'any')}"
                       for p, s in self.toolbox.properties(name).items()]
-            text = f"{shown}({', '.join(params)})   * required"
+            text = f"{', '.join(params) or 'none'}   (* required)"  # the tool's name is in the field above
         self.query_one("#schema", Static).update(inert(text))
 
     def action_save(self) -> None:
@@ -74,4 +79,4 @@ class CallEditor(Dialog[ToolCall | None]):
         self.dismiss(call)
 
     def _problems(self, lines: list[str]) -> None:
-        self.query_one("#problems", Static).update(inert("Not saved — " + "; ".join(lines)))
+        self.query_one(Problem).show("Not saved — " + "; ".join(lines))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import Grid, Vertical
 from textual.widgets import Input, Label, Select
 
 from curator.screens.base import Dialog
@@ -27,14 +27,21 @@ class FilterDialog(Dialog[QueueFilter | None]):
         with Vertical(classes="dialog", id="filter"):
             yield Label("Filter the queue — Enter in the text box or Ctrl+S applies, Esc cancels",
                         classes="dialog-title")
-            yield Select([(r, r) for r in REVIEW_FILTERS], value=q.review, allow_blank=False, id="review",
-                         prompt="decision")
-            yield Select([(s, s) for s in STATUSES], value=q.status or Select.NULL, prompt="any status",
-                         id="status")
-            yield Select([(c, c) for c in CODE_NAMES], value=q.tag or Select.NULL, prompt="any tag", id="tag")
-            yield Select([(inert(t), t) for t in self.toolsets], value=q.toolset or Select.NULL, prompt="any toolset",
-                         id="toolset")
-            yield Input(q.text, placeholder="text in any message (SQLite FTS5 query)", id="text")
+            with Grid(classes="fields"):
+                yield Label("decision")
+                yield Select([(r, r) for r in REVIEW_FILTERS], value=q.review, allow_blank=False, compact=True,
+                             id="review")
+                yield Label("status")
+                yield Select([(s, s) for s in STATUSES], value=q.status or Select.NULL, prompt="any", compact=True,
+                             id="status")
+                yield Label("tag")
+                yield Select([(c, c) for c in CODE_NAMES], value=q.tag or Select.NULL, prompt="any", compact=True,
+                             id="tag")
+                yield Label("toolset")
+                yield Select([(inert(t), t) for t in self.toolsets], value=q.toolset or Select.NULL, prompt="any",
+                             compact=True, id="toolset")
+                yield Label("text")
+                yield Input(q.text, placeholder="in any message (SQLite FTS5 query)", compact=True, id="text")
 
     def on_mount(self) -> None:
         self.query_one("#text", Input).focus()

@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
+from curator.screens.base import described
 from curator.screens.home import HomeScreen
 from curator.screens.review import ReviewScreen
 from curator.screens.runs import RunsScreen
@@ -40,7 +41,7 @@ def _table(title: str, bindings: list[BindingType]) -> Table:
     for binding in bindings:
         if isinstance(binding, Binding) and binding.description:
             keys = " / ".join(_key(k) for k in binding.key.split(","))
-            table.add_row(keys, binding.description)
+            table.add_row(keys, described(binding))
     return table
 
 

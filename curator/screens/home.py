@@ -5,9 +5,10 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from curator.screens.base import SCREEN_KEYS, StoreScreen, navigation
+from curator.widgets.footer import KeyFooter
 from store import Store
 from store.queue import Progress, QueueFilter, progress
 from store.stats import backend_counts
@@ -28,7 +29,7 @@ class HomeScreen(StoreScreen):
                 ("R", "bold"), "  training and evaluation runs: live loss, cancel, run again, evaluate against the base\n",
                 ("?", "bold"), "  every key          ", ("ctrl+p", "bold"), "  every action",
             ), id="home-menu")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._summarise()
@@ -44,6 +45,11 @@ class HomeScreen(StoreScreen):
         self.app.call_from_thread(self._show, done, backends)
 
     def _show(self, done: Progress, backends: dict[str, int]) -> None:
+        if not done.total:
+            self.query_one("#home-summary", Static).update(Text(
+                "The store is empty. Press w, then s to simulate conversations (the scripted backend needs no key "
+                "or network), or quit (q) and run `curator demo`, or `curator import FILE`.", "bold"))
+            return
         rate = "–" if done.accept_rate is None else f"{done.accept_rate:.0%}"
         text = Text(f"{done.total} trajectories · {done.pending} pending · "
                     f"{done.accepted} accepted · {done.rejected} rejected · {done.skipped} skipped · "

@@ -20,7 +20,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import get_current_worker
 
 from curator.screens.base import StoreScreen, navigation
@@ -29,6 +29,7 @@ from curator.screens.filter import FilterDialog
 from curator.screens.mask_preview import MaskPreview
 from curator.screens.prompt import TextPrompt
 from curator.screens.tag_picker import TagPicker
+from curator.widgets.footer import KeyFooter
 from curator.widgets.conversation import ConversationView, Shown, call_arguments
 from curator.widgets.progress import ReviewProgress
 from curator.widgets.queue_view import QueueView
@@ -50,14 +51,14 @@ class ReviewScreen(StoreScreen):
         Binding("x", "decide('reject')", "Reject"),
         Binding("space", "decide('skip')", "Skip"),
         Binding("u,backspace", "undo", "Undo", key_display="u"),
-        Binding("j,down", "step(1)", "Next message", key_display="j/↓"),
+        Binding("j,down", "step(1)", "Next message", key_display="j/↓", show=False),
         Binding("k,up", "step(-1)", "Previous message", key_display="k/↑", show=False),
         Binding("t", "tag", "Tag"),
-        Binding("m", "mask", "Mask"),
-        Binding("e", "edit_call", "Edit call"),
-        Binding("n", "note", "Note"),
+        Binding("m", "mask", "Mask", show=False),
+        Binding("e", "edit_call", "Edit", tooltip="Edit call"),
+        Binding("n", "note", "Note", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("p", "preview", "Loss mask"),
+        Binding("p", "preview", "Loss mask", show=False),
         Binding("T", "app.train", "Train"),
         Binding("J", "trajectory(1)", "Next trajectory", show=False),
         Binding("K", "trajectory(-1)", "Previous trajectory", show=False),
@@ -78,7 +79,7 @@ class ReviewScreen(StoreScreen):
             with Vertical(id="trajectory"):
                 yield Static(id="trajectory-title")
                 yield ConversationView(id="conversation")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def queue(self) -> QueueView:
@@ -188,21 +189,25 @@ class ReviewScreen(StoreScreen):
         self._show(target.trajectory_id)
 
     def action_edit_call(self) -> None:
-        """`e`: correct the message's tool call; saved as a correction only when the schema accepts it."""
+        """`e`: correct the message's tool calls; saved as a correction only when the schema accepts them."""
         if (target := self._target(only_assistant="Only an assistant message has a call to correct.")) is None:
+            return
+        correction = target.shown.corrections.get(target.index)
+        calls = list(correction.tool_calls if correction else target.message.tool_calls or [])  # as last corrected
+        if not calls:
+            self.notify(f"Message #{target.index} has no tool call to correct: t tags what is wrong with it, "
+                        "n notes it.", severity="warning")
             return
         toolset = self.store.toolset(target.shown.trajectory.toolset or "")
         if toolset is None:
             self.notify("This trajectory's toolset is not in the store: nothing to check the call against.",
                         severity="error")
             return
-        correction = target.shown.corrections.get(target.index)
-        calls = list(correction.tool_calls if correction else target.message.tool_calls or [])  # as last corrected
-        self._edit_calls(target.trajectory_id, target.index, calls or [{}], Toolbox(toolset.openai_tools()))
+        self._edit_calls(target.trajectory_id, target.index, calls, Toolbox(toolset.openai_tools()))
 
     def _edit_calls(self, trajectory_id: str, index: int, calls: list[dict], toolbox: Toolbox) -> None:
         """One editor per call, in order; Esc keeps a call as it is. One correction holds every call once
-        the last is done, and only when one of them changed (an empty ``{}`` is a call to add)."""
+        the last is done, and only when one of them changed."""
         fixed: list[dict] = []
 
         def edit(position: int) -> None:
@@ -213,13 +218,10 @@ class ReviewScreen(StoreScreen):
             self.app.push_screen(editor, lambda call: done(position, call))
 
         def done(position: int, call: ToolCall | None) -> None:
-            if call is not None:
-                fixed.append(call.to_openai())
-            elif calls[position]:
-                fixed.append(calls[position])
+            fixed.append(calls[position] if call is None else call.to_openai())
             if position + 1 < len(calls):
                 edit(position + 1)
-            elif fixed != [c for c in calls if c]:
+            elif fixed != calls:
                 self.store.add_correction(Correction(trajectory_id, index, fixed, annotator=self.annotator))
                 self._show(trajectory_id)
                 self.notify(f"Saved the correction of message #{index}.")

@@ -14,11 +14,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer
+from textual.widgets import DataTable
 
 from curator.launcher import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
                           mark_lost, rerun)
 from curator.screens.base import StoreScreen, navigation
+from curator.screens.confirm import Confirm
+from curator.widgets.footer import KeyFooter
 from curator.widgets.run_panels import LogTail, LossCurve, RunDetails, RunList
 from store import CuratorError, Run
 
@@ -30,11 +32,11 @@ PROCESS_CHECK_SECONDS = 5.0
 
 class RunsScreen(StoreScreen):
     BINDINGS = [
-        Binding("x", "cancel", "Cancel run"),
-        Binding("a", "again", "Run again"),
-        Binding("e", "evaluate", "Evaluate vs base"),
+        Binding("x", "cancel", "Cancel", tooltip="Cancel run"),
+        Binding("a", "again", "Again", tooltip="Run again"),
+        Binding("e", "evaluate", "Evaluate", tooltip="Evaluate vs base"),
         Binding("T", "app.train", "Train"),
-        Binding("t", "app.train(True)", "Train with new settings"),
+        Binding("t", "app.train(True)", "Settings", tooltip="Train with new settings"),
         *navigation("runs"),
     ]
 
@@ -51,7 +53,7 @@ class RunsScreen(StoreScreen):
                 yield RunDetails(id="run-details")
                 yield LogTail(id="run-log")
             yield LossCurve(id="loss")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def run(self) -> Run | None:
@@ -149,11 +151,19 @@ class RunsScreen(StoreScreen):
             self.cancelling.discard(run_id)
 
     def action_again(self) -> None:
-        """`a`: start the selected run again, with the same settings and snapshot."""
+        """`a`: start the selected run again, with the same settings and snapshot, once the annotator says yes
+        (`a` accepts on the review screen: a habit must not start a run)."""
         if (run := self.run) is None:
             self.notify("No run selected.", severity="warning")
             return
-        self._start(lambda: [rerun(self.store.path, run)], "Started again as run {}", select=True)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._start(lambda: [rerun(self.store.path, run)], "Started again as run {}", select=True)
+
+        self.app.push_screen(Confirm(f"Run {run.id} again?",
+                                     f"a new {run.kind} run: {run.algorithm} on {run.base_model}, with the same "
+                                     "settings and data snapshot"), answered)
 
     def action_evaluate(self) -> None:
         """`e`: TS / PI / CF of a completed SFT run's model on the gold set, beside its base model's."""

@@ -10,7 +10,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from curator.settings import TrainSettings
 from curator.screens.base import Dialog
-from store.text import inert
+from curator.widgets.problem import Problem
 from training.config import BadValue, SFTConfig, field_types
 
 ALGORITHMS = [
@@ -77,7 +77,8 @@ class TrainForm(Dialog[TrainChoice | None]):
         with Vertical(classes="dialog", id="train-form"):
             yield Label(f"Export the {self.accepted:,} accepted trajectories and train on them — "
                         "Enter starts, Esc cancels", classes="dialog-title")
-            with Grid(id="train-fields"):
+            yield Problem(id="problem")
+            with Grid(classes="fields"):
                 yield Label("algorithm")
                 yield Select(ALGORITHMS, value=self.settings.algorithm, allow_blank=False, compact=True,
                              id="algorithm")
@@ -85,13 +86,13 @@ class TrainForm(Dialog[TrainChoice | None]):
                     yield Label(label)
                     yield Input(text(values[name]), type=kind, compact=True, id=name)
             yield EnterCheckbox("MAE: leave masked calls out of the SFT loss", values["mae"], compact=True, id="mae")
-            yield EnterCheckbox("mask tool instability (calls that failed for reasons outside the call)",
+            yield EnterCheckbox("mask tool instability (failures for reasons outside the call)",
                                 self.mask_instability, compact=True, id="mask_instability")
-            yield Static("tiny: a small offline model for demos · max steps -1: the epochs decide · w_max 1: no PKT\n"
-                         "Defaults (training/config.py) follow the algorithm and base model: 5e-3 suits tiny, 2e-4 "
-                         "a pretrained base.\nWhat differs from them is saved to [train]; the instability choice to "
-                         "[flag].", markup=False, classes="dim")
-            yield Static(id="problem")
+            yield Static("max steps, when set (not -1), wins over epochs · w_max 1: no PKT\n"
+                         "tiny: a small offline model (5e-3 suits it; a pretrained base 2e-4)\n"
+                         "Defaults (training/config.py) follow the algorithm and the base model;\n"
+                         "what differs is saved to [train], the instability choice to [flag].",
+                         markup=False, classes="dim")
 
     def on_mount(self) -> None:
         self.query_one("#base_model", Input).focus()
@@ -122,10 +123,13 @@ class TrainForm(Dialog[TrainChoice | None]):
 
     def action_start(self) -> None:
         algorithm = str(self.query_one("#algorithm", Select).value)
-        try:
-            values = {name: _CASTS[name](self.query_one(f"#{name}", Input).value.strip()) for name in LABELS}
-        except ValueError:
-            return self._refuse("epochs, max steps, learning rate, rank and w_max are numbers")
+        values: dict[str, Any] = {}
+        for name, label, _ in FIELDS:
+            typed = self.query_one(f"#{name}", Input).value.strip()
+            try:
+                values[name] = _CASTS[name](typed)
+            except ValueError:
+                return self._refuse(f"{label} must be a number, not {typed!r}" if typed else f"{label} is empty")
         values["mae"] = self.query_one("#mae", Checkbox).value
         try:
             settings = TrainSettings(algorithm, {**self.settings.overrides, **values})
@@ -138,4 +142,4 @@ class TrainForm(Dialog[TrainChoice | None]):
         self.dismiss(TrainChoice(TrainSettings(algorithm, overrides), self.query_one("#mask_instability", Checkbox).value))
 
     def _refuse(self, problem: str) -> None:
-        self.query_one("#problem", Static).update(inert(f"Not started — {problem}"))
+        self.query_one(Problem).show(f"Not started — {problem}")

@@ -16,13 +16,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from curator.screens.base import StoreScreen, navigation
 from curator.screens.simulate_form import SimulateForm
 from curator.sim import SimConfig, Simulation, SimulationDone
 from curator.sim.toolsets import demo_names
+from curator.widgets.footer import KeyFooter
 from curator.widgets.conversation import ConversationView, Shown
 from curator.widgets.progress import Counts, WatchCounters
 from curator.widgets.queue_view import QueueView
@@ -41,15 +41,16 @@ RATE_WINDOW = 5.0
 
 class WatchScreen(StoreScreen):
     BINDINGS = [
-        Binding("s", "start", "Start simulation"),
-        Binding("x", "stop", "Stop simulation"),
-        Binding("f", "follow", "Follow live"),
+        Binding("s", "start", "Simulate", tooltip="Start simulation"),
+        Binding("x", "stop", "Stop", tooltip="Stop simulation"),
+        Binding("f", "follow", "Follow", tooltip="Follow live"),
         *navigation("watch"),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.simulation: Simulation | None = None  # the one this screen started, while it runs
+        self.finished: str | None = None  # how the last one it started ended, for the status line
         self.following = True
         self._dirty = False  # a simulation event came: redraw at the next tick even before the commit is seen
         self._samples: deque[tuple[float, int, int]] = deque()  # (time, last message rowid, finished)
@@ -62,7 +63,7 @@ class WatchScreen(StoreScreen):
         with Horizontal():
             yield QueueView(self.store, QueueFilter(review="all", order="newest"), id="queue")
             yield ConversationView(id="conversation")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def queue(self) -> QueueView:
@@ -109,10 +110,12 @@ class WatchScreen(StoreScreen):
                 async for event in simulation.events():
                     self._dirty = True
                     if isinstance(event, SimulationDone):
-                        self.notify(f"Simulation done: {event.summary.describe()}", timeout=8)
+                        self.finished = f"Simulation done: {event.summary.describe()}"
+                        self.notify(self.finished, timeout=8)
             finally:
                 self.simulation = None
                 self._update_counters()
+                self._count()  # at once: the counters agree with the status line and the queue
 
     # -- following the store ----------------------------------------------------------------------
     def action_follow(self) -> None:
@@ -187,7 +190,8 @@ class WatchScreen(StoreScreen):
 
     def _update_counters(self) -> None:
         if self.simulation is None:
-            label = "no simulation started here (a headless `curator simulate` shows up too)"
+            label = (f"{self.finished} · s starts another" if self.finished else
+                     "no simulation started here (a headless `curator simulate` shows up too)")
         else:
             config = self.simulation.config
             label = f"simulating {config.n} on {config.toolset} with the {config.backend} backend"

@@ -43,11 +43,15 @@ class Counts:
 
 class WatchCounters(Static):
     def show(self, counts: Counts, simulation: str) -> None:
+        """The counters, then what the simulation started here is doing. The rates are measured over the last
+        seconds, so they lag: with nothing running they would still say trajectories are finishing."""
+        rate = (f"rate {counts.messages_per_s:.1f} msg/s · {counts.finished_per_min:.0f} trajectories/min"
+                if counts.running else "idle")
         self.update(Text.assemble(
             ("● running ", "bold yellow"), str(counts.running),
             ("   ✓ complete ", "bold green"), str(counts.complete),
             ("   ✗ failed ", "bold red"), str(counts.failed),
             ("   ⚑ flagged ", "bold magenta"), str(counts.flagged),
-            f"   rate {counts.messages_per_s:.1f} msg/s · {counts.finished_per_min:.0f} trajectories/min",
+            f"   {rate}",
             ("\n" + simulation, "italic"),
         ))
