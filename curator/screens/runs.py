@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 
 from curator.launcher import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
-                          mark_lost, rerun)
+                          final_loss, mark_lost, rerun)
 from curator.screens.base import StoreScreen, navigation
 from curator.screens.confirm import Confirm
 from curator.widgets.footer import KeyFooter
@@ -89,7 +89,7 @@ class RunsScreen(StoreScreen):
         self.runs = self.store.runs()
         if self.run is None:
             self.selected = self.runs[0].id if self.runs else None
-        self.query_one(RunList).show(self.runs, self.selected)
+        self.query_one(RunList).show(self.runs, self.selected, {r.id: final_loss(self.store, r) for r in self.runs})
         self._show_selected()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

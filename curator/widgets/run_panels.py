@@ -27,12 +27,13 @@ class RunList(DataTable[Text]):
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
-    def show(self, runs: list[Run], selected: str | None) -> None:
-        """Rebuild the rows (a few hundred at most) with the cursor on ``selected``, announcing nothing."""
+    def show(self, runs: list[Run], selected: str | None, final_losses: dict[str, float | None]) -> None:
+        """Rebuild the rows (a few hundred at most) with the cursor on ``selected``, announcing nothing; a training
+        run's result is its ``final_losses`` entry (the last loss it logged)."""
         with self.prevent(DataTable.RowHighlighted):
             self.clear()
             for run in runs:
-                self.add_row(*self._cells(run), key=run.id)
+                self.add_row(*self._cells(run, final_losses.get(run.id)), key=run.id)
             index = next((i for i, run in enumerate(runs) if run.id == selected), 0)
             if runs:
                 self.move_cursor(row=index, animate=False)
@@ -43,10 +44,10 @@ class RunList(DataTable[Text]):
             if run.status in ACTIVE and run.id in self.rows:
                 self.update_cell(run.id, "duration", Text(duration(run_seconds(run))))
 
-    def _cells(self, run: Run) -> list[Text]:
+    def _cells(self, run: Run, loss: float | None) -> list[Text]:
         """Inert text cells: a ``str`` cell would be read as markup."""
         cells = [run.id[:8], run.kind, run.algorithm, run.status, shorten(run.base_model, 24), dataset_size(run),
-                 started(run), duration(run_seconds(run)), clip(result(run), 32)]
+                 started(run), duration(run_seconds(run)), clip(result(run, loss), 32)]
         status = self.get_component_rich_style(f"runs--{run.status}", partial=True)
         return [inert(cell, status if key == "status" else "") for (key, _), cell in zip(COLUMNS, cells)]
 
