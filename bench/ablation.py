@@ -142,19 +142,6 @@ PROBE_COLUMNS = (
 
 
 # -- data -----------------------------------------------------------------------------------------
-def compact_chatml() -> str:
-    """The tiny model's ChatML template with its tools block (instructions and one JSON schema a tool) cut to
-    one line of tool names and one line showing the call format."""
-    from training.templates import CHATML
-
-    start, end = CHATML.find("# Tools"), CHATML.find("</tool_call><|im_end|>")
-    if start == -1 or end == -1 or "tool | tojson" not in CHATML[start:end]:
-        raise RuntimeError("training.templates.CHATML changed: update compact_chatml()")
-    compact = ("# Tools: {% for tool in tools %}{{ tool['function']['name'] }}{{ ', ' if not loop.last }}{% endfor %}"
-               '\nCall a tool as <tool_call>{"name": ..., "arguments": {...}}')
-    return CHATML[:start] + compact + CHATML[end:]
-
-
 def simulate(db: Path, setup: Setup) -> dict[str, Any]:
     """Simulate, flag and accept every trajectory; returns the engine's summary as a dict."""
     config = SimConfig(toolset=setup.toolset, n=setup.trajectories, concurrency=16, seed=setup.sim_seed,
@@ -555,14 +542,14 @@ def report(setup: Setup, stats: Mapping[str, Any], gold: int, tokens: Mapping[st
 
 
 # -- main ----------------------------------------------------------------------------------------
-def token_stats(data: Path, template: Path, setup: Setup) -> dict[str, float]:
+def token_stats(data: Path, template: str, setup: Setup) -> dict[str, float]:
     """Sequence lengths as the arms see them, and the model's size."""
     from training import models
     from training.data import Encoder
     from training.tiny import TinyConfig
 
     records = [json.loads(line) for line in data.read_text().splitlines()]
-    model, tokenizer = models.load("tiny", TinyConfig(**setup.tiny), records, chat_template=str(template))
+    model, tokenizer = models.load("tiny", TinyConfig(**setup.tiny), records, chat_template=template)
     examples = [Encoder(tokenizer).encode(r) for r in records]
     return {"mean": statistics.fmean(len(e.input_ids) for e in examples),
             "trainable": statistics.fmean(e.trainable for e in examples),
@@ -570,7 +557,7 @@ def token_stats(data: Path, template: Path, setup: Setup) -> dict[str, float]:
 
 
 def prepare(work: Path, setup: Setup) -> tuple[dict[str, Any], list[Job], int]:
-    """Simulate, flag, export, write the gold set and the template; the jobs to run."""
+    """Simulate, flag, export, write the gold set; the jobs to run (on the built-in ``compact`` template)."""
     work.mkdir(parents=True, exist_ok=True)
     db = work / "sim.db"
     if db.exists():
@@ -581,9 +568,8 @@ def prepare(work: Path, setup: Setup) -> tuple[dict[str, Any], list[Job], int]:
     assert toolset is not None and len(toolset.tools) >= 20
     gold = held_out(toolset, records, setup)
     write_gold(gold, work / "gold.jsonl")
-    (work / "template.jinja").write_text(compact_chatml())
     _, planted = planted_mistakes(records)
-    jobs = [Job(arm, seed, str(work / "train.jsonl"), str(work / "gold.jsonl"), str(work / "template.jinja"),
+    jobs = [Job(arm, seed, str(work / "train.jsonl"), str(work / "gold.jsonl"), "compact",
                 str(work / "runs" / f"{arm.name.strip('+').replace('+', '-').replace(' ', '-').lower()}-{seed}"),
                 setup, frozenset(planted))
             for seed in setup.seeds for arm in ARMS]
@@ -623,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [j for j in jobs if j.arm.name in wanted]
     print(f"data: {stats['calls']} calls, {stats['planted']} planted mistakes, {stats['masked_calls']} masked; "
           f"{gold} held-out gold items", flush=True)
-    tokens = token_stats(Path(jobs[0].data), Path(jobs[0].template), setup)
+    tokens = token_stats(Path(jobs[0].data), jobs[0].template, setup)
     results = run_jobs(jobs, setup.jobs)
     (work / "results.json").write_text(json.dumps(results, indent=2))
     seconds = time.perf_counter() - started

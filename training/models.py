@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from training.config import TINY, LengthLimitedConfig, TinyConfig, TrainingConfig
+from training.config import DEMO, TINY, LengthLimitedConfig, TinyConfig, TrainingConfig
 from training.data import Renderer, rendered_texts
 from training.errors import TrainingError
 from training.templates import SPECIAL_TOKENS, TEMPLATES, resolve_template
@@ -40,7 +40,7 @@ def load(
     chat_template: str | None = None,
     trainable_adapter: bool = False,
 ) -> tuple[Any, Any]:
-    """``(model, tokenizer)`` for ``tiny``, a hub id, a model directory or a saved adapter directory.
+    """``(model, tokenizer)`` for ``tiny``, ``demo``, a hub id, a model directory or a saved adapter directory.
 
     ``records`` (rendered with the tiny template) train the tiny tokenizer;
     ``chat_template`` (a style name or a Jinja file) replaces the tokenizer's
@@ -51,6 +51,7 @@ def load(
         tiny = tiny or TinyConfig()
         model, tokenizer = build(tiny, _tiny_corpus(tiny, records))
         return model, _checked(tokenizer, name, chat_template)
+    name = located(name)
     path = Path(name).expanduser()
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise TrainingError(f"model not found: {name} (no such directory)")
@@ -62,6 +63,20 @@ def load(
 
     base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
+
+
+def located(name: str) -> str:
+    """The directory or hub id a model name stands for: ``demo`` is the cached demo base (built when missing)."""
+    if name != DEMO:
+        return name
+    from training import demo_base
+
+    return str(demo_base.ensure())
+
+
+def is_adapter(name: str) -> bool:
+    """True when ``name`` is a directory holding a LoRA adapter rather than a full model."""
+    return name not in (TINY, DEMO) and (Path(name).expanduser() / "adapter_config.json").is_file()
 
 
 def wrap_lora(model, config: TrainingConfig):
@@ -96,8 +111,8 @@ def max_length(config: LengthLimitedConfig, model_config: Any = None) -> int:
     if config.max_length is not None:
         return config.max_length
     if model_config is None:
-        model_config = config.tiny if config.base_model == TINY else _pretrained(config.base_model, "AutoConfig",
-                                                                                 config.base_model)
+        model_config = config.tiny if config.base_model == TINY else _pretrained(located(config.base_model),
+                                                                                 "AutoConfig", config.base_model)
     context = context_length(model_config)
     return min(context, config.max_length_cap) if context else config.max_length_cap
 
@@ -112,6 +127,7 @@ def load_tokenizer(
     if name == TINY:
         tiny = tiny or TinyConfig()
         return _checked(build_tokenizer(tiny, _tiny_corpus(tiny, records)), name, chat_template)
+    name = located(name)
     path = Path(name).expanduser()
     if not path.exists() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
         raise TrainingError(f"model not found: {name} (no such directory)")

@@ -18,7 +18,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from store.records import is_derived
 from training import models
-from training.config import TINY, SFTConfig
+from training.config import SFTConfig
 from training.curriculum import CurriculumOrder, stages
 from training.data import IGNORE, Encoder, Example, load_records, sft_records
 from training.errors import TrainingError
@@ -119,8 +119,8 @@ class SFTRun(AlgorithmRun):
 
     def prepare(self) -> Prepared:
         config = self.config
-        if config.full_finetune and config.base_model != TINY:
-            raise TrainingError("--from-scratch/--full-finetune is for --base-model tiny")
+        if config.full_finetune and models.is_adapter(config.base_model):
+            raise TrainingError(f"--full-finetune trains a full model: {config.base_model} holds a LoRA adapter")
         records = sft_records(load_records(config.data, config.db))
         if not records:
             raise TrainingError("the dataset is empty: no accepted trajectory")

@@ -6,7 +6,8 @@ Three styles modelled on widely used templates, used by the tiny model and by
 - ``chatml``: ChatML with Hermes/Qwen-style ``<tool_call>{json}</tool_call>`` blocks,
 - ``llama3``: Llama-3.1 style, tools in the first user turn, a call as
   ``{"name": ..., "parameters": {...}}``, tool results in the ``ipython`` role,
-- ``plain``: a plain-text transcript, a call as ``Call: name {json}``.
+- ``plain``: a plain-text transcript, a call as ``Call: name {json}``,
+- ``compact``: ``chatml`` with the tools block cut to a line of tool names (the demo model's).
 
 Training never parses these markers (it finds message and name tokens by
 rendering prefixes); only evaluation and the GRPO reward need to read calls out
@@ -137,18 +138,36 @@ Assistant:
 {% endif -%}
 """
 
-TEMPLATES: dict[str, str] = {"chatml": CHATML, "llama3": LLAMA3, "plain": PLAIN}
+
+
+def _compact_chatml() -> str:
+    """ChatML with its tools block (instructions and one JSON schema a tool) cut to one line of tool names and
+    one line showing the call format: the tiny demo model's context holds a whole trajectory at a fraction of
+    the tokens."""
+    start, end = CHATML.find("# Tools"), CHATML.find("</tool_call><|im_end|>")
+    if start == -1 or end == -1 or "tool | tojson" not in CHATML[start:end]:
+        raise RuntimeError("CHATML changed: update _compact_chatml()")
+    compact = ("# Tools: {% for tool in tools %}{{ tool['function']['name'] }}{{ ', ' if not loop.last }}{% endfor %}"
+               '\nCall a tool as <tool_call>{"name": ..., "arguments": {...}}')
+    return CHATML[:start] + compact + CHATML[end:]
+
+
+COMPACT = _compact_chatml()
+
+TEMPLATES: dict[str, str] = {"chatml": CHATML, "llama3": LLAMA3, "plain": PLAIN, "compact": COMPACT}
 
 # The special tokens each style needs; the tiny tokenizer adds them as whole tokens.
 SPECIAL_TOKENS: dict[str, dict[str, str]] = {
     "chatml": {"bos_token": "<s>", "eos_token": "<|im_end|>", "pad_token": "<pad>"},
     "llama3": {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>", "pad_token": "<pad>"},
     "plain": {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"},
+    "compact": {"bos_token": "<s>", "eos_token": "<|im_end|>", "pad_token": "<pad>"},
 }
 EXTRA_SPECIAL_TOKENS: dict[str, list[str]] = {
     "chatml": ["<|im_start|>"],
     "llama3": ["<|start_header_id|>", "<|end_header_id|>"],
     "plain": [],
+    "compact": ["<|im_start|>"],
 }
 
 
