@@ -16,6 +16,7 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from curator.demo_model import store_preset
 from curator.settings import Config, TrainSettings
 from curator.launcher import accepted_count, export_and_train
 from curator.screens.base import described
@@ -50,6 +51,7 @@ class CuratorApp(App[None]):
             raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
         self.store = store
         self.config = config
+        config.train.preset = store_preset(store)  # the demo store's recipe, under [train]
         #: The one mask policy (``[flag]``): review re-flags with it, simulations and ``T`` train with it.
         self.policy: MaskPolicy = config.flag.policy()
         self.annotator = annotator or config.review.annotator or getpass.getuser()

@@ -35,7 +35,7 @@ from store.formats import export_jsonl, export_sqlite
 from store.queue import QueueFilter, count
 from store.runs import ACTIVE_RUN_STATUSES
 from store.taxonomy import MaskPolicy
-from training.config import COMMANDS, ArgumentError, EvalConfig, field_types, parse, to_argv
+from training.config import DEMO, COMMANDS, ArgumentError, EvalConfig, field_types, parse, to_argv
 
 #: A run in one of these states has (or is about to have) a process.
 ACTIVE = ACTIVE_RUN_STATUSES
@@ -165,7 +165,14 @@ def export_snapshot(db: str, policy: MaskPolicy, with_rejected: bool = False) ->
 
 
 def export_and_train(db: str, settings: TrainSettings, policy: MaskPolicy) -> str:
-    """`T`: snapshot the accepted trajectories and start a detached training run on the snapshot; its id."""
+    """`T`: snapshot the accepted trajectories and start a detached training run on the snapshot; its id.
+
+    On the demo base, its corpus is written first when missing (the run builds the base from it).
+    """
+    if settings.config().base_model == DEMO:
+        from curator.demo_model import ensure_corpus
+
+        ensure_corpus()
     snapshot = export_snapshot(db, policy, with_rejected=settings.algorithm == "dpo")
     return launch_detached(db, "train", settings.algorithm, ["--data", snapshot["sqlite"], *settings.argv()],
                            {"snapshot": snapshot})
@@ -204,6 +211,22 @@ def evaluate_against_base(db: str, run: Run, runs: list[Run]) -> list[str]:
         raise RunError("only a completed SFT run is evaluated against its base model")
     return [launch_detached(db, "eval", "eval", ["--model", model])
             for model in (run.output_dir, eval_base(run)) if latest_eval(runs, model) is None]
+
+
+def auto_evaluated(runs: list[Run]) -> list[Run]:
+    """The completed SFT runs on the demo base whose model no evaluation was ever started for: the demo's
+    evaluation against the base starts by itself (once: a failed one is not retried)."""
+    evaluated = {r.base_model for r in runs if r.kind == "eval"}
+    return [r for r in runs if (r.kind, r.algorithm, r.status) == ("train", "sft", "completed")
+            and r.base_model == DEMO and r.output_dir and r.output_dir not in evaluated]
+
+
+def start_auto_evaluations(db: str, runs: list[Run]) -> list[str]:
+    """``evaluate_against_base`` for each of :func:`auto_evaluated` ``runs``; the evaluation runs started."""
+    started: list[str] = []
+    for run in auto_evaluated(runs):
+        started += evaluate_against_base(db, run, runs)
+    return started
 
 
 # -- following and stopping --------------------------------------------------------------------------

@@ -47,10 +47,13 @@ class TrainSettings:
 
     algorithm: str = "sft"
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: Defaults the store brings (the demo store's recipe, ``curator.demo_model``): under the overrides, never
+    #: saved to ``[train]``.
+    preset: dict[str, Any] = field(default_factory=dict)
 
     def config(self, **changes: Any) -> TrainingConfig:
-        """The effective config of :attr:`algorithm`: its defaults, the overrides, then ``changes``."""
-        return TRAINING[self.algorithm](**self.applicable({**self.overrides, **changes}))
+        """The effective config of :attr:`algorithm`: its defaults, the preset, the overrides, then ``changes``."""
+        return TRAINING[self.algorithm](**self.applicable({**self.preset, **self.overrides, **changes}))
 
     def applicable(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """The overrides :attr:`algorithm`'s config has a field for (``w_max`` is SFT's alone)."""
@@ -58,8 +61,12 @@ class TrainSettings:
         return {k: v for k, v in overrides.items() if k in names}
 
     def argv(self) -> list[str]:
-        """The ``python -m training <algorithm>`` options the overrides stand for."""
-        return to_argv(self.applicable(self.overrides))
+        """The ``python -m training <algorithm>`` options the preset and the overrides stand for."""
+        return to_argv(self.applicable({**self.preset, **self.overrides}))
+
+    def with_changes(self, algorithm: str, overrides: dict[str, Any]) -> "TrainSettings":
+        """Other overrides (and algorithm) over the same preset."""
+        return TrainSettings(algorithm, overrides, self.preset)
 
     def to_table(self) -> dict[str, Any]:
         """``[train]`` as it is saved: the algorithm unless it is the default one, and the overrides."""

@@ -46,10 +46,19 @@ class DecisionBookkeeping:
 
     conn: sqlite3.Connection
 
+    def setting(self, key: str) -> str | None:
+        """The store's setting ``key`` (the ``settings`` table: the decision rule, the demo's mark), or None."""
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction():  # type: ignore[attr-defined]
+            self.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                              "value = excluded.value", (key, value))
+
     @property
     def decision_rule(self) -> str:
-        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (_RULE_KEY,)).fetchone()
-        return row[0] if row else DEFAULT_RULE
+        return self.setting(_RULE_KEY) or DEFAULT_RULE
 
     def set_decision_rule(self, rule: str) -> bool:
         """Keep ``rule`` in the store and re-decide every trajectory by it; True when it changed."""
@@ -57,8 +66,7 @@ class DecisionBookkeeping:
         if rule == self.decision_rule:
             return False
         with self.transaction():  # type: ignore[attr-defined]
-            self.conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
-                              "value = excluded.value", (_RULE_KEY, rule))
+            self.set_setting(_RULE_KEY, rule)
             self.refresh_decisions(None)
         return True
 

@@ -244,6 +244,8 @@ class EvalConfig(DataConfig):
 #: The environment variable that overrides fields of :class:`DemoBase` with JSON (tests, slow machines).
 DEMO_RECIPE_ENV = "CURATOR_DEMO_RECIPE"
 DEMO_BASE_VERSION = "demo-base-v1"
+#: The demo base's training data inside :func:`demo_base_dir`, written by curator (``curator.demo_model``).
+DEMO_CORPUS_FILE = "corpus.jsonl"
 
 
 def demo_base_dir() -> Path:
@@ -273,6 +275,12 @@ class DemoBase:
     batch_size: int = 4
     learning_rate: float = 2e-3
     warmup: float = 0.1
+
+    @classmethod
+    def describe(cls) -> str:
+        """What the demo model is, in one line for the screen."""
+        return (f"demo: a tiny model ({cls().tiny['hidden_size']}-wide, {cls().tiny['num_hidden_layers']} layers) "
+                f"pretrained once on scripted {', '.join(cls.corpus_toolsets)} conversations, not the demo's")
 
     @classmethod
     def current(cls) -> "DemoBase":

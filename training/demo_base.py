@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from training.config import DemoBase, SFTConfig, demo_base_dir
+from training.config import DEMO_CORPUS_FILE, DemoBase, SFTConfig, demo_base_dir
 from training.errors import TrainingError
 from training.recorder import RunRecorder
 
-CORPUS_FILE = "corpus.jsonl"
 MODEL_DIR = "model"
 READY_FILE = "READY"
 LOCK_FILE = ".lock"
@@ -37,7 +36,7 @@ def ensure(root: Path | None = None) -> Path:
     model = root / MODEL_DIR
     if ready(root):
         return model
-    corpus = root / CORPUS_FILE
+    corpus = root / DEMO_CORPUS_FILE
     if not corpus.is_file():
         raise TrainingError(f"no demo corpus at {corpus}: T on the demo store (or `curator demo`) writes it")
     root.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,13 @@ import click
 
 from curator.cli.opening import DEMO_DB, command_config, open_store
 from curator.cli.options import given, shared_options
+from curator.demo_model import DEMO_TOOLSET, prepare_store
 from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
 from store.toolcalls import ToolCall
 
-DEMO_TOOLSET = "everyday"
 DEMO_SIZE = 24
 DEMO_CONCURRENCY = 4
 #: Seconds the demo's scripted agents take per step, so trajectories visibly grow on the watch screen.
@@ -57,16 +57,20 @@ def demo(ctx: click.Context, count: int, toolset: str) -> None:
 
     On a new store the app opens on the watch screen with the simulation running;
     on a store that already holds trajectories it opens on the review queue.
+    The store also gets held-out gold items, and `T` there trains the demo model
+    (a tiny model pretrained once on other toolsets) on the accepted trajectories.
     """
     obj = ctx.obj
     db = obj["db"] if given(ctx, "db") else DEMO_DB
+    settings = command_config()
+    config = settings.simulate.with_changes(toolset=toolset, n=count, backend="scripted", concurrency=DEMO_CONCURRENCY)
     with open_store(db, create=True) as store:
         fresh = store.is_empty()
+        if fresh:
+            prepare_store(store, config)
     if not fresh:
         open_app(obj, "review", db=db)
         return
-    settings = command_config()
-    config = settings.simulate.with_changes(toolset=toolset, n=count, backend="scripted", concurrency=DEMO_CONCURRENCY)
     open_app(obj, "watch", db=db, simulate=partial(Simulation, config=config, backend=PacedScripted(config),
                                                    policy=settings.flag.policy()))
 

@@ -16,8 +16,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable
 
-from curator.launcher import (ACTIVE, cancel_run, eval_base, evaluate_against_base, latest_eval, log_tail,
-                          final_loss, mark_lost, rerun)
+from curator.launcher import (ACTIVE, auto_evaluated, cancel_run, eval_base, evaluate_against_base, latest_eval,
+                              log_tail, final_loss, mark_lost, rerun, start_auto_evaluations)
 from curator.screens.base import StoreScreen, navigation
 from curator.screens.confirm import Confirm
 from curator.widgets.footer import KeyFooter
@@ -45,6 +45,7 @@ class RunsScreen(StoreScreen):
         self.runs: list[Run] = []  # newest first, as last read
         self.selected: str | None = None
         self.cancelling: set[str] = set()  # runs this screen is stopping: not "lost" while their process ends
+        self.auto_started: set[str] = set()  # demo runs whose evaluations this screen started (their rows may lag)
 
     def compose(self) -> ComposeResult:
         yield RunList(id="runs")
@@ -87,6 +88,11 @@ class RunsScreen(StoreScreen):
 
     def _reload(self) -> None:
         self.runs = self.store.runs()
+        due = [r for r in auto_evaluated(self.runs) if r.id not in self.auto_started]
+        if due:
+            self.auto_started.update(r.id for r in due)
+            self._start(lambda runs=list(self.runs): start_auto_evaluations(self.store.path, runs),
+                        "The demo model finished training: evaluating it and its base on the gold set (runs {})")
         if self.run is None:
             self.selected = self.runs[0].id if self.runs else None
         self.query_one(RunList).show(self.runs, self.selected, {r.id: final_loss(self.store, r) for r in self.runs})

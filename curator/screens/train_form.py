@@ -46,7 +46,7 @@ class EnterCheckbox(Checkbox, inherit_bindings=False):
 
 def shown(settings: TrainSettings) -> dict[str, Any]:
     """The value each form field shows: the effective config's, SFT's for a field the algorithm lacks (w_max)."""
-    sft = TrainSettings("sft", settings.overrides).config()
+    sft = settings.with_changes("sft", settings.overrides).config()
     effective = settings.config()
     return {name: getattr(effective, name, getattr(sft, name)) for name in [*LABELS, "mae"]}
 
@@ -68,9 +68,8 @@ class TrainForm(Dialog[TrainChoice | None]):
         self.accepted = accepted
         self._defaults = self._defaults_for(settings.algorithm, shown(settings)["base_model"])
 
-    @staticmethod
-    def _defaults_for(algorithm: str, base_model: str) -> dict[str, str]:
-        return {k: text(v) for k, v in shown(TrainSettings(algorithm, {"base_model": base_model})).items()}
+    def _defaults_for(self, algorithm: str, base_model: str) -> dict[str, str]:
+        return {k: text(v) for k, v in shown(self.settings.with_changes(algorithm, {"base_model": base_model})).items()}
 
     def compose(self) -> ComposeResult:
         values = shown(self.settings)
@@ -132,14 +131,14 @@ class TrainForm(Dialog[TrainChoice | None]):
                 return self._refuse(f"{label} must be a number, not {typed!r}" if typed else f"{label} is empty")
         values["mae"] = self.query_one("#mae", Checkbox).value
         try:
-            settings = TrainSettings(algorithm, {**self.settings.overrides, **values})
+            settings = self.settings.with_changes(algorithm, {**self.settings.overrides, **values})
             settings.config()
-            defaults = {**shown(TrainSettings(algorithm, {"base_model": values["base_model"]})),
-                        "base_model": shown(TrainSettings(algorithm))["base_model"]}
+            defaults = {**shown(self.settings.with_changes(algorithm, {"base_model": values["base_model"]})),
+                        "base_model": shown(self.settings.with_changes(algorithm, {}))["base_model"]}
         except BadValue as exc:
             return self._refuse(f"{LABELS.get(exc.name, exc.name)}: {exc.problem}")
         overrides = {k: v for k, v in settings.overrides.items() if k not in values or v != defaults[k]}
-        self.dismiss(TrainChoice(TrainSettings(algorithm, overrides), self.query_one("#mask_instability", Checkbox).value))
+        self.dismiss(TrainChoice(self.settings.with_changes(algorithm, overrides), self.query_one("#mask_instability", Checkbox).value))
 
     def _refuse(self, problem: str) -> None:
         self.query_one(Problem).show(f"Not started — {problem}")

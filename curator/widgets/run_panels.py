@@ -10,6 +10,7 @@ from textual_plotext import PlotextPlot
 from curator.launcher import ACTIVE, dataset_size, duration, result, run_seconds, started
 from store import Run
 from store.text import BREAK, SIGN, inert, visible
+from training.config import DEMO, DemoBase
 
 COLUMNS = [("run", "run"), ("kind", "kind"), ("algorithm", "algo"), ("status", "status"),
            ("model", "base model"), ("dataset", "dataset"), ("started", "started"), ("duration", "duration"),
@@ -62,6 +63,8 @@ class RunDetails(Static):
             return
         text = Text.assemble(inert(f"{run.kind} {run.algorithm} · {run.status}", "bold"), inert(f" · run {run.id}"))
         text.append(inert(f"\nbase model {run.base_model}\n", newline=BREAK))
+        if run.base_model == DEMO:
+            text.append(f"{DemoBase.describe()}\n", "dim")
         if run.output_dir:
             text.append(inert(f"output {run.output_dir}\n", "dim", BREAK))
         text.append(_dataset(run))
@@ -133,7 +136,9 @@ def _settings(run: Run) -> Text:
     shown = [f"{label} {visible(str(config[key]), SIGN)}" for key, label in (
         ("max_steps", "max steps"), ("epochs", "epochs"), ("learning_rate", "lr"), ("w_max", "w_max"),
     ) if config.get(key) is not None]
-    if config.get("lora_r") is not None:
+    if config.get("full_finetune"):
+        shown.append("full fine-tune")
+    elif config.get("lora_r") is not None:
         shown.append(f"LoRA rank {config['lora_r']}")
     if "mae" in config:
         shown.append("MAE on" if config["mae"] else "MAE off")
@@ -146,8 +151,25 @@ def _comparison(trained: Run | None, base: Run | None, base_model: str) -> Table
     for _, label in METRICS:
         table.add_column(label, justify="right")
     table.add_column("")
+    scored = []
     for name, run in (("trained", trained), (f"base {shorten(base_model, 24)}", base)):
-        metrics = ((run.summary or {}).get("metrics") if run and run.status == "completed" else None) or {}
+        metrics = _metrics(run)
+        scored.append(metrics)
         table.add_row(inert(name), *(Text(f"{metrics[key]:.0%}" if key in metrics else "…") for key, _ in METRICS),
                       inert(f"n={metrics['n']}" if "n" in metrics else (run.status if run else "not evaluated")))
+    if all(scored):
+        table.add_row(Text("difference", "bold"), *(_difference(scored[0][key] - scored[1][key]) for key, _ in METRICS),
+                      Text("trained − base, in points", "dim"))
     return table
+
+
+def _metrics(run: Run | None) -> dict[str, float]:
+    """A completed evaluation's TS / PI / CF (and n); empty while there is none."""
+    return ((run.summary or {}).get("metrics") if run and run.status == "completed" else None) or {}
+
+
+def _difference(delta: float) -> Text:
+    """A difference of rates in percentage points, green when the trained model is better, red when worse."""
+    points = round(delta * 100, 1)
+    style = "bold green" if points > 0 else "bold red" if points < 0 else "dim"
+    return Text(f"{points:+g}" if points else "±0", style)
