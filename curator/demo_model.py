@@ -30,7 +30,7 @@ from training.config import DEMO_CORPUS_FILE, DEMO_TRAIN, DemoBase, demo_base_di
 #: The demo's toolset: not in the demo base's corpus, so what the model learns of it comes from the review.
 DEMO_TOOLSET = "weather"
 #: Held-out single-step gold items the demo's evaluations score (TS / PI / CF).
-DEMO_GOLD = 40
+DEMO_GOLD = 60
 #: The store setting that names the training preset of the store, and the demo's value.
 PRESET_KEY = "train_preset"
 DEMO_PRESET = "demo"
