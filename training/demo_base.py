@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Mapping
@@ -57,7 +58,12 @@ def _build(corpus: Path, model: Path, recipe: DemoBase) -> None:
     config = SFTConfig(data=str(corpus), output=str(work), **recipe.sft_overrides())
     say(f"building the demo base model (once): a tiny model trained from scratch on {corpus} "
         f"({recipe.max_steps} steps), cached in {model.parent}")
-    summary = SFTRun(config, BuildProgress(work, recipe.max_steps)).train()
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:  # the build's own graceful stop takes the signals while it runs, then the run's gets them back
+        summary = SFTRun(config, BuildProgress(work, recipe.max_steps)).train()
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     if summary["status"] != "completed":
         raise TrainingError("the demo base build was stopped before it finished")
     for checkpoint in work.glob("checkpoint-*"):

@@ -11,7 +11,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 from curator.settings import TrainSettings
 from curator.screens.base import Dialog
 from curator.widgets.problem import Problem
-from training.config import BadValue, SFTConfig, field_types
+from training.config import DEMO, BadValue, DemoBase, SFTConfig, field_types
 
 ALGORITHMS = [
     ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
@@ -77,6 +77,10 @@ class TrainForm(Dialog[TrainChoice | None]):
             yield Label(f"Export the {self.accepted:,} accepted trajectories and train on them — "
                         "Enter starts, Esc cancels", classes="dialog-title")
             yield Problem(id="problem")
+            if values["base_model"] == DEMO:
+                yield Static(f"{DemoBase.describe()}; its first run builds it once (about 3 minutes on 2 cores), "
+                             "every weight is then fine-tuned on the accepted trajectories", markup=False,
+                             classes="dim")
             with Grid(classes="fields"):
                 yield Label("algorithm")
                 yield Select(ALGORITHMS, value=self.settings.algorithm, allow_blank=False, compact=True,
