@@ -49,7 +49,9 @@ def test_demo_simulates_into_a_new_store_then_reviews_it(tmp_path: Path, opened:
     with Store.open(tmp_path / "curator-demo.db") as store:
         simulation = app.start_simulation(store)
     assert isinstance(simulation.backend, PacedScripted)
-    assert simulation.config.backend == "scripted" and simulation.config.toolset == "everyday"
+    assert simulation.config.backend == "scripted" and simulation.config.toolset == "weather"  # held out of the demo base
+    with Store.open(tmp_path / "curator-demo.db") as store:
+        assert len(list(store.gold_items("weather"))) == 60 and store.setting("train_preset") == "demo"
     with Store.open(tmp_path / "curator-demo.db") as store:
         store.new_trajectory("weather", "already here")
     assert CliRunner().invoke(cli, ["demo"], obj={}).exit_code == 0
