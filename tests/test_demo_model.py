@@ -298,3 +298,50 @@ def test_the_demo_flow_trains_a_model_better_than_its_base(tmp_path: Path, monke
     assert "building the demo base model (once): step 300/300" in log
     assert (demo_base_dir() / "READY").is_file() and corpus_path().is_file()
     assert time.perf_counter() - started < 180
+
+
+def test_a_second_run_waits_for_the_build_rather_than_building_twice(cache: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from training import demo_base
+
+    root = demo_base_dir()
+    root.mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("{}\n")
+    builds: list[int] = []
+
+    def slow_build(corpus: Path, model: Path, recipe: DemoBase) -> None:
+        builds.append(1)
+        time.sleep(0.3)
+        model.mkdir()
+
+    monkeypatch.setattr(demo_base, "_build", slow_build)
+    got: list[Path] = []
+    threads = [threading.Thread(target=lambda: got.append(demo_base.ensure())) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert builds == [1] and got == [root / "model"] * 2 and demo_base.ready()
+
+
+def test_the_t_dialog_says_what_the_demo_model_is(tmp_path: Path) -> None:
+    from curator.app import CuratorApp
+    from curator.settings import Config
+
+    _demo_store(tmp_path / "d.db")
+    with Store.open(tmp_path / "d.db") as store:
+        for t in list(store.iter_trajectories(status="complete")):
+            store.decide(t.id, "accept")
+
+    async def drive() -> str:
+        app = CuratorApp(Store.open(tmp_path / "d.db"), Config(), screen="review", annotator="ann")
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.pause()
+            await pilot.press("T")
+            await pilot.pause()
+            return " ".join(str(w.render()) for w in app.screen.query("Static"))
+
+    text = asyncio.run(drive())
+    assert DemoBase.describe() in text and "builds it once" in text
