@@ -276,30 +276,6 @@ def test_run_details_say_what_the_demo_model_is_and_show_the_difference(tmp_path
 
 #: A smaller demo base (``$CURATOR_DEMO_RECIPE``: half the steps on 600 trajectories, not 2,000), so the
 #: end-to-end test builds it in well under a minute.
-SMALL_RECIPE = json.dumps({"corpus_per_toolset": 150, "max_steps": 300})
-
-
-@pytest.mark.slow
-def test_the_demo_flow_trains_a_model_better_than_its_base(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo store → accept → T's launcher path (which writes the corpus; the run builds the base) → the
-    evaluations that start by themselves: the trained model's TS beats the base's on the held-out gold items."""
-    from bench.demo import demo_store, review, train_and_evaluate
-
-    monkeypatch.setenv(DEMO_RECIPE_ENV, SMALL_RECIPE)
-    started = time.perf_counter()
-    db = tmp_path / "demo.db"
-    demo_store(db, seed=0)
-    assert review(db, "all complete") >= 20
-    seconds, base, trained = train_and_evaluate(db, timeout_s=240)
-    assert trained["ts"] > base["ts"], (base, trained)
-    with Store.open(db) as store:
-        sft = next(r for r in store.runs() if r.kind == "train")
-    log = (Path(sft.output_dir) / "run.log").read_text()
-    assert "building the demo base model (once): step 300/300" in log
-    assert (demo_base_dir() / "READY").is_file() and corpus_path().is_file()
-    assert time.perf_counter() - started < 180
-
-
 def test_a_second_run_waits_for_the_build_rather_than_building_twice(cache: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
