@@ -43,12 +43,14 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
 
 
 def test_the_compact_template_names_the_tools_on_one_line_and_keeps_chatml_calls() -> None:
-    from jinja2 import Template
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     messages = [{"role": "user", "content": "Weather in Oslo?"},
                 {"role": "assistant", "content": None, "tool_calls": [
                     {"type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}]
-    text = Template(TEMPLATES["compact"]).render(messages=messages, tools=TOOLS, add_generation_prompt=False)
+    # rendered as transformers renders chat templates (trim_blocks, lstrip_blocks)
+    template = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True).from_string(TEMPLATES["compact"])
+    text = template.render(messages=messages, tools=TOOLS, add_generation_prompt=False)
     assert "# Tools: get_weather\nCall a tool as <tool_call>" in text
     assert '"parameters"' not in text and "<tools>" not in text  # no schema
     assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call><|im_end|>' in text

@@ -147,8 +147,10 @@ def _compact_chatml() -> str:
     start, end = CHATML.find("# Tools"), CHATML.find("</tool_call><|im_end|>")
     if start == -1 or end == -1 or "tool | tojson" not in CHATML[start:end]:
         raise RuntimeError("CHATML changed: update _compact_chatml()")
+    # the line break is written as an expression: transformers renders with trim_blocks, which eats a newline
+    # right after a block tag, and the last tool's name would run into "Call"
     compact = ("# Tools: {% for tool in tools %}{{ tool['function']['name'] }}{{ ', ' if not loop.last }}{% endfor %}"
-               '\nCall a tool as <tool_call>{"name": ..., "arguments": {...}}')
+               '{{ "\\n" }}Call a tool as <tool_call>{"name": ..., "arguments": {...}}')
     return CHATML[:start] + compact + CHATML[end:]
 
 
