@@ -13,11 +13,12 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import IO, Any, Callable, Iterator
 
 from ..db import Store
 from ..errors import InputError
 from ..records import GoldItem, Tool, Toolset, Trajectory
+from ..safe_json import loads
 from .files import iter_json_lines, json_type, open_input, parse_json
 from .summary import ImportSummary
 
@@ -112,11 +113,41 @@ def first_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     if is_sqlite_file(path):
         return None
     try:
+        with open_input(path) as handle:
+            head = handle.read(4096).lstrip()
+            if head.startswith("["):
+                return _first_element(handle, head)
         for _, record in iter_records(path):
             return record
     except InputError:
         return None
     return None
+
+
+#: The most of a JSON array read to find its first element.
+_FIRST_ELEMENT_LIMIT = 64 << 20
+
+
+def _first_element(handle: IO[str], text: str) -> dict[str, Any] | None:
+    """The first element of the JSON array ``text`` begins, reading more of ``handle`` only as far as it ends:
+    telling a format must not decode a whole published file (Glaive's is 271 MB) before the import does."""
+    while True:
+        start = len(text) - len(text[1:].lstrip())
+        try:
+            _, end = json.JSONDecoder().raw_decode(text, start)
+        except RecursionError:
+            return None
+        except json.JSONDecodeError:  # cut short (or broken): read on, doubling, until it ends or the file does
+            more = handle.read(max(len(text), 1 << 16))
+            if not more or len(text) > _FIRST_ELEMENT_LIMIT:
+                return None
+            text += more
+            continue
+        try:
+            element = loads(text[start:end])  # the same limits as every other read (depth, lone surrogates)
+        except json.JSONDecodeError:
+            return None
+        return element if isinstance(element, dict) else None
 
 
 #: The first bytes of every SQLite database file.
