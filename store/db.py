@@ -41,7 +41,9 @@ from .errors import StoreError
 from .redaction import redact
 from .decisions import DecisionBookkeeping
 from .leases import LeaseBookkeeping
+from .pairs import PairBookkeeping
 from .runs import RunBookkeeping
+from .scores import ScoreBookkeeping
 from .schema import check_curator_file, migrate
 from .taxonomy import check_code
 from .toolcalls import ToolCall
@@ -60,7 +62,7 @@ _PAGE = 500
 M = TypeVar("M")
 
 
-class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
+class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping, PairBookkeeping, ScoreBookkeeping):
     def __init__(self, conn: sqlite3.Connection, path: str):
         self.conn = conn
         self.path = path
@@ -416,7 +418,7 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
             f"SELECT * FROM effective_tags WHERE trajectory_id IN ({marks}) ORDER BY message_index, code", ids
         ):
             tags[row["trajectory_id"]].append(
-                Tag(row["code"], row["source"], row["message_index"], row["annotator"], row["note"])
+                Tag(row["code"], row["source"], row["message_index"], row["annotator"], row["note"], row["origin"])
             )
         decisions = dict(
             self.conn.execute(
@@ -501,21 +503,25 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping):
                 (trajectory_id, message_index, code, source, present, annotator, note, now()),
             )
 
-    def replace_auto_tags(self, trajectory_id: str, tags: Iterable[tuple[int | None, str, str | None]]) -> None:
-        """Replace a trajectory's auto tags with ``(message_index, code, note)`` triples, deduplicated."""
+    def replace_auto_tags(self, trajectory_id: str, tags: Iterable[tuple[int | None, str, str | None]], *,
+                          origin: str = "flagger", annotator: str | None = None) -> None:
+        """Replace the auto tags one check (``origin``: the flagger, the judge, dedup) put on a trajectory with
+        ``(message_index, code, note)`` triples, deduplicated; the other checks' tags stay. ``annotator`` names
+        what tagged (the judge's model)."""
         unique = {(i, check_code(c)): n for i, c, n in tags}
         stamp = now()
         with self.transaction():
-            self.conn.execute("DELETE FROM tags WHERE trajectory_id = ? AND source = 'auto'", (trajectory_id,))
+            self.conn.execute("DELETE FROM tags WHERE trajectory_id = ? AND source = 'auto' AND origin = ?",
+                              (trajectory_id, origin))
             self.conn.executemany(
-                "INSERT INTO tags (trajectory_id, message_index, code, source, note, created_at) "
-                "VALUES (?, ?, ?, 'auto', ?, ?)",
-                [(trajectory_id, i, c, n, stamp) for (i, c), n in unique.items()],
+                "INSERT INTO tags (trajectory_id, message_index, code, source, note, annotator, origin, created_at) "
+                "VALUES (?, ?, ?, 'auto', ?, ?, ?, ?)",
+                [(trajectory_id, i, c, n, annotator, origin, stamp) for (i, c), n in unique.items()],
             )
 
     def effective_tags(self, trajectory_id: str) -> list[Tag]:
         return [
-            Tag(r["code"], r["source"], r["message_index"], r["annotator"], r["note"])
+            Tag(r["code"], r["source"], r["message_index"], r["annotator"], r["note"], r["origin"])
             for r in self._rows(
                 "SELECT * FROM effective_tags WHERE trajectory_id = ? ORDER BY message_index, code", (trajectory_id,)
             )

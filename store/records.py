@@ -126,6 +126,8 @@ class Tag:
     message_index: int | None = None
     annotator: str | None = None
     note: str | None = None
+    #: The automatic check that put an auto tag: ``flagger``, ``judge``, ``dedup`` (None for a human's).
+    origin: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"message": self.message_index, "code": self.code, "source": self.source}
@@ -216,7 +218,51 @@ class Run:
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    #: The run this one is part of (an iTool loop's rounds name the loop).
+    parent_id: str | None = None
 
+
+#: A preference pair's review: ``None`` is pending; a rejected pair is not trained on.
+PAIR_DECISIONS = ("accept", "reject")
+
+
+@dataclass
+class StepPair:
+    """A step-level preference: after the shared ``prefix`` (the messages before the step), ``chosen`` over
+    ``rejected`` (each one assistant message). ``source``: ``search`` (the policy's own alternatives, iTool's
+    loop), ``correction`` or ``decision`` (made by annotators)."""
+
+    tools: list[dict[str, Any]]
+    prefix: list[dict[str, Any]]
+    chosen: dict[str, Any]
+    rejected: dict[str, Any]
+    round: int = 0
+    run_id: str | None = None
+    trajectory_id: str | None = None
+    chosen_reward: float | None = None
+    rejected_reward: float | None = None
+    #: The error kind of the rejected step by the judge (``store.toolcalls``), when it has one.
+    rejected_error: str | None = None
+    source: str = "search"
+    decision: str | None = None
+    annotator: str | None = None
+    id: int | None = None
+
+    @property
+    def message_index(self) -> int:
+        return len(self.prefix)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One number a model gave a trajectory (``kind``: ``perplexity``, ``judge``), with the model and run."""
+
+    trajectory_id: str
+    kind: str
+    value: float
+    model: str | None = None
+    run_id: str | None = None
+    created_at: str | None = None
 
 def dumps(value: Any) -> str | None:
     """Compact JSON for a column; None stays NULL."""

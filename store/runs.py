@@ -24,15 +24,16 @@ class RunBookkeeping:
 
     def create_run(self, kind: str, algorithm: str, base_model: str, config: dict[str, Any],
                    dataset: dict[str, Any] | None = None, output_dir: str | None = None, *,
-                   pid: int | None = None, lease_id: str | None = None) -> str:
-        """A queued run; ``lease_id`` names the lease of the process that will run it (``store.leases``)."""
+                   pid: int | None = None, lease_id: str | None = None, parent_id: str | None = None) -> str:
+        """A queued run; ``lease_id`` names the lease of the process that will run it (``store.leases``),
+        ``parent_id`` the run it is part of (a round of an iTool loop)."""
         run_id = new_id()
         with self.transaction():
             self.conn.execute(
                 "INSERT INTO runs (id, kind, algorithm, base_model, status, config, dataset, output_dir, pid, "
-                "lease_id, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "lease_id, parent_id, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (run_id, kind, algorithm, base_model, redact(dumps(config)), dumps(dataset), output_dir, pid,
-                 lease_id, now()),
+                 lease_id, parent_id, now()),
             )
         return run_id
 
@@ -87,4 +88,5 @@ def _run(row: dict[str, Any]) -> Run:
         status=row["status"], config=loads(row["config"]) or {}, dataset=loads(row["dataset"]),
         output_dir=row["output_dir"], pid=row["pid"], error=row["error"], summary=loads(row["summary"]),
         created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+        parent_id=row["parent_id"],
     )

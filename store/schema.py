@@ -325,7 +325,63 @@ inserted: a store merged from several annotators' stores (``store.merge``) inser
 the stores came in, and the tag a trajectory shows must not depend on that order. In one annotator's own
 store time and row order agree, so nothing changes there."""
 
-MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6)
+V7 = """
+ALTER TABLE tags ADD COLUMN origin TEXT;
+UPDATE tags SET origin = 'flagger' WHERE source = 'auto';
+DROP VIEW effective_tags;
+CREATE VIEW effective_tags AS
+    SELECT g.trajectory_id, g.message_index, g.code, g.source, g.note, g.annotator, g.id AS tag_id, g.origin
+    FROM tags g
+    WHERE (g.source = 'human' AND g.present = 1 AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human'
+            AND (h.created_at > g.created_at OR (h.created_at = g.created_at AND h.id > g.id))))
+       OR (g.source = 'auto' AND NOT EXISTS (
+            SELECT 1 FROM tags h WHERE h.trajectory_id = g.trajectory_id AND h.code = g.code
+            AND h.message_index IS g.message_index AND h.source = 'human'));
+CREATE TABLE scores (
+    trajectory_id TEXT NOT NULL REFERENCES trajectories(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    value REAL NOT NULL,
+    model TEXT,
+    run_id TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (trajectory_id, kind)
+);
+CREATE INDEX scores_kind ON scores(kind, value);
+ALTER TABLE runs ADD COLUMN parent_id TEXT REFERENCES runs(id) ON DELETE CASCADE;
+CREATE INDEX runs_parent ON runs(parent_id) WHERE parent_id IS NOT NULL;
+CREATE TABLE pairs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT REFERENCES runs(id) ON DELETE CASCADE,
+    round INTEGER NOT NULL DEFAULT 0,
+    trajectory_id TEXT REFERENCES trajectories(id) ON DELETE CASCADE,
+    message_index INTEGER NOT NULL,
+    tools TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    chosen TEXT NOT NULL,
+    rejected TEXT NOT NULL,
+    chosen_reward REAL,
+    rejected_reward REAL,
+    rejected_error TEXT,
+    source TEXT NOT NULL DEFAULT 'search',
+    decision TEXT CHECK (decision IN ('accept', 'reject')),
+    annotator TEXT,
+    decided_at TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX pairs_run ON pairs(run_id, round);
+CREATE INDEX pairs_decision ON pairs(decision);
+"""
+"""V7: the automatic checks beside the flagger, and what a model learned of the data. An auto tag names the
+check that put it (``origin``: ``flagger``, ``judge``, ``dedup``), so re-flagging replaces only the flagger's
+tags. ``scores`` holds one number per trajectory and kind with the model that gave it (``perplexity``: the
+latest model's perplexity of the trajectory's assistant steps, for review hardest-first; ``judge``: the
+semantic judge's confidence). A run may belong to another (``parent_id``: the rounds of an iTool loop), and
+``pairs`` holds the step-level preference pairs a loop made (the shared prefix, the chosen and rejected
+step, their rewards), each reviewable: a pair an annotator rejected is not trained on."""
+
+MIGRATIONS: tuple[str, ...] = (V1, V2, V3, V4, V5, V6, V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
