@@ -22,6 +22,7 @@ from curator.launcher import accepted_count, export_and_train
 from curator.screens.base import described
 from curator.screens.help import HelpScreen
 from curator.screens.home import HomeScreen
+from curator.screens.pairs import PairsScreen
 from curator.screens.review import ReviewScreen
 from curator.screens.runs import RunsScreen
 from curator.screens.train_form import TrainChoice, TrainForm
@@ -36,16 +37,18 @@ from store.text import BREAK, visible
 class CuratorApp(App[None]):
     TITLE = "curator"
     CSS_PATH = "styles/app.tcss"
-    MODES = {"home": HomeScreen, "watch": WatchScreen, "review": ReviewScreen, "runs": RunsScreen}
+    MODES = {"home": HomeScreen, "watch": WatchScreen, "review": ReviewScreen, "runs": RunsScreen,
+             "pairs": PairsScreen}
     BINDINGS = [
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, store: Store, config: Config, *, screen: str = "home", annotator: str | None = None,
-                 simulate: Callable[[Store], Simulation] | None = None) -> None:
+                 simulate: Callable[[Store], Simulation] | None = None, review_order: str = "queue") -> None:
         """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``);
-        ``annotator`` (``curator --annotator``) wins over ``[review] annotator``, which wins over the OS user."""
+        ``annotator`` (``curator --annotator``) wins over ``[review] annotator``, which wins over the OS user;
+        ``review_order`` is the review queue's first order (``store.queue.ORDERS``; ``/`` changes it)."""
         super().__init__()
         if screen not in self.MODES:
             raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
@@ -57,6 +60,7 @@ class CuratorApp(App[None]):
         self.annotator = annotator or config.review.annotator or getpass.getuser()
         store.set_decision_rule(config.review.rule)  # what review, the counts and `T` read follows the config
         self.first_screen = screen
+        self.review_order = review_order
         self.start_simulation = simulate
         self.train_chosen = False  # `T` asks for the settings once a session, then starts at once
 

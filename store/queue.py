@@ -17,9 +17,33 @@ from .db import FILTER_DECISION, FTS_ROWIDS, REVIEW_FILTERS, Store, review_claus
 from .records import STATUSES
 from .taxonomy import check_code
 
-#: Queue orders: "queue" is oldest first (review), "newest" is newest first (watch). Both are
-#: rowid orders, so a row keeps its place while its trajectory grows.
-ORDERS = {"queue": "t.rowid ASC", "newest": "t.rowid DESC"}
+@dataclass(frozen=True)
+class Order:
+    """How a queue is sorted: by rowid, or by a score (``store.scores``) with unscored trajectories last;
+    ties in rowid order, so a row keeps its place while its trajectory grows."""
+
+    descending: bool = False
+    #: The score kind the queue is sorted by (None: by rowid alone).
+    score: str | None = None
+    describe: str = ""
+
+    @property
+    def sql(self) -> str:
+        rowid = "t.rowid DESC" if self.descending and not self.score else "t.rowid ASC"
+        if not self.score:
+            return rowid
+        return f"sc.value IS NULL, sc.value {'DESC' if self.descending else 'ASC'}, {rowid}"
+
+
+#: Queue orders: "queue" is oldest first (review), "newest" newest first (watch), "hardest" by the latest
+#: model's perplexity of the assistant steps, highest first (iTool: review where the model is weakest),
+#: "judge" by the semantic judge's confidence, least confident first.
+ORDERS: dict[str, Order] = {
+    "queue": Order(describe="oldest first"),
+    "newest": Order(descending=True, describe="newest first"),
+    "hardest": Order(descending=True, score="perplexity", describe="hardest first (model perplexity)"),
+    "judge": Order(score="judge", describe="least confident judge first"),
+}
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,7 @@ class QueueFilter:
     def describe(self) -> str:
         """One line for the screen, e.g. ``pending · complete · tag param_missing · "paris"``."""
         parts = [self.review, self.status, self.toolset and f"toolset {self.toolset}", self.tag and f"tag {self.tag}",
-                 self.text and f'"{self.text}"']
+                 self.text and f'"{self.text}"', ORDERS[self.order].score and ORDERS[self.order].describe]
         return " · ".join(p for p in parts if p)
 
     def admits(self, decision: str | None, disagreement: bool = False) -> bool:
@@ -67,6 +91,8 @@ class QueueRow:
     flags: int
     masked: int
     toolset: str | None
+    #: The score the queue is sorted by (None when it is sorted by rowid, or the trajectory has none).
+    score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -112,33 +138,58 @@ def count(store: Store, queue: QueueFilter) -> int:
 
 def window(store: Store, queue: QueueFilter, offset: int, limit: int) -> list[QueueRow]:
     """Rows ``offset`` … ``offset + limit - 1`` of the queue, in its order."""
+    order = ORDERS[queue.order]
+    join, join_params = _order_join(order)
     where, params = _where(store, queue)
     sql = (
         "SELECT t.id, t.instruction, t.status, s.decision, t.toolset, "
         "(SELECT count(*) FROM effective_tags g WHERE g.trajectory_id = t.id) AS flags, "
-        "(SELECT count(*) FROM messages m WHERE m.trajectory_id = t.id AND m.weight = 0) AS masked "
-        f"FROM trajectories t {_JOIN} {where} ORDER BY {ORDERS[queue.order]} LIMIT ? OFFSET ?"
+        "(SELECT count(*) FROM messages m WHERE m.trajectory_id = t.id AND m.weight = 0) AS masked, "
+        f"{'sc.value' if order.score else 'NULL'} "
+        f"FROM trajectories t {_JOIN} {join} {where} ORDER BY {order.sql} LIMIT ? OFFSET ?"
     )
-    cursor = store.conn.execute(sql, (*params, limit, offset))
+    cursor = store.conn.execute(sql, (*join_params, *params, limit, offset))
     return [
-        QueueRow(id=r[0], instruction=r[1], status=r[2], decision=r[3], toolset=r[4], flags=r[5], masked=r[6])
+        QueueRow(id=r[0], instruction=r[1], status=r[2], decision=r[3], toolset=r[4], flags=r[5], masked=r[6],
+                 score=r[7])
         for r in cursor
     ]
 
 
 def position(store: Store, queue: QueueFilter, trajectory_id: str) -> int | None:
     """The offset of one trajectory in the queue, or None when the filter leaves it out."""
+    order = ORDERS[queue.order]
+    join, join_params = _order_join(order)
     where, params = _where(store, queue)
     joiner = "AND" if where else "WHERE"
     row = store.conn.execute(
-        f"SELECT t.rowid FROM trajectories t {_JOIN} {where} {joiner} t.id = ?", (*params, trajectory_id)
+        f"SELECT t.rowid, {'sc.value' if order.score else 'NULL'} FROM trajectories t {_JOIN} {join} {where} "
+        f"{joiner} t.id = ?", (*join_params, *params, trajectory_id)
     ).fetchone()
     if row is None:
         return None
-    before = "t.rowid < ?" if queue.order == "queue" else "t.rowid > ?"
+    before, before_params = _before(order, row[0], row[1])
     return store.conn.execute(
-        f"SELECT count(*) FROM trajectories t {_JOIN} {where} {joiner} {before}", (*params, row[0])
+        f"SELECT count(*) FROM trajectories t {_JOIN} {join} {where} {joiner} ({before})",
+        (*join_params, *params, *before_params)
     ).fetchone()[0]
+
+
+def _order_join(order: Order) -> tuple[str, list[Any]]:
+    """The join that brings the order's score as ``sc.value`` (nothing for a rowid order)."""
+    if not order.score:
+        return "", []
+    return "LEFT JOIN scores sc ON sc.trajectory_id = t.id AND sc.kind = ?", [order.score]
+
+
+def _before(order: Order, rowid: int, score: float | None) -> tuple[str, list[Any]]:
+    """The condition that holds for the rows sorted before the row at ``rowid`` with ``score``."""
+    if not order.score:
+        return ("t.rowid > ?" if order.descending else "t.rowid < ?"), [rowid]
+    if score is None:  # unscored rows come last, in rowid order
+        return "sc.value IS NOT NULL OR t.rowid < ?", [rowid]
+    ahead = "sc.value > ?" if order.descending else "sc.value < ?"
+    return f"{ahead} OR (sc.value = ? AND t.rowid < ?)", [score, score, rowid]
 
 
 def progress(store: Store, queue: QueueFilter) -> Progress:

@@ -14,6 +14,7 @@ from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
+from store.queue import ORDERS
 from store.toolcalls import ToolCall
 
 DEMO_SIZE = 24
@@ -23,20 +24,24 @@ DEMO_PACE = 0.25
 
 
 def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
-             simulate: Callable[[Store], Simulation] | None = None) -> None:
+             simulate: Callable[[Store], Simulation] | None = None, review_order: str = "queue") -> None:
     """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
     from curator.app import CuratorApp
 
     with open_store(db or obj["db"], create=True) as store:
-        CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate).run()
+        CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate,
+                   review_order=review_order).run()
 
 
 @shared_options()
 @click.command()
+@click.option("--order", type=click.Choice(list(ORDERS)), default="queue", show_default=True,
+              help="queue: oldest first; hardest: by the latest model's perplexity (curator train itool, or "
+                   "python -m training score), highest first; judge: least confident judge verdict first.")
 @click.pass_obj
-def review(obj: dict[str, Any]) -> None:
-    """Open the app on the review queue (pending trajectories, oldest first)."""
-    open_app(obj, "review")
+def review(obj: dict[str, Any], order: str) -> None:
+    """Open the app on the review queue (pending trajectories, oldest first unless --order says)."""
+    open_app(obj, "review", review_order=order)
 
 
 @shared_options()

@@ -19,6 +19,7 @@ SCREEN_KEYS: dict[str, tuple[str, str]] = {
     "review": ("r", "Review"),
     "watch": ("w", "Watch"),
     "runs": ("R", "Runs"),
+    "pairs": ("P", "Pairs"),
     "home": ("escape", "Home"),
 }
 

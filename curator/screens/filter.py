@@ -1,4 +1,5 @@
-"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5)."""
+"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5) —
+and in which order (oldest first, hardest first by model perplexity, least confident judge first)."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -9,7 +10,7 @@ from textual.widgets import Input, Label, Select
 from curator.screens.base import Dialog
 from store.text import inert
 from store.db import REVIEW_FILTERS
-from store.queue import QueueFilter
+from store.queue import ORDERS, QueueFilter
 from store.records import STATUSES
 from store.taxonomy import CODE_NAMES
 
@@ -42,6 +43,9 @@ class FilterDialog(Dialog[QueueFilter | None]):
                              compact=True, id="toolset")
                 yield Label("text")
                 yield Input(q.text, placeholder="in any message (SQLite FTS5 query)", compact=True, id="text")
+                yield Label("order")
+                yield Select([(o.describe, name) for name, o in ORDERS.items()], value=q.order, allow_blank=False,
+                             compact=True, id="order")
 
     def on_mount(self) -> None:
         self.query_one("#text", Input).focus()
@@ -56,4 +60,4 @@ class FilterDialog(Dialog[QueueFilter | None]):
 
         self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
                                  toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
-                                 order=self.current.order))
+                                 order=value("order") or self.current.order))

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from curator.screens.base import SCREEN_KEYS, StoreScreen, navigation
+from curator.screens.base import StoreScreen, navigation
 from curator.widgets.footer import KeyFooter
 from store import Store
 from store.queue import Progress, QueueFilter, progress
@@ -16,7 +16,7 @@ from store.text import SIGN, inert, visible
 
 
 class HomeScreen(StoreScreen):
-    BINDINGS = navigation("home", shown=SCREEN_KEYS)
+    BINDINGS = navigation("home", shown=("review", "watch", "runs"))
 
     def compose(self) -> ComposeResult:
         with Vertical(id="home"):
@@ -27,6 +27,7 @@ class HomeScreen(StoreScreen):
                 ("w", "bold"), "  watch simulations arrive live, start or stop one\n",
                 ("r", "bold"), "  review the queue: accept, reject, tag and correct by keyboard; T trains on the accepted\n",
                 ("R", "bold"), "  training and evaluation runs: live loss, cancel, run again, evaluate against the base\n",
+                ("P", "bold"), "  the step-level preference pairs an iTool loop made: accept or reject before DPO trains\n",
                 ("?", "bold"), "  every key          ", ("ctrl+p", "bold"), "  every action",
             ), id="home-menu")
         yield KeyFooter()

@@ -166,11 +166,11 @@ class ConversationView(LineView, can_focus=False):
         if message.raw and not message.tool_calls:
             parts.append(Text.assemble(("unparsed output: ", dim), visible(message.raw, BREAK)))
         call_style = self._styles["call"]
-        parts.extend(_call(call, "→ ", call_style) for call in message.tool_calls or [])
+        parts.extend(call_text(call, "→ ", call_style) for call in message.tool_calls or [])
         correction = self.shown.corrections.get(index)
         if correction is not None:
             fix_style = self._styles["correction"]
-            parts.extend(_call(call, "✎ corrected → ", fix_style) for call in correction.tool_calls)
+            parts.extend(call_text(call, "✎ corrected → ", fix_style) for call in correction.tool_calls)
         note_style = self._styles["note"]
         parts.extend(inert(f"✍ {note}", note_style, BREAK) for note in self.shown.notes.get(index, []))
         return Text("\n").join(parts) if parts else Text("(empty)", dim)
@@ -186,7 +186,7 @@ def _first_step(shown: Shown | None) -> int:
     return next((i for i, m in enumerate(shown.trajectory.messages) if m.role == "user"), 0)
 
 
-def _call(call: dict[str, Any], prefix: str, style: Style) -> Text:
+def call_text(call: dict[str, Any], prefix: str, style: Style) -> Text:
     """``→ name`` and the arguments pretty-printed below it."""
     function = call.get("function") or {}
     return Text.assemble((prefix, style), (visible(str(function.get("name")), SIGN), style + _BOLD), "\n",

@@ -17,12 +17,21 @@ from textual.strip import Strip
 
 from curator.widgets.line_view import LineView
 from store import Store
-from store.queue import QueueFilter, QueueRow, window
+from store.queue import ORDERS, QueueFilter, QueueRow, window
 from store.text import SIGN, visible
 
 #: Rows fetched per page; a page around the cursor covers any screen.
 PAGE = 100
 DECISION_MARKS = {"accept": "✓", "reject": "✗", "skip": "»", "disputed": "≠", None: "·"}
+#: Orders by a score: the queue shows each row's score.
+SCORED = frozenset(name for name, order in ORDERS.items() if order.score)
+
+
+def _score(value: float | None) -> str:
+    """A score in at most 7 characters; ``–`` for a trajectory without one."""
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.1e}"
 
 
 class QueueView(LineView, can_focus=True):
@@ -144,5 +153,6 @@ class QueueView(LineView, can_focus=True):
             Segment(f"⚑{row.flags:<2}" if row.flags else "   ", base + flag),
             Segment(f"⊘{row.masked:<2}" if row.masked else "   ", base + masked),
             Segment(f"{row.status[:8]:<9}", base + dim),
+            *([Segment(f"{_score(row.score):>7} ", base + dim)] if self.filter.order in SCORED else []),
             Segment(visible(" ".join(row.instruction.split()), SIGN), base),
         ]
