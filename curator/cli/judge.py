@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from curator.cli.opening import command_config, open_store
 from curator.cli.options import shared_options
 from curator.judging import make_judge
+from curator.judging.config import SCRIPTED
 from curator.judging.run import UNREADABLE, JudgeSummary, cases, judge_cases, unjudged
 from store import REVIEW_FILTERS
 from store.errors import CuratorError
@@ -22,7 +23,7 @@ from store.text import BREAK, inert_console, visible
 @click.option("--review", type=click.Choice(REVIEW_FILTERS), default="all", show_default=True,
               help="Which trajectories, by review decision.")
 @click.option("--again", is_flag=True, help="Also re-judge trajectories the judge has judged before.")
-@click.option("--judge", "kind", type=click.Choice(["openai", "scripted"]), default=None,
+@click.option("--judge", "kind", type=click.Choice(["openai", SCRIPTED]), default=None,
               help="scripted: the offline judge (model 'scripted'); openai: the model of --model / [judge] model.")
 @click.option("--model", default=None, help="The judge model (default: [judge] model).")
 @click.option("--base-url", default=None, help="Its OpenAI-compatible server, e.g. http://localhost:8000/v1.")
@@ -40,8 +41,8 @@ def judge(ctx: click.Context, limit: int | None, review: str, again: bool, kind:
     Calls the flagger or a human already masked are not asked about. Human tags and un-tags win; re-judging
     replaces only the judge's own tags. Trajectories judged before are skipped unless --again.
     """
-    if kind == "scripted":
-        options["model"] = "scripted"
+    if kind == SCRIPTED:
+        options["model"] = SCRIPTED
     settings = command_config()
     config = settings.judge.with_changes(**options)  # a bad setting is refused before the store is opened
     if kind == "openai" and config.scripted:
@@ -52,19 +53,20 @@ def judge(ctx: click.Context, limit: int | None, review: str, again: bool, kind:
         if not again:
             ids = unjudged(store, ids)
         expected = min(len(ids), limit or len(ids))
-        judge_ = make_judge(config)
+        chosen = make_judge(config)
         found = cases(store, ids, policy, limit)
         console = inert_console(stderr=True)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
         async def run() -> JudgeSummary:
             try:
-                with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+                with Progress(*columns, console=console, transient=True,
+                              disable=not console.is_terminal) as progress:
                     task = progress.add_task("judging", total=expected)
-                    return await judge_cases(store, judge_, found, policy,
+                    return await judge_cases(store, chosen, found, policy,
                                              on_judged=lambda s: progress.update(task, advance=1))
             finally:
-                await judge_.aclose()
+                await chosen.aclose()
 
         summary = asyncio.run(run())
     if as_json:
