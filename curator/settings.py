@@ -1,4 +1,5 @@
-"""`curator.toml`: the simulation's settings, the mask policy, the training overrides, and who reviews how.
+"""`curator.toml`: the simulation's settings, the mask policy, the training overrides, who reviews how, and
+the semantic judge.
 
 Holds the *name* of the environment variable with the API key, never the key.
 The TUI writes remembered choices back with ``save``; unknown keys are kept.
@@ -14,6 +15,7 @@ from typing import Any, Union, get_origin, get_type_hints
 
 import tomli_w
 
+from curator.judging.config import JudgeConfig
 from curator.sim.config import SimConfig
 from store.decisions import DEFAULT_RULE, RULES
 from store.errors import InputError
@@ -127,6 +129,7 @@ class Config:
     flag: FlagConfig = field(default_factory=FlagConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     review: ReviewSettings = field(default_factory=ReviewSettings)
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -163,13 +166,14 @@ def load(path: str | os.PathLike[str] | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(target), f"invalid TOML: {exc}") from None
     config = Config(path=target, extra=data)
-    for name in ("simulate", "flag", "train", "review"):
+    for name in ("simulate", "flag", "train", "review", "judge"):
         if not isinstance(data.get(name, {}), dict):
             raise InputError(str(target), f"[{name}] must be a table", name)
     for name, cls in _SECTIONS.items():
         setattr(config, name, _section(cls, data.get(name, {}), str(target), name))
     config.train = TrainSettings.from_table(data.get("train", {}), str(target))
     config.review = ReviewSettings.from_table(data.get("review", {}), str(target))
+    config.judge = _section(JudgeConfig, data.get("judge", {}), str(target), "judge", strict=True)
     return config
 
 
@@ -182,7 +186,8 @@ def _changed(section: Any, table: dict[str, Any]) -> dict[str, Any]:
                        if k in known and v is not None and v != getattr(defaults, k)}}
 
 
-def _section(cls: type, table: dict[str, Any], source: str, name: str) -> Any:
+def _section(cls: type, table: dict[str, Any], source: str, name: str, *, strict: bool = False) -> Any:
+    """The section's dataclass from its table, each value type-checked; with ``strict`` an unknown key is refused."""
     hints = get_type_hints(cls)
     known = {f.name for f in fields(cls) if f.init}
     values: dict[str, Any] = {}
@@ -192,6 +197,8 @@ def _section(cls: type, table: dict[str, Any], source: str, name: str) -> Any:
                              "variable that holds it", f"{name}.{key}")
         if key in known:
             values[key] = _typed(value, hints[key], source, f"{name}.{key}")
+        elif strict:
+            raise InputError(source, f"not a {name} setting (one of {', '.join(sorted(known))})", f"{name}.{key}")
     return cls(**values)
 
 

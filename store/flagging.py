@@ -113,18 +113,30 @@ class _Plan:
 
 def _plan(store: Store, trajectory: Trajectory, toolboxes: dict[str | None, Toolbox | None]) -> _Plan:
     tags = trajectory_tags(trajectory.messages, _toolbox(store, trajectory.toolset, toolboxes))
-    weighted = [m.index for m in trajectory.messages if m.role == "assistant" and m.weight_source != "human"]
-    return _Plan(trajectory.id, tags, weighted)
+    return _Plan(trajectory.id, tags, auto_weighted(trajectory.messages))
 
 
 def _apply(store: Store, plan: _Plan, policy: MaskPolicy) -> FlagResult:
     """Write a plan's auto tags, then the weights the effective tags (human ones included) give, in the
     caller's transaction."""
     store.replace_auto_tags(plan.trajectory_id, plan.tags)
-    masked = {t.message_index for t in store.effective_tags(plan.trajectory_id) if policy.masks(t.code)}
-    weights = {index: 0 if index in masked else 1 for index in plan.auto_weighted}
-    store.set_auto_weights(plan.trajectory_id, weights)
-    return FlagResult(plan.trajectory_id, plan.tags, weights)
+    return FlagResult(plan.trajectory_id, plan.tags, apply_weights(store, plan.trajectory_id, plan.auto_weighted,
+                                                                   policy))
+
+
+def auto_weighted(messages: Sequence[Message]) -> list[int]:
+    """The indexes of the assistant messages whose weight no human set: those the checks weigh."""
+    return [m.index for m in messages if m.role == "assistant" and m.weight_source != "human" and m.index is not None]
+
+
+def apply_weights(store: Store, trajectory_id: str, indexes: Iterable[int], policy: MaskPolicy) -> dict[int, int]:
+    """Give each message of ``indexes`` weight 0 when one of its effective tags (any check's, or a human's) has a
+    code ``policy`` masks, else 1, in the caller's transaction; every check that tags (the flagger, the semantic
+    judge) weighs through here, so one mask policy decides."""
+    masked = {t.message_index for t in store.effective_tags(trajectory_id) if policy.masks(t.code)}
+    weights = {index: 0 if index in masked else 1 for index in indexes}
+    store.set_auto_weights(trajectory_id, weights)
+    return weights
 
 
 def _toolbox(store: Store, name: str | None, cache: dict[str | None, Toolbox | None]) -> Toolbox | None:

@@ -14,7 +14,9 @@ server, not the client, is what a benchmark measures.
 Without a script, requests get plausible answers by role (told apart by the
 simulator's system prompts): the request writer gets a JSON array of requests,
 the assistant calls the first tool and then answers (calling again, up to three
-calls, while the feedback looks like an error), the executor returns JSON.
+calls, while the feedback looks like an error), the executor returns JSON, and the
+semantic judge (``curator.judging``) finds every call it is asked about ok and the
+answer supported (``Step.verdict`` scripts another verdict).
 ``latency`` adds a fixed delay to every request (the benchmark's mode).
 
 Run standalone (the benchmark runs it in its own process):
@@ -26,6 +28,7 @@ import argparse
 import itertools
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from curator.judging import prompt as judge_prompt
 from curator.sim import prompts
 
 
@@ -58,6 +62,16 @@ class Step:
     @classmethod
     def answer(cls, text: str) -> "Step":
         return cls(message={"role": "assistant", "content": text})
+
+    @classmethod
+    def verdict(cls, calls: dict[int, tuple[str, str]] | None = None, answer: tuple[str, str] | None = None,
+                confidence: float = 0.9) -> "Step":
+        """A judge's reply: ``calls`` maps call numbers to ``(verdict, reason)``, ``answer`` is ``(verdict, reason)``
+        (None: the reply's answer is null); sent as the text a model would write."""
+        entries = [{"call": n, "verdict": v, "reason": r, "confidence": confidence}
+                   for n, (v, r) in sorted((calls or {}).items())]
+        shown = {"verdict": answer[0], "reason": answer[1], "confidence": confidence} if answer else None
+        return cls.answer(json.dumps({"calls": entries, "answer": shown}))
 
     @classmethod
     def error(cls, status: int, retry_after: float | None = None, message: str = "scripted error") -> "Step":
@@ -94,12 +108,14 @@ class Recorded:
 
 
 def role_of(body: dict[str, Any]) -> str:
-    """``assistant`` (has tools), ``writer``, ``user``, ``executor`` or ``designer``, by the system prompt."""
+    """``assistant`` (has tools), ``writer``, ``user``, ``executor``, ``designer`` or ``judge``, by the system
+    prompt."""
     if body.get("tools"):
         return "assistant"
     system = next((m.get("content") or "" for m in body.get("messages", []) if m.get("role") == "system"), "")
     for role, opening in (("writer", prompts.USER_WRITER), ("user", prompts.USER_ANSWERER),
-                          ("executor", prompts.EXECUTOR), ("designer", prompts.DESIGNER)):
+                          ("executor", prompts.EXECUTOR), ("designer", prompts.DESIGNER),
+                          ("judge", judge_prompt.SYSTEM)):
         if system.startswith(opening):
             return role
     return "assistant"
@@ -181,6 +197,9 @@ class FakeOpenAI:
             return _text("Oslo, please.")
         if role == "executor":
             return _text(json.dumps({"status": "ok", "temperature": 21.5, "condition": "sunny"}))
+        if role == "judge":
+            request = next(m.get("content") or "" for m in messages if m.get("role") == "user")
+            return _text(json.dumps(_all_fine(request)))
         if role == "designer":
             if "List the" in messages[0].get("content", ""):
                 return _text("searchThings: search things; inputs: query; output: list")
@@ -193,6 +212,14 @@ class FakeOpenAI:
             return _text(f"Here is what I found: {str(last.get('content'))[:80]}")
         tool = body["tools"][0]["function"]
         return Step.tool_call(tool["name"], _arguments(tool.get("parameters") or {})).message or {}
+
+
+def _all_fine(request: str) -> dict[str, Any]:
+    """The judge's reply that finds every call it is asked about ok and the answer (when asked) supported."""
+    asked = json.loads(request[request.index("{"):])["judge"]
+    fine = {"reason": "as asked", "confidence": 0.9}
+    return {"calls": [{"call": n, "verdict": "ok", **fine} for n in asked["calls"]],
+            "answer": {"verdict": "supported", **fine} if asked["answer"] else None}
 
 
 def _looks_failed(content: Any) -> bool:
@@ -246,6 +273,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     allow_reuse_address = True
     fake: FakeOpenAI
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about a client that went away (a run stopped with requests in flight); loud about the rest."""
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

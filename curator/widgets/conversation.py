@@ -1,8 +1,9 @@
 """The trajectory as a conversation, drawn with the line API.
 
 Each message is rendered once into strips (a header with its role, flags and
-mask; the content, tool calls with pretty-printed arguments, a saved correction
-and notes behind a gutter); ``render_line`` only crops the strips in view. The cursor is the
+mask; the content, tool calls with pretty-printed arguments, a saved correction,
+notes and the reasons of tags (the semantic judge's; the flagger's would repeat the
+tool's answer below them) behind a gutter); ``render_line`` only crops the strips in view. The cursor is the
 message that `t`, `m`, `e` and `n` act on.
 """
 from __future__ import annotations
@@ -173,6 +174,10 @@ class ConversationView(LineView, can_focus=False):
             parts.extend(call_text(call, "✎ corrected → ", fix_style) for call in correction.tool_calls)
         note_style = self._styles["note"]
         parts.extend(inert(f"✍ {note}", note_style, BREAK) for note in self.shown.notes.get(index, []))
+        parts.extend(Text.assemble(inert(f"⚑ {tag.code} ({tag.annotator or tag.source}): ", self._styles["flag"]),
+                                   inert(tag.note, note_style, BREAK))
+                     for tag in self.shown.trajectory.tags
+                     if tag.message_index == index and tag.note and tag.origin != "flagger")
         return Text("\n").join(parts) if parts else Text("(empty)", dim)
 
 
