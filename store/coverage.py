@@ -6,8 +6,9 @@ tags of the assistant message that made the call, auto and human apart); per too
 decisions, the instructions' length and vocabulary spread, and — when the taxonomy has a ``duplicate``
 code — how many trajectories carry one.
 
-One pass over the assistant messages that hold tool calls (their JSON is decoded in Python), beside a
-few grouped queries: about a second per 100,000 trajectories (``python -m bench.report``).
+One pass over the assistant messages that hold tool calls (their JSON decoded in Python), one over the
+trajectories (toolset, instruction, decision) and one over the effective tags: a few seconds at 100,000
+trajectories, about three times what merely decoding every call takes (``python -m bench.report``).
 """
 from __future__ import annotations
 
@@ -190,29 +191,24 @@ def has_duplicate_code() -> bool:
 def coverage(store: Store, toolset: str | None = None) -> CoverageReport:
     """The report over every toolset of the store (stored ones without trajectories too, and the trajectories
     that name none), or over ``toolset`` alone; an unknown name is an ``InputError`` naming the known ones."""
-    owners = _owners(store, toolset)
+    owners, decisions, texts = _trajectories(store, toolset)
     counts = Counter(owners.values())
     if toolset is not None:
         if toolset not in counts and store.toolset(toolset) is None:
             known = ", ".join(sorted(set(store.toolset_names()) | {n for n in counts if n is not None}))
-            raise InputError("--toolset", f"no toolset named {toolset!r} (known: {known or 'none'})", toolset)
+            raise InputError("toolset", f"no toolset named {toolset!r} (known: {known or 'none'})")
         names = [toolset]
     else:
         names = sorted(set(store.toolset_names()) | set(counts), key=lambda n: (n is None, n or ""))
     calls = {name: _Calls.of(store, name) for name in names}
     _scan_calls(store, owners, calls, _tags_by_message(store, toolset))
-    decisions = _decisions(store, toolset)
-    instructions = _instructions(store, toolset)
     duplicates = _duplicates(store, toolset) if has_duplicate_code() else None
     report = []
     for name in names:
-        total = counts.get(name, 0)
-        decided = decisions.get(name, {})
         found = calls[name]
         report.append(ToolsetCoverage(
-            toolset=name, trajectories=total, tools=[t.finish() for t in found.tools.values()],
-            decisions={**{d: decided.get(d, 0) for d in DECISIONS[:-1]}, "pending": total - sum(decided.values())},
-            instructions=instructions.get(name) or _instruction_stats([]),
+            toolset=name, trajectories=counts.get(name, 0), tools=[t.finish() for t in found.tools.values()],
+            decisions={d: decisions[name][d] for d in DECISIONS}, instructions=_instruction_stats(texts[name]),
             not_in_schema=found.other.finish() if found.other else None, unnamed_calls=found.unnamed,
             duplicates=None if duplicates is None else duplicates.get(name, 0),
         ))
@@ -355,20 +351,21 @@ def _tags_by_message(store: Store, toolset: str | None) -> dict[tuple[str, int],
 
 
 # -- the grouped counts -----------------------------------------------------------------------------------
-def _owners(store: Store, toolset: str | None) -> dict[str, str | None]:
-    """Trajectory id → its toolset, for the trajectories the report covers."""
+def _trajectories(store: Store, toolset: str | None
+                  ) -> tuple[dict[str, str | None], dict[str | None, Counter[str]], dict[str | None, list[str]]]:
+    """One pass over the trajectories: id → toolset, and per toolset the current decisions (``pending``: none
+    yet) and the instructions."""
     where, params = _where(toolset)
-    return dict(store.conn.execute(f"SELECT t.id, t.toolset FROM trajectories t WHERE {where}", params).fetchall())
-
-
-def _decisions(store: Store, toolset: str | None) -> dict[str | None, dict[str, int]]:
-    where, params = _where(toolset)
-    out: dict[str | None, dict[str, int]] = defaultdict(dict)
-    for name, decision, n in store.conn.execute(
-            "SELECT t.toolset, r.decision, count(*) FROM review_state r JOIN trajectories t ON t.id = r.trajectory_id "
-            f"WHERE {where} GROUP BY t.toolset, r.decision", params):
-        out[name][decision] = n
-    return out
+    owners: dict[str, str | None] = {}
+    decisions: dict[str | None, Counter[str]] = defaultdict(Counter)
+    texts: dict[str | None, list[str]] = defaultdict(list)
+    for trajectory_id, name, text, decision in store.conn.execute(
+            "SELECT t.id, t.toolset, t.instruction, coalesce(r.decision, 'pending') FROM trajectories t "
+            f"LEFT JOIN review_state r ON r.trajectory_id = t.id WHERE {where}", params):
+        owners[trajectory_id] = name
+        decisions[name][decision] += 1
+        texts[name].append(text)
+    return owners, decisions, texts
 
 
 def _duplicates(store: Store, toolset: str | None) -> dict[str | None, int]:
@@ -377,15 +374,6 @@ def _duplicates(store: Store, toolset: str | None) -> dict[str | None, int]:
         "SELECT t.toolset, count(DISTINCT e.trajectory_id) FROM effective_tags e "
         f"JOIN trajectories t ON t.id = e.trajectory_id WHERE e.code = ? AND {where} GROUP BY t.toolset",
         (DUPLICATE, *params)).fetchall())
-
-
-def _instructions(store: Store, toolset: str | None) -> dict[str | None, InstructionStats]:
-    where, params = _where(toolset)
-    texts: dict[str | None, list[str]] = defaultdict(list)
-    for name, text in store.conn.execute(f"SELECT t.toolset, t.instruction FROM trajectories t WHERE {where}",
-                                         params):
-        texts[name].append(text)
-    return {name: _instruction_stats(group) for name, group in texts.items()}
 
 
 def _instruction_stats(texts: list[str]) -> InstructionStats:
