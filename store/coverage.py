@@ -273,8 +273,9 @@ class _Calls:
         return self.other
 
 
-def _where(toolset: str | None, alias: str = "t") -> tuple[str, tuple[Any, ...]]:
-    return (f"{alias}.toolset = ?", (toolset,)) if toolset is not None else ("1", ())
+def _where(toolset: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The condition on the joined ``trajectories t`` that narrows a query to ``toolset`` (None: every one)."""
+    return ("t.toolset = ?", (toolset,)) if toolset is not None else ("1", ())
 
 
 def _scan_calls(store: Store, owners: Mapping[str, str | None], calls: dict[str | None, _Calls],
