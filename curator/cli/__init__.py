@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "import": "dataset",
     "export": "dataset",
     "stats": "dataset",
+    "report": "report",
     "agreement": "agreement",
     "simulate": "simulate",
     "toolset": "simulate",

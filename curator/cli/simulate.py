@@ -5,7 +5,7 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -18,6 +18,10 @@ from curator.cli.options import shared_options
 from store import Store, Toolset
 from store.errors import CuratorError, InputError
 from store.text import SIGN, inert, inert_console, visible
+
+if TYPE_CHECKING:
+    from curator.sim import SimConfig
+    from store.coverage import ToolsetCoverage
 
 BACKEND_CHOICE = click.Choice(["scripted", "openai"])
 
@@ -69,16 +73,20 @@ def _toolset_from_file(path: Path, name: str | None) -> Toolset:
               help="Seconds before a model request times out (it is retried).")
 @click.option("--gold", type=click.IntRange(min=0), default=0,
               help="Also store this many held-out single-step gold items (scripted writer).")
+@click.option("--fill-gaps", is_flag=True,
+              help="Aim the user agent at the tools and parameters `curator report` shows least covered (least "
+                   "called tools, parameters never exercised); prints the coverage before and after.")
 @click.pass_context
 def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, functions: Path | None, gold: int,
-             **options: Any) -> None:
+             fill_gaps: bool, **options: Any) -> None:
     """Simulate tool-use conversations into the store.
 
     A user agent writes requests from the toolset's documentation, an assistant
     solves them with tool calls, a tool executor checks each call and answers it.
     Every message is stored as it happens; each trajectory ends complete or failed
     with a reason, and is auto-flagged. Ctrl-C or SIGTERM stops cleanly: finished trajectories
-    are kept and the running ones are marked failed (cancelled).
+    are kept and the running ones are marked failed (cancelled). With --fill-gaps, three
+    trajectories in four aim at the toolset's under-covered tools and parameters, in turn.
     """
     from curator.sim import Simulation
     from curator.sim.toolsets import resolve
@@ -94,6 +102,9 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
             toolset = loaded.name
         options["error_mix"] = _error_mix(options["error_mix"])
         sim_config = config.simulate.with_changes(toolset=toolset, **options)
+        before = None
+        if fill_gaps:
+            before, sim_config = _aim_at_gaps(store, sim_config)
         sim = Simulation(store, sim_config, policy=config.flag.policy())
         backend = sim.backend
         note = " (offline: no model is called)" if backend.name == "scripted" else \
@@ -110,13 +121,51 @@ def simulate(ctx: click.Context, toolset: str | None, openapi: Path | None, func
             seen = [t.instruction for t in store.iter_trajectories() if t.toolset == sim.toolset.name]
             written = store.add_gold(gold_items(resolve(store, sim.toolset.name), gold, sim_config.seed, seen))
             console.print(inert(f"Stored {written} held-out gold items for {sim.toolset.name}."))
+        if before is not None:
+            from store.coverage import toolset_coverage
+
+            change = _coverage_change(before, toolset_coverage(store, sim.toolset.name))
     click.echo(visible(summary.describe(), SIGN))
+    if before is not None:
+        inert_console().print(change)
     if summary.cancelled:
         click.echo(visible(f"Interrupted: kept {summary.complete} complete and {summary.failed} failed trajectories "
                            f"(running ones were marked failed: cancelled) in {ctx.obj['db']}.", SIGN), err=True)
         sys.exit(130)  # click's non-standalone mode would turn ctx.exit's code into a return value
     if summary.error and summary.complete == 0:
         raise CuratorError(summary.error)
+
+
+def _aim_at_gaps(store: Store, sim_config: "SimConfig") -> tuple["ToolsetCoverage", "SimConfig"]:
+    """The toolset's coverage now, and ``sim_config`` focused on its gaps (said on stderr)."""
+    from store.coverage import toolset_coverage
+
+    from curator.sim.toolsets import resolve
+
+    name = resolve(store, sim_config.toolset).name
+    before = toolset_coverage(store, name)
+    gaps = before.gaps()
+    if gaps:
+        aims = "; ".join(f"{tool}" + (f" ({', '.join(params)})" if params else "") for tool, params in gaps.items())
+        click.echo(visible(f"Filling the gaps of {name}: {len(gaps)} under-covered tool(s): {aims}", SIGN), err=True)
+    else:
+        click.echo(visible(f"No gaps in {name}: every tool is called and every parameter exercised; "
+                           "simulating as usual.", SIGN), err=True)
+    return before, sim_config.with_changes(focus=gaps)
+
+
+def _coverage_change(before: "ToolsetCoverage", after: "ToolsetCoverage") -> Table:
+    """The toolset's coverage before and after the run: parameters exercised, tools called, trajectories."""
+    from curator.report_view import percent
+
+    table = Table("toolset", "parameters exercised", "share", "tools called", "trajectories",
+                  title="coverage before → after", title_justify="left")
+    table.add_row(inert(after.toolset),
+                  f"{before.parameters_exercised}/{before.parameters} → {after.parameters_exercised}/{after.parameters}",
+                  f"{percent(before.parameter_share)} → {percent(after.parameter_share)}",
+                  f"{before.tools_called}/{len(before.known_tools)} → {after.tools_called}/{len(after.known_tools)}",
+                  f"{before.trajectories} → {after.trajectories}")
+    return table
 
 
 def _error_mix(text: str | None) -> dict[str, float] | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Static
 
 from curator.screens.base import StoreScreen, navigation
+from curator.screens.report import ReportScreen
 from curator.widgets.footer import KeyFooter
 from store import Store
 from store.queue import Progress, QueueFilter, progress
@@ -16,7 +18,8 @@ from store.text import SIGN, inert, visible
 
 
 class HomeScreen(StoreScreen):
-    BINDINGS = navigation("home", shown=("review", "watch", "runs"))
+    BINDINGS = [Binding("c", "report", "Coverage", show=False, tooltip="Coverage report"),
+                *navigation("home", shown=("review", "watch", "runs"))]
 
     def compose(self) -> ComposeResult:
         with Vertical(id="home"):
@@ -28,12 +31,17 @@ class HomeScreen(StoreScreen):
                 ("r", "bold"), "  review the queue: accept, reject, tag and correct by keyboard; T trains on the accepted\n",
                 ("R", "bold"), "  training and evaluation runs: live loss, cancel, run again, evaluate against the base\n",
                 ("P", "bold"), "  the step-level preference pairs an iTool loop made: accept or reject before DPO trains\n",
+                ("c", "bold"), "  coverage report: calls, parameters never exercised and errors per tool\n",
                 ("?", "bold"), "  every key          ", ("ctrl+p", "bold"), "  every action",
             ), id="home-menu")
         yield KeyFooter()
 
     def on_mount(self) -> None:
         self._summarise()
+
+    def action_report(self) -> None:
+        """`c`: the coverage report."""
+        self.app.push_screen(ReportScreen())
 
     def on_screen_resume(self) -> None:
         self._summarise()

@@ -32,6 +32,8 @@ class SimConfig:
     attempt (kind drawn from ``error_mix``), after which the assistant recovers.
     ``instability_rate`` applies to every backend: the executor answers that share of
     well-formed calls with a timeout or 5xx instead of a response.
+    ``focus`` (``curator simulate --fill-gaps`` fills it from the coverage report) maps tools to
+    parameters the user agent should ask for: see ``curator.sim.focus``.
     """
 
     toolset: str = "weather"
@@ -57,6 +59,7 @@ class SimConfig:
     temperature: float = 0.7
     instruction_batch: int = 5
     flag: bool = True
+    focus: dict[str, list[str]] = field(default_factory=dict)
 
     def with_changes(self, **changes: Any) -> "SimConfig":
         """A checked copy with ``changes`` applied (None means: keep the setting)."""
@@ -87,6 +90,10 @@ class SimConfig:
             raise bad("error_mix", "weights must be finite, ≥ 0 and not all 0")
         if not (math.isfinite(self.request_timeout) and self.request_timeout > 0):
             raise bad("request_timeout", "must be a positive number of seconds")
+        if not (isinstance(self.focus, dict) and all(
+                isinstance(tool, str) and isinstance(params, list) and all(isinstance(p, str) for p in params)
+                for tool, params in self.focus.items())):
+            raise bad("focus", "must map tool names to lists of parameter names")
         if self.backend == "openai" and not self.model:
             raise bad("model", "the openai backend needs a model name (--model or [simulate] model)")
         return self

@@ -40,6 +40,7 @@ from .backends.base import Backend, Episode, FatalModelError, Instruction, Model
 from .config import SimConfig
 from .events import (Event, Flagged, MessageAdded, SimulationDone, Summary, TrajectoryFinished,
                      TrajectoryStarted)
+from .focus import check_focus
 from .toolsets import SimToolset, resolve
 from .writer import StoreWriter, StoreWriteError
 
@@ -53,6 +54,7 @@ class Simulation:
         self.policy = policy
         self.config = config.checked()
         self.toolset = SimToolset(resolve(store, self.config.toolset))
+        check_focus(self.config.focus, self.toolset)
         self.backend = backend or make_backend(self.config)
         self._owns_backend = backend is None
         self.summary = Summary(self.backend.name, self.backend.model("assistant"), self.config.toolset,

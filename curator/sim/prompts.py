@@ -6,10 +6,11 @@ openings stable: the loopback test server tells roles apart by them.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Sequence
 
 from store.toolcalls import ToolCall
 
+from .focus import Focus, describe
 from .toolsets import SimToolset
 
 USER_WRITER = "You write requests that real users send to an assistant that can use an API."
@@ -41,7 +42,9 @@ def documentation(toolset: SimToolset) -> str:
     return "\n".join(lines)
 
 
-def write_requests(toolset: SimToolset, count: int, avoid: list[str]) -> list[dict[str, str]]:
+def write_requests(toolset: SimToolset, count: int, avoid: list[str],
+                   aims: Sequence[Focus] = ()) -> list[dict[str, str]]:
+    """The writer's prompt; ``aims`` (``curator.sim.focus``) name functions and inputs some requests must need."""
     seen = "\n".join(f"- {a}" for a in avoid[-20:])
     system = (
         f"{USER_WRITER} Given the API documentation, write {count} different requests a user could make. "
@@ -51,6 +54,9 @@ def write_requests(toolset: SimToolset, count: int, avoid: list[str]) -> list[di
         f"Answer with a JSON array of {count} strings and nothing else."
     )
     user = documentation(toolset) + (f"\n\nAlready written (do not repeat these):\n{seen}" if seen else "")
+    if aims:
+        user += (f"\n\nThe data has too few requests for some functions and inputs: of the {count} requests, "
+                 f"write these {len(aims)}, one request each:\n" + "\n".join(describe(aim) for aim in aims))
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 

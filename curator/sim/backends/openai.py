@@ -30,6 +30,7 @@ from store.toolcalls import ToolCall
 
 from .. import prompts
 from ..config import ROLES, SimConfig
+from ..focus import focus_at
 from ..retry import Backoff, retry_after, retryable_status
 from ..toolsets import SimToolset
 from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply
@@ -127,8 +128,9 @@ class OpenAIBackend(Backend):
     # -- the roles ----------------------------------------------------------------------------
     async def instructions(self, toolset: SimToolset, start: int, count: int,
                            avoid: list[str]) -> list[Instruction]:
+        aims = [aim for i in range(start, start + count) if (aim := focus_at(self.config.focus, i))]
         for _ in range(FORMAT_ATTEMPTS):
-            found = _string_list(await self._text("user", prompts.write_requests(toolset, count, avoid)))
+            found = _string_list(await self._text("user", prompts.write_requests(toolset, count, avoid, aims)))
             fresh = list(dict.fromkeys(t for t in found if t not in avoid))
             if fresh:
                 return [Instruction(text) for text in fresh[:count]]

@@ -23,6 +23,7 @@ from store.toolcalls import ToolCall
 
 from .. import error_replies, mistakes
 from ..config import SimConfig
+from ..focus import Focus, focus_at
 from ..toolsets import SimToolset
 from ..values import humanize, value_for
 from .base import Backend, Episode, Instruction, Reply
@@ -56,7 +57,7 @@ class ScriptedBackend(Backend):
         out = []
         for index in range(start, start + count):
             instruction = write_instruction(toolset, random.Random(f"{self.config.seed}:{index}:user"),
-                                            self.config, taken)
+                                            self.config, taken, focus_at(self.config.focus, index))
             taken.add(instruction.text)
             out.append(instruction)
         return out
@@ -193,23 +194,29 @@ def _summarise(tool: str, text: str) -> str:
 
 
 # -- writing requests ---------------------------------------------------------------------
-def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig, taken: set[str]) -> Instruction:
-    """One request and its plan; redraws (from the same stream) until the text is new."""
+def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig, taken: set[str],
+                      focus: Focus | None = None) -> Instruction:
+    """One request and its plan (its first call ``focus``'s tool with its parameters, when given); redraws (from
+    the same stream) until the text is new."""
     for _ in range(20):
-        instruction = _draw(toolset, rng, config)
+        instruction = _draw(toolset, rng, config, focus)
         if instruction.text not in taken:
             return instruction
     return instruction
 
 
-def _draw(toolset: SimToolset, rng: random.Random, config: SimConfig) -> Instruction:
+def _draw(toolset: SimToolset, rng: random.Random, config: SimConfig, focus: Focus | None) -> Instruction:
     names = toolset.box.names
     count = min(len(names), rng.choices([1, 2, 3], weights=[6, 3, 1])[0])
-    tools = rng.sample(names, count)
+    if focus is None:
+        tools = rng.sample(names, count)
+    else:
+        tools = [focus.tool] + rng.sample([n for n in names if n != focus.tool], count - 1)
     sentences, calls, clarify = [], [], None
     for i, tool in enumerate(tools):
         vague = i == 0 and rng.random() < config.clarify_rate
-        sentence, arguments, asked = _request(toolset, tool, rng, vague)
+        wanted = focus.parameters if focus is not None and i == 0 else ()
+        sentence, arguments, asked = _request(toolset, tool, rng, vague, wanted)
         if asked:
             clarify = {"call": i, "param": asked, "value": arguments[asked]}
         if i:
@@ -222,18 +229,23 @@ def _draw(toolset: SimToolset, rng: random.Random, config: SimConfig) -> Instruc
         "mistakes": [_plant(toolset, c, rng, config) for c in calls],
         "clarify": clarify,
     }
+    if focus is not None:
+        plan["focus"] = {"tool": focus.tool, "parameters": list(focus.parameters)}
     return Instruction(" ".join(sentences), {"plan": plan})
 
 
-def _request(toolset: SimToolset, tool: str, rng: random.Random,
-             vague: bool) -> tuple[str, dict[str, Any], str | None]:
-    """A sentence asking for one call, its arguments, and the parameter left vague (if any)."""
+def _request(toolset: SimToolset, tool: str, rng: random.Random, vague: bool,
+             wanted: tuple[str, ...] = ()) -> tuple[str, dict[str, Any], str | None]:
+    """A sentence asking for one call, its arguments, and the parameter left vague (if any); the call passes the
+    ``wanted`` parameters, through the templates that name most of them, else as extras."""
     props = toolset.box.properties(tool)
     required = toolset.box.required(tool)
-    templates = toolset.requests(tool)
+    templates = _naming_most(toolset.requests(tool), wanted)
     template = rng.choice(templates) if templates else None
     named = [p for p in _PLACEHOLDER.findall(template) if p in props] if template else []
-    chosen = list(dict.fromkeys(named + required)) if template else _generic_params(props, required, rng)
+    wanted_here = [p for p in wanted if p in props]
+    chosen = (list(dict.fromkeys(named + required + wanted_here)) if template
+              else _generic_params(props, required, rng, wanted_here))
     arguments = {p: value_for(props.get(p), p, rng) for p in chosen}
     asked = None
     if vague:
@@ -249,9 +261,19 @@ def _request(toolset: SimToolset, tool: str, rng: random.Random,
     return _generic_sentence(toolset, tool, shown, rng), arguments, asked
 
 
-def _generic_params(props: dict[str, Any], required: list[str], rng: random.Random) -> list[str]:
-    optional = [p for p in props if p not in required]
-    return required + rng.sample(optional, rng.randint(0, min(2, len(optional))))
+def _naming_most(templates: list[str], wanted: tuple[str, ...]) -> list[str]:
+    """The templates whose placeholders name the most ``wanted`` parameters (all of them when none is wanted)."""
+    if not wanted or not templates:
+        return templates
+    hits = [len(set(_PLACEHOLDER.findall(t)) & set(wanted)) for t in templates]
+    return [t for t, hit in zip(templates, hits) if hit == max(hits)]
+
+
+def _generic_params(props: dict[str, Any], required: list[str], rng: random.Random,
+                    wanted: list[str]) -> list[str]:
+    optional = [p for p in props if p not in required and p not in wanted]
+    chosen = list(dict.fromkeys(required + wanted))
+    return chosen + rng.sample(optional, rng.randint(0, min(2, len(optional))))
 
 
 def _generic_sentence(toolset: SimToolset, tool: str, shown: dict[str, str], rng: random.Random) -> str:
