@@ -128,7 +128,7 @@ class TrainingConfig(DataConfig):
     logging_steps: int = field(default=1, metadata=_help("log metrics every N steps"))
     save_steps: int = field(default=100, metadata=_help("checkpoint every N steps"))
     gradient_checkpointing: bool | None = field(default=None, metadata=_help(
-        "recompute each layer's activations in the backward pass: far less memory, about a third more time "
+        "recompute each layer's activations in the backward pass: far less memory, a slower step "
         "(default: on for a hub model or model directory on a GPU, off on a CPU and for tiny and demo)"))
 
     def __post_init__(self) -> None:
