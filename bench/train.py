@@ -24,7 +24,8 @@ from typing import Any, Callable
 import torch
 
 from training.data import Encoder, Renderer, rendered_texts, template_messages, template_tools
-from training.sft import Collator, weighted_ce_sum
+from training.loss import weighted_ce
+from training.sft import Collator
 from training.templates import SPECIAL_TOKENS, TEMPLATES
 from training.tiny import TinyConfig, build, build_tokenizer, byte_level_tokenizer
 
@@ -89,8 +90,8 @@ def step_time(rows: list[dict[str, Any]], repeats: int, batch_size: int) -> tupl
         out.loss.backward()
 
     def weighted() -> None:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        loss = weighted_ce_sum(out.logits, batch["labels"], batch["weights"]) / batch["weights"][:, 1:].sum()
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        loss = weighted_ce(model, inputs, batch["labels"], batch["weights"])[0] / batch["weights"][:, 1:].sum()
         loss.backward()
 
     builtin(), weighted()  # warm up

@@ -19,6 +19,7 @@ from training import sft  # noqa: E402
 from training.config import SFTConfig  # noqa: E402
 from training.__main__ import main  # noqa: E402
 from training.data import Encoder  # noqa: E402
+from training.loss import weighted_ce  # noqa: E402
 from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training.tiny import TinyConfig, build  # noqa: E402
 from training_fixtures import assistant_call, records, trajectory, write_jsonl  # noqa: E402
@@ -66,8 +67,8 @@ def _batch(model_tokenizer, rows, **encoder):
 
 def _loss_and_grads(model, batch):
     model.zero_grad()
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    loss = sft.weighted_ce_sum(out.logits, batch["labels"], batch["weights"]) / batch["weights"][:, 1:].sum()
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    loss = weighted_ce(model, inputs, batch["labels"], batch["weights"])[0] / batch["weights"][:, 1:].sum()
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 

@@ -9,7 +9,9 @@ arguments give the same recorded configuration whichever way a run starts.
 Defaults that depend on the base model are resolved here, when the config is made:
 a learning rate left unset becomes the algorithm's rate for that base model. A
 ``max_length`` left unset is the base model's context length, capped by
-``max_length_cap``; that needs the loaded model, so the trainer resolves it.
+``max_length_cap``; that needs the loaded model, so the trainer resolves it. A
+``gradient_checkpointing`` left unset is off for tiny and demo; for another model the
+trainer turns it on when a GPU trains (``training.models.gradient_checkpointing``).
 
 This module imports nothing beyond the standard library: ``curator`` reads it (to
 validate overrides and show defaults) without importing torch.
@@ -125,11 +127,17 @@ class TrainingConfig(DataConfig):
         "modules LoRA adapts: all-linear, or comma-separated names"))
     logging_steps: int = field(default=1, metadata=_help("log metrics every N steps"))
     save_steps: int = field(default=100, metadata=_help("checkpoint every N steps"))
+    gradient_checkpointing: bool | None = field(default=None, metadata=_help(
+        "recompute each layer's activations in the backward pass: far less memory, a slower step "
+        "(default: on for a hub model or model directory on a GPU, off on a CPU and for tiny and demo)"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.learning_rate is None:
             self.learning_rate = self.default_learning_rate(self.base_model)
+        if self.gradient_checkpointing is None and self.base_model in (TINY, DEMO):
+            # a model this small keeps little activation: recomputing it only costs time
+            self.gradient_checkpointing = False
         self.check()
 
     def check(self) -> None:

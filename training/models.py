@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -16,21 +17,70 @@ TINY_FILE = "tiny_config.json"
 BASE_DIR = "base"
 
 
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes, chosen from the hardware (:func:`choose_precision`): the one place that decides."""
+
+    device: str  # "cuda" or "cpu"
+    where: str  # the device for people: "cuda:0 (NVIDIA A10G)", "cpu"
+    dtype: str  # the torch dtype weights load in
+    amp: str  # the trainer's mixed precision: "bf16", "fp16" (with loss scaling) or "fp32" (none)
+
+    def arguments(self) -> dict[str, bool]:
+        """The ``TrainingArguments`` fields of this precision and device."""
+        return {"bf16": self.amp == "bf16", "fp16": self.amp == "fp16", "use_cpu": self.device == "cpu"}
+
+    def describe(self) -> str:
+        return f"{'fp16 with loss scaling' if self.amp == 'fp16' else self.amp} on {self.where}"
+
+
+def choose_precision(cuda: bool, bf16: bool, gpu: str = "cuda:0") -> Precision:
+    """bf16 on a GPU that has it, fp16 with loss scaling on one that has not (a T4, a V100), fp32 on a CPU.
+
+    Under fp16 the weights load in fp16, which halves a LoRA run's frozen base; the loss scaler
+    needs the weights that train in fp32 ("Attempting to unscale FP16 gradients" otherwise): peft
+    makes LoRA adapters fp32 (``autocast_adapter_dtype``), and :func:`trainable_in_fp32` upcasts a
+    full fine-tune's. ``gpu`` names the device in :meth:`Precision.describe`.
+    """
+    if not cuda:
+        return Precision("cpu", "cpu", "float32", "fp32")
+    if bf16:
+        return Precision("cuda", gpu, "bfloat16", "bf16")
+    return Precision("cuda", gpu, "float16", "fp16")
+
+
+def precision() -> Precision:
+    """:func:`choose_precision` for this machine's hardware."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return choose_precision(False, False)
+    index = torch.cuda.current_device()
+    return choose_precision(True, torch.cuda.is_bf16_supported(),
+                            f"cuda:{index} ({torch.cuda.get_device_name(index)})")
+
+
 def device_and_dtype():
-    """CUDA with bf16 when present, CPU with float32 otherwise."""
+    """The device a model runs on and the torch dtype its weights load in (see :func:`choose_precision`)."""
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda", (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    return "cpu", torch.float32
+    chosen = precision()
+    return chosen.device, getattr(torch, chosen.dtype)
 
 
-def device_args() -> dict[str, bool]:
-    """The precision and device arguments every trainer config gets: bf16 on a GPU that has it, else CPU."""
+def gradient_checkpointing(asked: bool | None, chosen: Precision) -> bool:
+    """``--gradient-checkpointing`` as given, else on where a GPU trains (the config leaves it unset only for
+    a hub model or a model directory): activations, not weights, fill a GPU at a real sequence length."""
+    return chosen.device == "cuda" if asked is None else asked
+
+
+def trainable_in_fp32(model) -> None:
+    """Upcast the fp16 parameters that train to fp32, as fp16 mixed precision's loss scaler needs."""
     import torch
 
-    cuda = torch.cuda.is_available()
-    return {"bf16": cuda and torch.cuda.is_bf16_supported(), "use_cpu": not cuda}
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype == torch.float16:
+            parameter.data = parameter.data.float()
 
 
 def load(

@@ -32,6 +32,7 @@ class Prepared:
 
 def shared_arguments(config: TrainingConfig) -> dict[str, Any]:
     """The ``TrainingArguments`` fields every algorithm sets the same way."""
+    chosen = models.precision()
     return {
         "output_dir": str(config.output),
         "max_steps": config.max_steps,
@@ -44,7 +45,9 @@ def shared_arguments(config: TrainingConfig) -> dict[str, Any]:
         "seed": config.seed,
         "report_to": [],
         "disable_tqdm": True,
-        **models.device_args(),
+        **chosen.arguments(),
+        "activation_checkpointing": models.gradient_checkpointing(config.gradient_checkpointing, chosen),
+        "activation_checkpointing_kwargs": {"use_reentrant": False},
     }
 
 

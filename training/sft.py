@@ -11,7 +11,6 @@ import sys
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
@@ -22,6 +21,7 @@ from training.config import SFTConfig
 from training.curriculum import CurriculumOrder, stages
 from training.data import IGNORE, Encoder, Example, load_records, sft_records
 from training.errors import TrainingError
+from training.loss import describe as describe_loss, weighted_ce
 from training.outline import AlgorithmRun, Prepared, shared_arguments
 from training.recorder import RunRecorder
 
@@ -60,21 +60,6 @@ class Collator:
         return out
 
 
-def weighted_ce_sum(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ wᵢ·CEᵢ, position i predicting token i+1.
-
-    Like the built-in causal-LM loss, the labels and weights are shifted left
-    (padded with -100 / 0) rather than the logits sliced, so the logits are
-    never copied; a weight-0 position costs one multiply by zero.
-    """
-    targets = F.pad(labels, (0, 1), value=IGNORE)[:, 1:]
-    shifted = F.pad(weights, (0, 1), value=0.0)[:, 1:]
-    ce = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="none"
-    )
-    return (ce * shifted.reshape(-1)).sum()
-
-
 class WeightedLossTrainer(Trainer):
     """A ``Trainer`` whose loss is the MAE × PKT weighted cross entropy."""
 
@@ -84,6 +69,12 @@ class WeightedLossTrainer(Trainer):
     def __init__(self, *args: Any, sampler: CurriculumOrder | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._sampler = sampler
+        if self.args.fp16:
+            models.trainable_in_fp32(self.model)
+        if self.is_world_process_zero():
+            checkpointing = "on" if self.args.activation_checkpointing else "off"
+            print(f"precision: {models.precision().describe()}, gradient checkpointing {checkpointing}, "
+                  f"loss: {describe_loss(self.model)}", file=sys.stderr)
 
     def _get_train_sampler(self, train_dataset=None):
         return self._sampler if self._sampler is not None else super()._get_train_sampler(train_dataset)
@@ -100,9 +91,9 @@ class WeightedLossTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         weights = inputs.pop("weights")
-        outputs = model(**inputs)
+        weighted, outputs = weighted_ce(model, inputs, labels, weights)
         total = num_items_in_batch if num_items_in_batch is not None else weights[:, 1:].sum()
-        loss = weighted_ce_sum(outputs.logits, labels, weights) / torch.clamp(total, min=1e-12)
+        loss = weighted / torch.clamp(total, min=1e-12)
         if self.args.world_size > 1:
             # gradients are averaged over processes, and the denominator is already global
             loss = loss * self.accelerator.num_processes
