@@ -26,6 +26,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "simulate": "simulate",
     "toolset": "simulate",
     "flag": "flag",
+    "dedup": "dedup",
     "merge": "team",
     "assign": "team",
     "train": "training",
