@@ -14,6 +14,7 @@ from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
+from store.queue import QueueFilter
 from store.toolcalls import ToolCall
 
 DEMO_SIZE = 24
@@ -23,20 +24,23 @@ DEMO_PACE = 0.25
 
 
 def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
-             simulate: Callable[[Store], Simulation] | None = None) -> None:
+             simulate: Callable[[Store], Simulation] | None = None, review_filter: QueueFilter | None = None) -> None:
     """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
     from curator.app import CuratorApp
 
     with open_store(db or obj["db"], create=True) as store:
-        CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate).run()
+        CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate,
+                   review_filter=review_filter).run()
 
 
 @shared_options()
 @click.command()
+@click.option("--hide-duplicates", is_flag=True,
+              help="Leave out the trajectories `curator dedup` tagged duplicate (/ in the app toggles it).")
 @click.pass_obj
-def review(obj: dict[str, Any]) -> None:
+def review(obj: dict[str, Any], hide_duplicates: bool) -> None:
     """Open the app on the review queue (pending trajectories, oldest first)."""
-    open_app(obj, "review")
+    open_app(obj, "review", review_filter=QueueFilter(hide_duplicates=hide_duplicates))
 
 
 @shared_options()

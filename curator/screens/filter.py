@@ -1,10 +1,11 @@
-"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5)."""
+"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5), and
+whether the near-duplicates `curator dedup` tagged are hidden."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.widgets import Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select
 
 from curator.screens.base import Dialog
 from store.text import inert
@@ -42,6 +43,9 @@ class FilterDialog(Dialog[QueueFilter | None]):
                              compact=True, id="toolset")
                 yield Label("text")
                 yield Input(q.text, placeholder="in any message (SQLite FTS5 query)", compact=True, id="text")
+                yield Label("duplicates")
+                yield Checkbox("hide those tagged duplicate (curator dedup)", q.hide_duplicates, compact=True,
+                               id="hide-duplicates")
 
     def on_mount(self) -> None:
         self.query_one("#text", Input).focus()
@@ -56,4 +60,5 @@ class FilterDialog(Dialog[QueueFilter | None]):
 
         self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
                                  toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
-                                 order=self.current.order))
+                                 order=self.current.order,
+                                 hide_duplicates=self.query_one("#hide-duplicates", Checkbox).value))
