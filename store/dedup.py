@@ -6,7 +6,7 @@ other numbers or in another order. Two kinds of duplicate are found:
 * ``instruction``: requests alike up to their numbers, the order of their clauses and a word or two, naming
   the same things. Each instruction becomes two sets of shingles (``shingle``: its wording, the things it
   names); MinHash LSH (datasketch) over the wording proposes the pairs that may be alike, a pair is kept when
-  the exact Jaccard similarities of both its sets reach the threshold (``similarity``), and the kept pairs
+  the exact Jaccard similarities of both its sets reach the threshold (``similar``), and the kept pairs
   join clusters (union-find). MinHash rather than embeddings: no local embedding model is
   guaranteed, and MinHash is CPU-cheap at 100,000 trajectories (``python -m bench.dedup``).
 * ``calls``: the same assistant tool calls with the same arguments in the same order, on the same toolset
@@ -18,6 +18,8 @@ review queue to filter or hide. Running trajectories are left for a later run.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import re
@@ -34,10 +36,10 @@ ORIGIN = "dedup"
 DEFAULT_THRESHOLD = 0.8
 KINDS = ("instruction", "calls")
 #: MinHash permutations. Every proposed pair is checked on the exact sets, so the sketch only has to find them.
-NUM_PERM = 128
+NUM_PERM = 64
 #: datasketch picks the LSH bands for the threshold by these weights of false positives and false negatives:
-#: a false positive costs one exact Jaccard, a false negative a missed duplicate (a pair at the threshold is
-#: proposed 95% of the time at 0.8, one at 0.5 6% of the time).
+#: a false positive costs one exact Jaccard, a false negative a missed duplicate (at 0.8: 10 bands of 6, a pair
+#: at the threshold proposed 95% of the time, one at 0.5 15% of the time).
 LSH_WEIGHTS = (0.05, 0.95)
 #: The wording's shingles are character n-grams of this length.
 GRAM = 4
@@ -74,44 +76,66 @@ class Shingles:
 
 
 def shingle(text: str) -> Shingles:
-    normal = _NUMBER.sub("0", text.lower())
-    grams: Counter[str] = Counter()
-    for clause in _CLAUSE.split(normal):
-        joined = " ".join(_WORD.findall(clause))
-        if joined:
-            grams.update(joined[i:i + GRAM] for i in range(max(1, len(joined) - GRAM + 1)))
-    entities = Counter(_entities(text))
-    grams.update({f"\x1f{entity}\x1f{k}": count for entity, count in entities.items() for k in range(ENTITY_WEIGHT)})
-    named = Counter({e: n for e, n in entities.items() if e != "0"})
-    if "0" in entities:
-        named["0"] = 1
+    normal = _NUMBER.sub("0", text)
+    grams = [joined[i:i + GRAM] for clause in _CLAUSE.split(normal.lower())
+             if (joined := " ".join(_WORD.findall(clause))) for i in range(max(1, len(joined) - GRAM + 1))]
+    entities = list(_entities(normal))
+    grams += [f"\x1f{entity}\x1f{k}" for entity in entities for k in range(ENTITY_WEIGHT)]
+    named = [e for e in entities if e != "0"] + (["0"] if "0" in entities else [])
     return Shingles(_members(grams), _members(named))
 
 
-def _entities(text: str) -> Iterator[str]:
-    """The things ``text`` names, in order, lowercased, numbers made ``0`` (``_ENTITY``; "I" is none)."""
-    for match in _ENTITY.finditer(text.strip()):
+def shingle_all(texts: Iterable[str]) -> list[Shingles]:
+    """``shingle`` of each text, made once for texts that are equal once their numbers are ``0`` (the same
+    request with other numbers: the same object, so ``similar_groups`` joins them without a sketch)."""
+    made: dict[str, Shingles] = {}
+    out = []
+    for text in texts:
+        normal = _NUMBER.sub("0", text)
+        found = made.get(normal)
+        if found is None:
+            found = made[normal] = shingle(normal)
+        out.append(found)
+    return out
+
+
+def _entities(normal: str) -> Iterator[str]:
+    """The things a text with its numbers made ``0`` names, in order, lowercased (``_ENTITY``; "I" is none)."""
+    for match in _ENTITY.finditer(normal.strip()):
         entity = next(g for g in match.groups() if g is not None).lower()
         if entity not in _PRONOUNS:
-            yield _NUMBER.sub("0", entity)
+            yield entity
 
 
-def _members(counts: Counter[str]) -> frozenset[str]:
-    return frozenset(f"{item}\x1e{n}" for item, count in counts.items() for n in range(count))
+def _members(items: list[str]) -> frozenset[str]:
+    """A multiset as a set: an item seen n times is the item and n - 1 numbered copies."""
+    members = set(items)
+    if len(members) < len(items):
+        for item, count in Counter(items).items():
+            if count > 1:
+                members.update(f"{item}\x1e{n}" for n in range(1, count))
+    return frozenset(members)
 
 
 def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    return len(a & b) / len(a | b) if a or b else 1.0
+    common = len(a & b)
+    return common / (len(a) + len(b) - common) if a or b else 1.0
 
 
-def similarity(a: Shingles, b: Shingles) -> float:
-    """The lower of the two Jaccard similarities: near-duplicates are worded alike *and* name the same things
-    (two requests about another city, or one giving a date the other leaves vague, are not duplicates)."""
-    return min(jaccard(a.words, b.words), jaccard(a.entities, b.entities))
+def similar(a: Shingles, b: Shingles, threshold: float) -> bool:
+    """Whether both Jaccard similarities reach ``threshold``: near-duplicates are worded alike *and* name the
+    same things (two requests about another city, or one giving a date the other leaves vague, are not).
+
+    Cheapest first: the sizes of the wordings (their Jaccard is at most the smaller over the larger), the
+    entities (a few), then the wordings.
+    """
+    small, large = sorted((len(a.words), len(b.words)))
+    return (small >= threshold * large and jaccard(a.entities, b.entities) >= threshold
+            and jaccard(a.words, b.words) >= threshold)
 
 
 def similar_groups(items: Sequence[Shingles], threshold: float) -> list[list[int]]:
-    """Indexes of ``items`` linked by a ``similarity`` ≥ ``threshold``, transitively: groups of two or more, each
+    """Indexes of ``items`` linked by ``similar`` at ``threshold``, transitively: groups of two or more, each
     in index order, in the order of their first index. An instruction without words joins nothing.
 
     Equal items are joined before any sketch is made; each distinct one is then queried against those before it
@@ -131,13 +155,24 @@ def similar_groups(items: Sequence[Shingles], threshold: float) -> list[list[int
             else:
                 groups.union(seen, index)
     lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS)
-    sketches = MinHash.generator(([w.encode() for w in items[i].words] for i in distinct), num_perm=NUM_PERM)
+    sketches = MinHash.generator((items[i].words for i in distinct), num_perm=NUM_PERM,
+                                 hashfunc=_GramHashes().__getitem__)
     for index, sketch in zip(distinct, sketches):
         for other in lsh.query(sketch):
-            if groups.find(other) != groups.find(index) and similarity(items[index], items[other]) >= threshold:
+            if groups.find(other) != groups.find(index) and similar(items[index], items[other], threshold):
                 groups.union(other, index)
         lsh.insert(index, sketch, check_duplication=False)
     return groups.groups()
+
+
+class _GramHashes(dict[str, int]):
+    """datasketch's 32-bit SHA-1 of each gram, computed once: the same grams recur across a store's requests."""
+
+    def __missing__(self, gram: str) -> int:
+        from datasketch.hashfunc import sha1_hash32
+
+        value = self[gram] = sha1_hash32(gram.encode())
+        return value
 
 
 class _UnionFind:
@@ -229,7 +264,7 @@ class Cluster:
 def instruction_clusters(entries: Sequence[Entry], threshold: float = DEFAULT_THRESHOLD,
                          shingled: Sequence[Shingles] | None = None) -> list[Cluster]:
     """Clusters of alike instructions (``shingled``: the entries' shingles, when already made)."""
-    items = shingled if shingled is not None else [shingle(e.instruction) for e in entries]
+    items = shingled if shingled is not None else shingle_all(e.instruction for e in entries)
     return [_cluster("instruction", entries, g) for g in similar_groups(items, threshold)]
 
 
@@ -251,10 +286,12 @@ def notes(clusters: Iterable[Cluster], instructions: dict[str, str]) -> dict[str
     """The ``duplicate`` tag's note for every member a cluster does not keep, naming the member kept:
     ``near-duplicate of <id>: <its instruction's first 60 characters>``."""
     kinds: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    shown: dict[str, str] = {}
     for cluster in clusters:
+        shown.setdefault(cluster.kept, shorten(instructions[cluster.kept], 60))
         for member in cluster.duplicates:
             kinds[member][cluster.kept].add(cluster.kind)
-    return {member: "; ".join(f"near-duplicate of {kept}{_HOW[frozenset(k)]}: {shorten(instructions[kept], 60)}"
+    return {member: "; ".join(f"near-duplicate of {kept}{_HOW[frozenset(k)]}: {shown[kept]}"
                               for kept, k in by_kept.items())
             for member, by_kept in kinds.items()}
 
@@ -294,10 +331,24 @@ class DedupResult:
 def find_duplicates(store: Store, threshold: float = DEFAULT_THRESHOLD) -> DedupResult:
     """Both kinds of cluster over the store, and the tag each duplicate would get; writes nothing."""
     check_threshold(threshold)
-    entries = read_entries(store)
-    clusters = instruction_clusters(entries, threshold) + call_clusters(entries)
-    instructions = {e.id: e.instruction for e in entries}
-    return DedupResult(len(entries), threshold, clusters, notes(clusters, instructions), instructions)
+    with collector_paused():
+        entries = read_entries(store)
+        clusters = instruction_clusters(entries, threshold) + call_clusters(entries)
+        instructions = {e.id: e.instruction for e in entries}
+        return DedupResult(len(entries), threshold, clusters, notes(clusters, instructions), instructions)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while dedup runs: it makes millions of sets and strings, none in
+    a cycle, and the collector's passes over them cost a fifth of the time. Back on (as it was) after."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 def write_tags(store: Store, result: DedupResult) -> DedupResult:

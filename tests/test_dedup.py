@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import random
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,6 +16,8 @@ from conftest import fixture_path
 from data_helpers import everyday_store, run_cli
 from textual.widgets import Checkbox
 from tui_fixtures import call
+
+from bench.dedup import paraphrases
 
 from curator.app import CuratorApp
 from curator.cli import cli
@@ -31,45 +32,6 @@ from store.dedup import _NUMBER, Cluster, find_duplicates, write_tags
 from store.flagging import flag_all
 from store.queue import QueueFilter, count, window
 from store.taxonomy import MaskPolicy
-
-# -- paraphrases: other numbers, clauses in another order, one word changed -------------------------------
-SYNONYMS = {"show": "display", "find": "locate", "tell": "inform", "please": "kindly", "list": "show",
-            "want": "need", "can": "could", "get": "fetch", "check": "verify", "give": "show", "search": "look",
-            "help": "assist", "what's": "what is", "book": "reserve", "i'm": "i am", "also": "plus"}
-
-
-def renumber(text: str, rng: random.Random) -> str:
-    """Every number replaced by another of as many digits."""
-    return re.sub(r"\d+", lambda m: f"{(int(m.group()) + rng.randint(1, 9)) % 10 ** len(m.group()):0{len(m.group())}d}",
-                  text)
-
-
-def reorder(text: str) -> str:
-    """The first sentence moved to the end; one sentence is turned around its first comma or "and"."""
-    sentences = re.split(r"(?<=[.?!])\s+", text.strip())
-    if len(sentences) > 1:
-        return " ".join(sentences[1:] + sentences[:1])
-    for joint in (", ", " and "):
-        if joint in text:
-            first, rest = text.rstrip(".?!").split(joint, 1)
-            return f"{rest[:1].upper()}{rest[1:]}{joint}{first[:1].lower()}{first[1:]}{text[-1]}"
-    return text
-
-
-def reword(text: str, rng: random.Random) -> str:
-    """One word replaced by a synonym."""
-    words = [m for m in re.finditer(r"[A-Za-z']+", text) if m.group().lower() in SYNONYMS]
-    if not words:
-        return text
-    word = rng.choice(words)
-    new = SYNONYMS[word.group().lower()]
-    new = new[:1].upper() + new[1:] if word.group()[0].isupper() else new
-    return text[:word.start()] + new + text[word.end():]
-
-
-def paraphrases(text: str, rng: random.Random) -> list[str]:
-    return [reword(renumber(text, rng), rng), renumber(reorder(text), rng)]
-
 
 def everyday_requests(n: int) -> list[str]:
     """``n`` requests the everyday simulation's user writes, distinct even once their numbers are made 0."""
@@ -150,10 +112,10 @@ def assistant_calls(store: Store, trajectory_id: str) -> list[tuple[str, Any]]:
 
 @pytest.mark.slow
 def test_the_everyday_simulation_clusters_only_requests_for_the_same_things(tmp_path: Path) -> None:
-    """2,000 scripted trajectories on the 25-tool everyday toolset. Read by hand (40 clusters of 149): the same
+    """2,000 scripted trajectories on the 25-tool everyday toolset. Read by hand (40 clusters of 148): the same
     template with the same city, title, word or currency, differing in numbers (dates, ISBNs, counts, event ids)
-    or the joiner of two clauses in another order; a few differ in a lowercase word (a genre, a language code)
-    and one swaps two currencies (CAD to GBP, GBP to CAD). Checked against the simulation's plans: every
+    or the joiner of two clauses in another order; two differ in a lowercase word (a genre, the word looked up)
+    and one swaps two currencies (GBP to CAD, CAD to GBP). Checked against the simulation's plans: every
     cluster's requests ask for the same tools with the same names."""
     with everyday_store(tmp_path / "everyday.db") as store:
         result = find_duplicates(store)

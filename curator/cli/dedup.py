@@ -27,13 +27,15 @@ def _threshold(ctx: click.Context, param: click.Parameter, value: str) -> float:
 @shared_options()
 @click.command("dedup")
 @click.option("--threshold", default=str(DEFAULT_THRESHOLD), show_default=True, callback=_threshold, metavar="J",
-              help="Jaccard similarity of two instructions' shingles from which they are near-duplicates.")
+              help="Jaccard similarity (0.5 to 0.99) of two instructions' shingles from which they are "
+                   "near-duplicates.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and every cluster as JSON.")
 @click.option("--dry-run", is_flag=True, help="Find the clusters and print them; write no tag.")
 @click.pass_obj
 def dedup(obj: dict[str, Any], threshold: float, as_json: bool, dry_run: bool) -> None:
     """Tag near-duplicate trajectories `duplicate`: alike instructions (up to numbers, clause order and a word or
-    two: MinHash LSH, then the exact Jaccard similarity) and identical call sequences (same tools, same arguments).
+    two, naming the same things: MinHash LSH, then the exact Jaccard similarity) and identical call sequences
+    (same tools, same arguments).
 
     Each cluster keeps one trajectory untagged: the earliest accepted, else the earliest not rejected, else the
     earliest. The tag masks nothing; `curator review --hide-duplicates` (or / in the app) hides the tagged
