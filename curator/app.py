@@ -30,6 +30,7 @@ from curator.screens.watch import WatchScreen
 from curator.sim import Simulation
 from store import CuratorError, Store
 from store.flagging import flag_all
+from store.queue import QueueFilter
 from store.taxonomy import MaskPolicy
 from store.text import BREAK, visible
 
@@ -45,10 +46,12 @@ class CuratorApp(App[None]):
     ]
 
     def __init__(self, store: Store, config: Config, *, screen: str = "home", annotator: str | None = None,
-                 simulate: Callable[[Store], Simulation] | None = None, review_order: str = "queue") -> None:
+                 simulate: Callable[[Store], Simulation] | None = None,
+                 review_filter: QueueFilter | None = None) -> None:
         """``simulate`` builds a simulation the watch screen starts when it opens (``curator demo``);
         ``annotator`` (``curator --annotator``) wins over ``[review] annotator``, which wins over the OS user;
-        ``review_order`` is the review queue's first order (``store.queue.ORDERS``; ``/`` changes it)."""
+        ``review_filter`` is the review queue's first filter and order (``curator review --order
+        hardest --hide-duplicates``; ``/`` changes both)."""
         super().__init__()
         if screen not in self.MODES:
             raise ValueError(f"screen must be one of {', '.join(self.MODES)}, got {screen!r}")
@@ -60,8 +63,8 @@ class CuratorApp(App[None]):
         self.annotator = annotator or config.review.annotator or getpass.getuser()
         store.set_decision_rule(config.review.rule)  # what review, the counts and `T` read follows the config
         self.first_screen = screen
-        self.review_order = review_order
         self.start_simulation = simulate
+        self.review_filter = review_filter or QueueFilter()
         self.train_chosen = False  # `T` asks for the settings once a session, then starts at once
 
     def on_mount(self) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .db import FILTER_DECISION, FTS_ROWIDS, REVIEW_FILTERS, Store, review_clause
 from .records import STATUSES
-from .taxonomy import check_code
+from .taxonomy import DUPLICATE, check_code
 
 @dataclass(frozen=True)
 class Order:
@@ -56,6 +56,8 @@ class QueueFilter:
     toolset: str | None = None
     text: str = ""
     order: str = "queue"
+    #: Leave out the trajectories tagged ``duplicate`` (``curator dedup``) that no human un-tagged.
+    hide_duplicates: bool = False
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status not in STATUSES:
@@ -70,7 +72,8 @@ class QueueFilter:
     def describe(self) -> str:
         """One line for the screen, e.g. ``pending · complete · tag param_missing · "paris"``."""
         parts = [self.review, self.status, self.toolset and f"toolset {self.toolset}", self.tag and f"tag {self.tag}",
-                 self.text and f'"{self.text}"', ORDERS[self.order].score and ORDERS[self.order].describe]
+                 self.text and f'"{self.text}"', self.hide_duplicates and "no duplicates",
+                 ORDERS[self.order].score and ORDERS[self.order].describe]
         return " · ".join(p for p in parts if p)
 
     def admits(self, decision: str | None, disagreement: bool = False) -> bool:
@@ -222,6 +225,9 @@ def _where(store: Store, queue: QueueFilter) -> tuple[str, list[Any]]:
     if queue.tag:
         clauses.append("EXISTS (SELECT 1 FROM effective_tags g WHERE g.trajectory_id = t.id AND g.code = ?)")
         params.append(queue.tag)
+    if queue.hide_duplicates:
+        clauses.append("NOT EXISTS (SELECT 1 FROM effective_tags g WHERE g.trajectory_id = t.id AND g.code = ?)")
+        params.append(DUPLICATE)
     if queue.text:
         clauses.append(f"t.id IN (SELECT trajectory_id FROM messages WHERE rowid IN ({FTS_ROWIDS}))")
         params.append(store.fts_query(queue.text))

@@ -28,11 +28,16 @@ CODES: tuple[ErrorCode, ...] = (
     ErrorCode("param_redundant", "a real but unneeded argument", "human, or against gold"),
     ErrorCode("content_error", "right tool and arguments, wrong values", "human, or against gold"),
     ErrorCode("answer_unsupported", "final answer not backed by the observations", "human"),
+    # A whole-trajectory tag for the review queue to filter or hide (``store.dedup``): it masks no message.
+    ErrorCode("duplicate", "near-duplicate of another trajectory", "dedup", masks_by_default=False),
     ErrorCode("other", "anything else, with a note", "human"),
 )
 
 BY_CODE: dict[str, ErrorCode] = {c.code: c for c in CODES}
 CODE_NAMES: tuple[str, ...] = tuple(c.code for c in CODES)
+
+#: The code ``curator dedup`` puts on every member of a cluster of near-duplicates but the one it keeps.
+DUPLICATE = "duplicate"
 
 #: Codes that describe a malformed call (found without asking the tool).
 CALL_CHECK_CODES = frozenset(

@@ -11,6 +11,7 @@ from curator.app import CuratorApp
 from curator.screens.pairs import PairsScreen
 from curator.settings import Config
 from store import Store
+from store.queue import QueueFilter
 from store.records import StepPair
 
 SIZE = (140, 40)
@@ -60,7 +61,7 @@ async def test_pairs_are_accepted_and_rejected_by_key_and_a_rejected_pair_is_not
 
 async def test_hardest_first_review_shows_each_rows_perplexity(store: Store) -> None:
     store.set_scores("perplexity", {"traj-03": 41.5, "traj-02": 7.25}, model="runs/itool")
-    app = CuratorApp(store, Config(), screen="review", annotator="ann", review_order="hardest")
+    app = CuratorApp(store, Config(), screen="review", annotator="ann", review_filter=QueueFilter(order="hardest"))
     async with app.run_test(size=SIZE) as pilot:
         await app.workers.wait_for_complete()
         await pilot.pause()

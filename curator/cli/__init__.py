@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "toolset": "simulate",
     "flag": "flag",
     "judge": "judge",
+    "dedup": "dedup",
     "merge": "team",
     "assign": "team",
     "train": "training",

@@ -14,7 +14,7 @@ from curator.sim import Simulation
 from curator.sim.backends.base import Episode, Reply
 from curator.sim.backends.scripted import ScriptedBackend
 from store import Store
-from store.queue import ORDERS
+from store.queue import ORDERS, QueueFilter
 from store.toolcalls import ToolCall
 
 DEMO_SIZE = 24
@@ -24,13 +24,13 @@ DEMO_PACE = 0.25
 
 
 def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
-             simulate: Callable[[Store], Simulation] | None = None, review_order: str = "queue") -> None:
+             simulate: Callable[[Store], Simulation] | None = None, review_filter: QueueFilter | None = None) -> None:
     """Run the app on the store named by ``--db`` (or ``db``) until the user quits."""
     from curator.app import CuratorApp
 
     with open_store(db or obj["db"], create=True) as store:
         CuratorApp(store, command_config(), screen=screen, annotator=obj.get("annotator"), simulate=simulate,
-                   review_order=review_order).run()
+                   review_filter=review_filter).run()
 
 
 @shared_options()
@@ -38,10 +38,12 @@ def open_app(obj: dict[str, Any], screen: str, *, db: str | None = None,
 @click.option("--order", type=click.Choice(list(ORDERS)), default="queue", show_default=True,
               help="queue: oldest first; hardest: by the latest model's perplexity (curator train itool, or "
                    "python -m training score), highest first; judge: least confident judge verdict first.")
+@click.option("--hide-duplicates", is_flag=True,
+              help="Leave out the trajectories `curator dedup` tagged duplicate (/ in the app toggles it).")
 @click.pass_obj
-def review(obj: dict[str, Any], order: str) -> None:
+def review(obj: dict[str, Any], order: str, hide_duplicates: bool) -> None:
     """Open the app on the review queue (pending trajectories, oldest first unless --order says)."""
-    open_app(obj, "review", review_order=order)
+    open_app(obj, "review", review_filter=QueueFilter(order=order, hide_duplicates=hide_duplicates))
 
 
 @shared_options()

@@ -1,11 +1,12 @@
-"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5) —
-and in which order (oldest first, hardest first by model perplexity, least confident judge first)."""
+"""`/`: which trajectories the review queue holds — status, decision, tag code, toolset, free text (FTS5),
+whether the near-duplicates `curator dedup` tagged are hidden — and in which order (oldest first, hardest
+first by model perplexity, least confident judge first)."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.widgets import Input, Label, Select
+from textual.widgets import Checkbox, Input, Label, Select
 
 from curator.screens.base import Dialog
 from store.text import inert
@@ -43,6 +44,9 @@ class FilterDialog(Dialog[QueueFilter | None]):
                              compact=True, id="toolset")
                 yield Label("text")
                 yield Input(q.text, placeholder="in any message (SQLite FTS5 query)", compact=True, id="text")
+                yield Label("duplicates")
+                yield Checkbox("hide those tagged duplicate (curator dedup)", q.hide_duplicates, compact=True,
+                               id="hide-duplicates")
                 yield Label("order")
                 yield Select([(o.describe, name) for name, o in ORDERS.items()], value=q.order, allow_blank=False,
                              compact=True, id="order")
@@ -60,4 +64,5 @@ class FilterDialog(Dialog[QueueFilter | None]):
 
         self.dismiss(QueueFilter(status=value("status"), review=value("review") or "pending", tag=value("tag"),
                                  toolset=value("toolset"), text=self.query_one("#text", Input).value.strip(),
-                                 order=value("order") or self.current.order))
+                                 order=value("order") or self.current.order,
+                                 hide_duplicates=self.query_one("#hide-duplicates", Checkbox).value))

@@ -75,7 +75,7 @@ class ReviewScreen(StoreScreen):
     def compose(self) -> ComposeResult:
         yield ReviewProgress("counting…", id="progress")
         with Horizontal():
-            yield QueueView(self.store, QueueFilter(order=self.app.review_order), id="queue")
+            yield QueueView(self.store, self.curator.review_filter, id="queue")
             with Vertical(id="trajectory"):
                 yield Static(id="trajectory-title")
                 yield ConversationView(id="conversation")
