@@ -4,6 +4,10 @@ Loss = Σ wᵢ·CEᵢ / Σ wᵢ over the assistant tokens of the whole accumulat
 batch: the trainer's ``num_items_in_batch`` is replaced by the total weight of
 all micro-batches of the optimizer step, and each micro-batch contributes its
 weighted sum divided by that total, so accumulation changes nothing.
+
+Batches are right-padded, examples of similar length together (``--group-by-length``),
+or packed (``--packing``: whole examples in rows, each attending only to itself; see
+:mod:`training.packing`), with the same loss.
 """
 from __future__ import annotations
 
