@@ -92,6 +92,7 @@ def sgd_step(pair, items, collator, batch_size: int, grad_accum: int, tmp_path: 
     return trainer.train().training_loss, [p.detach().clone() for p in model.parameters()]
 
 
+@pytest.mark.slow
 def test_a_training_step_on_packed_rows_is_the_step_on_the_examples_padded(pair, examples, tmp_path: Path):
     """Through the trainer: its loss, the total weight it divides by, and the weights one step leaves."""
     rows = pack(examples, 1300)
