@@ -197,6 +197,13 @@ class SFTConfig(LengthLimitedConfig):
     w_max: float = field(default=9.0, metadata=_help("PKT cap on key-token weights; 1 turns PKT off"))
     mae: bool = field(default=True, metadata=_help("mask flagged calls (--no-mae: every assistant message trains)"))
     curriculum: bool = field(default=False, metadata=_help("easy -> medium -> hard order (iTool)"))
+    packing: bool = field(default=False, metadata=_help(
+        "pack whole examples into rows of --pack-length tokens, each attending only to itself and never "
+        "predicting the next (--batch-size then counts rows; with --curriculum each stage packs apart)"))
+    pack_length: int | None = field(default=None, metadata=_help(
+        "tokens per packed row (default: --max-length)"))
+    group_by_length: bool = field(default=True, metadata=_help(
+        "without --packing, batch examples of similar length (less padding; --curriculum's order wins)"))
     full_finetune: bool = field(default=False, metadata=_help(
         "train every weight (tiny, demo or a full model's directory), no LoRA", "--from-scratch"))
     save_total_limit: int = field(default=2, metadata=_help("checkpoints kept"))
@@ -206,6 +213,8 @@ class SFTConfig(LengthLimitedConfig):
         super().check()
         if self.w_max < 1:
             raise BadValue("w_max", "must be at least 1")
+        if self.pack_length is not None and self.pack_length < 1:
+            raise BadValue("pack_length", "must be at least 1")
 
 
 

@@ -4,15 +4,21 @@ Loss = Σ wᵢ·CEᵢ / Σ wᵢ over the assistant tokens of the whole accumulat
 batch: the trainer's ``num_items_in_batch`` is replaced by the total weight of
 all micro-batches of the optimizer step, and each micro-batch contributes its
 weighted sum divided by that total, so accumulation changes nothing.
+
+Batches are right-padded, examples of similar length together (``--group-by-length``),
+or packed (``--packing``: whole examples in rows, each attending only to itself; see
+:mod:`training.packing`), with the same loss.
 """
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from transformers import Trainer, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from store.records import is_derived
@@ -23,18 +29,25 @@ from training.data import IGNORE, Encoder, Example, load_records, sft_records
 from training.errors import TrainingError
 from training.loss import describe as describe_loss, weighted_ce
 from training.outline import AlgorithmRun, Prepared, shared_arguments
+from training.packing import PackedRow, flat_batches, pack_groups, position_ids
 from training.recorder import RunRecorder
 
 
 class ExampleDataset(Dataset):
-    def __init__(self, examples: list[Example]):
+    """Examples, or packed rows of them."""
+
+    def __init__(self, examples: Sequence[Example | PackedRow]):
         self.examples = examples
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __getitem__(self, index: int) -> Example:
+    def __getitem__(self, index: int) -> Example | PackedRow:
         return self.examples[index]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e.input_ids) for e in self.examples]
 
 
 class Collator:
@@ -43,7 +56,7 @@ class Collator:
     def __init__(self, pad_token_id: int):
         self.pad_token_id = pad_token_id
 
-    def __call__(self, batch: list[Example]) -> dict[str, torch.Tensor]:
+    def __call__(self, batch: Sequence[Example | PackedRow]) -> dict[str, torch.Tensor]:
         length = max(len(e.input_ids) for e in batch)
         out = {
             "input_ids": torch.full((len(batch), length), self.pad_token_id, dtype=torch.long),
@@ -57,6 +70,33 @@ class Collator:
             out["attention_mask"][row, :n] = 1
             out["labels"][row, :n] = torch.from_numpy(e.labels)
             out["weights"][row, :n] = torch.from_numpy(e.weights)
+        return out
+
+
+class PackedCollator(Collator):
+    """Packed rows as the model takes them: position ids restarting at each example and no attention mask, from
+    which transformers confines attention to each example (see :mod:`training.packing`).
+
+    Each packed row is a row, right-padded to the longest, the padding a sequence of its own; with ``flat``
+    (flash attention, whose variable-length kernel needs one row) the whole micro-batch is one row, unpadded,
+    with the boundaries that kernel takes, as TRL's padding-free collator gives them.
+    """
+
+    def __init__(self, pad_token_id: int, flat: bool = False):
+        super().__init__(pad_token_id)
+        self.flat = flat
+
+    def __call__(self, batch: Sequence[PackedRow]) -> dict[str, Any]:
+        rows = [PackedRow.joined(batch)] if self.flat else batch
+        out: dict[str, Any] = super().__call__(rows)
+        width = out.pop("attention_mask").shape[1]
+        out["position_ids"] = torch.stack([
+            torch.from_numpy(position_ids(np.append(r.lengths, width - len(r.input_ids)))) for r in rows])
+        out["use_cache"] = False  # with a cache, transformers never looks for packed sequences
+        if self.flat:
+            bounds = torch.from_numpy(np.cumsum(np.append(0, rows[0].lengths))).to(torch.int32)
+            longest = int(rows[0].lengths.max())
+            out.update(cu_seq_lens_q=bounds, cu_seq_lens_k=bounds, max_length_q=longest, max_length_k=longest)
         return out
 
 
@@ -77,7 +117,14 @@ class WeightedLossTrainer(Trainer):
                   f"loss: {describe_loss(self.model)}", file=sys.stderr)
 
     def _get_train_sampler(self, train_dataset=None):
-        return self._sampler if self._sampler is not None else super()._get_train_sampler(train_dataset)
+        if self._sampler is not None:
+            return self._sampler
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(dataset, ExampleDataset):
+            # the base reads lengths from a datasets column or from mapping items, and our items are Examples
+            return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                        lengths=dataset.lengths)
+        return super()._get_train_sampler(train_dataset)
 
     def _get_num_items_in_batch(self, batch_samples: list, device: torch.device) -> torch.Tensor | None:
         """The total weight of the step's micro-batches (on every process), where the base counts labels."""
@@ -134,9 +181,18 @@ class SFTRun(AlgorithmRun):
             "truncated": len(encoder.report.truncated),
             "truncated_trained_tokens": encoder.report.lost_tokens,
         }
-        sampler = CurriculumOrder(stages(kept), seed=config.seed) if config.curriculum else None
-        return Prepared(model, tokenizer, ExampleDataset(examples), summary,
-                        {"data_collator": Collator(tokenizer.pad_token_id), "sampler": sampler})
+        groups = stages(kept) if config.curriculum else [list(range(len(examples)))]
+        collator = Collator(tokenizer.pad_token_id)
+        items: Sequence[Example | PackedRow] = examples
+        if config.packing:
+            collator = PackedCollator(tokenizer.pad_token_id, flat=flat_batches(model.config))
+            budget = config.pack_length or encoder.max_length
+            items, groups = pack_groups(examples, groups, budget)  # a curriculum's stages packed one by one
+            summary.update(pack_length=budget, packed_rows=len(items),
+                           pack_fill=round(summary["tokens"] / (len(items) * budget), 3))
+        sampler = CurriculumOrder(groups, seed=config.seed) if config.curriculum else None
+        return Prepared(model, tokenizer, ExampleDataset(items), summary,
+                        {"data_collator": collator, "sampler": sampler})
 
     def arguments(self, prepared: Prepared) -> TrainingArguments:
         config = self.config
@@ -146,6 +202,9 @@ class SFTRun(AlgorithmRun):
             weight_decay=config.weight_decay,
             save_total_limit=config.save_total_limit,
             data_seed=config.seed,
+            # the curriculum's order wins; packed rows are all about as long
+            train_sampling_strategy="group_by_length" if config.group_by_length and not (
+                config.packing or config.curriculum) else "random",
             remove_unused_columns=False,
             include_num_input_tokens_seen="non_padding",
             dataloader_num_workers=0,
