@@ -111,6 +111,22 @@ def test_the_encoded_examples_read_back_are_the_ones_written(tmp_path: Path):
         distributed._read(tmp_path / "e.npz")
 
 
+def test_dpo_arguments_made_before_the_weights_read_an_adapters_context_from_its_base(tmp_path: Path):
+    """DPO's max_length comes before the model now: for an SFT adapter it is its base model's context."""
+    from peft import LoraConfig, get_peft_model
+    from training.config import DPOConfig
+    from training.dpo import DPORun
+
+    tiny = SFTConfig(tiny_config='{"max_position_embeddings": 1536}').tiny
+    model, tokenizer = models.load("tiny", tiny)
+    models.save_tiny_base(model, tokenizer, tmp_path / "sft", tiny)
+    adapter = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    adapter.peft_config["default"].base_model_name_or_path = models.BASE_DIR
+    adapter.save_pretrained(tmp_path / "sft")
+    config = DPOConfig(base_model=str(tmp_path / "sft"), output=str(tmp_path / "dpo"))
+    assert DPORun(config, None).arguments().max_length == 1536
+
+
 # -- the accelerate configs --------------------------------------------------------------------------------
 def launched_env(config: Path, monkeypatch) -> dict[str, str]:
     """The environment ``accelerate launch --config_file config -m training sft`` gives its processes.

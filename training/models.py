@@ -61,7 +61,7 @@ def load(
         return _pretrained(name, "AutoModelForCausalLM", name), tokenizer
     from peft import PeftModel
 
-    base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
+    base = _pretrained(_weights_of(name), "AutoModelForCausalLM", name)
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
 
 
@@ -109,14 +109,15 @@ def context_length(model_config: Any) -> int | None:
 def max_length(config: LengthLimitedConfig, model_config: Any = None) -> int:
     """``config.max_length`` as given, else the base model's context length capped by ``config.max_length_cap``.
 
-    ``model_config`` is the loaded model's config; without it (a preview loads no weights)
-    the base model's own config file is read: the tiny config, or ``AutoConfig``.
+    ``model_config`` is the loaded model's config; without it (a preview, and DPO's arguments, which come
+    before the weights) the base model's own config file is read: the tiny config, or ``AutoConfig`` of the
+    model, or of an adapter directory's base.
     """
     if config.max_length is not None:
         return config.max_length
     if model_config is None:
-        model_config = config.tiny if config.base_model == TINY else _pretrained(located(config.base_model),
-                                                                                 "AutoConfig", config.base_model)
+        model_config = config.tiny if config.base_model == TINY else _pretrained(
+            _weights_of(located(config.base_model)), "AutoConfig", config.base_model)
     context = context_length(model_config)
     return min(context, config.max_length_cap) if context else config.max_length_cap
 
@@ -169,6 +170,12 @@ def _checked(tokenizer, name: str, chat_template: str | None):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def _weights_of(name: str) -> str:
+    """The model whose weights (and config) ``name`` uses: an adapter directory's base, else ``name``."""
+    adapter = Path(name).expanduser() / "adapter_config.json"
+    return _adapter_base(adapter.parent, json.loads(adapter.read_text())) if adapter.is_file() else name
 
 
 def _adapter_base(path: Path, config: dict[str, Any]) -> str:
