@@ -81,10 +81,11 @@ def timed(trainer) -> tuple[float, int]:
 def curator_rate(config: SFTConfig) -> tuple[tuple[float, int], Any, Any]:
     """curator's tokens/s, and the run's prepared data and LoRA model (for TRL to train alike)."""
     run = SFTRun(config, RunRecorder(None, "train", "sft", config.base_model, config.to_dict(), config.output))
-    prepared = run.prepare()
+    args = run.arguments()
+    prepared = run.prepare(args)
     base = copy.deepcopy(prepared.model)
     trainer = counted(run.trainer_class, lambda b: int((b["weights"][:, 1:] > 0).sum()))(
-        model=models.wrap_lora(prepared.model, config), args=run.arguments(prepared), train_dataset=prepared.dataset,
+        model=models.wrap_lora(prepared.model, config), args=args, train_dataset=prepared.dataset,
         processing_class=prepared.tokenizer, **prepared.trainer_kwargs)
     return timed(trainer), prepared, models.wrap_lora(base, config)
 

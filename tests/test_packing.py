@@ -148,7 +148,7 @@ def test_the_attention_decides_the_layout_or_refuses_packing(pair):
 def prepared(tmp_path: Path, data: Path, **fields) -> tuple[sft.SFTRun, object]:
     config = SFTConfig(data=str(data), output=str(tmp_path / "out"), tiny_config='{"hidden_size": 32}', **fields)
     run = sft.SFTRun(config, RunRecorder(None, "train", "sft", "tiny", config.to_dict(), tmp_path / "out"))
-    return run, run.prepare()
+    return run, run.prepare(run.arguments())
 
 
 def test_a_curriculum_packs_each_stage_apart_and_keeps_its_order(tmp_path: Path):
@@ -178,14 +178,14 @@ def test_without_packing_batches_group_examples_of_similar_length_unless_a_curri
     pads = {}
     for grouped in (False, True):
         run, ready = prepared(tmp_path, data, batch_size=2, group_by_length=grouped)
-        args = run.arguments(ready)
+        args = run.arguments()
         assert args.train_sampling_strategy == ("group_by_length" if grouped else "random")
         trainer = sft.WeightedLossTrainer(model=ready.model, args=args, train_dataset=ready.dataset,
                                           processing_class=ready.tokenizer, **ready.trainer_kwargs)
         pads[grouped] = padding(trainer)
     assert pads[True] < pads[False] / 2
     run, ready = prepared(tmp_path, data, group_by_length=True, curriculum=True)
-    assert run.arguments(ready).train_sampling_strategy == "random"
+    assert run.arguments().train_sampling_strategy == "random"
     assert isinstance(ready.trainer_kwargs["sampler"], CurriculumOrder)
 
 

@@ -2,7 +2,8 @@
 
 Bad input ends in one line on stderr, exit status 2 and the run marked failed;
 a SIGTERM ends a training run after the current step with a checkpoint, and
-the run marked cancelled.
+the run marked cancelled. Launched on several processes (``torchrun``,
+``accelerate launch``), only the main one writes to the store.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from store.redaction import redact
 from training.config import (COMMANDS, ArgumentError, CommandParser, DataConfig, EvalConfig, command_parser,
                              from_namespace)
 from training import preview
+from training.distributed import is_main_process
 from training.errors import TrainingError
 from training.recorder import RunRecorder, fail_launched_run
 
@@ -79,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(config.threads)
         kind = "eval" if args.command == "eval" else "train"
-        recorder = RunRecorder(
-            config.db, kind, args.command, model_name, config.to_dict(), Path(config.output), run_id=args.run_id
-        )
+        # launched on several processes, the main one alone keeps the run's row (the others record nothing)
+        main_process = is_main_process()
+        recorder = RunRecorder(config.db if main_process else None, kind, args.command, model_name, config.to_dict(),
+                               Path(config.output), run_id=args.run_id if main_process else None)
         summary = run(config, recorder)
         recorder.finish(summary.pop("status"), summary)
         if recorder.run_id:
@@ -105,7 +108,7 @@ def _record_failure(message: str, recorder: RunRecorder | None, argv: list[str])
     ``--run-id`` its launcher passed, so no run stays queued."""
     if recorder is not None:
         recorder.fail(message)
-    else:
+    elif is_main_process():
         fail_launched_run(argv, message)
 
 

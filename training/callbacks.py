@@ -42,7 +42,8 @@ class MetricsCallback(TrainerCallback):
 
 
 class GracefulStop(TrainerCallback):
-    """On SIGTERM (or SIGINT), finish the current step, save a checkpoint and stop.
+    """On SIGTERM (or SIGINT), finish the current step, save a checkpoint and stop (every process of a launched
+    run, whichever of them got the signal).
 
     ``stopped`` tells the caller to mark the run cancelled rather than completed.
     """
@@ -57,8 +58,23 @@ class GracefulStop(TrainerCallback):
         self.requested = True
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.requested:
+        if self._requested_anywhere(args):
             self.stopped = True
             control.should_save = True
             control.should_training_stop = True
         return control
+
+    def _requested_anywhere(self, args) -> bool:
+        """Whether any process of the run was asked to stop, so that all stop after the same step.
+
+        The run's row holds one pid (the main process's): a process stopping alone would leave the others
+        waiting in the next gradient exchange until the launcher aborts them. One all-reduce of one number a step.
+        """
+        if args.world_size == 1:
+            return self.requested
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([int(self.requested)], device=args.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())

@@ -229,6 +229,22 @@ class GRPOConfig(TrainingConfig):
     max_completion_length: int = field(default=96, metadata=_help("tokens per sampled completion"))
     beta: float = field(default=0.0, metadata=_help("KL penalty against the reference model"))
     temperature: float = field(default=1.0, metadata=_help("sampling temperature"))
+    use_vllm: bool = field(default=False, metadata=_help(
+        "sample the completions with vLLM (TRL's vLLM generation; needs vllm installed), not transformers"))
+    vllm_mode: str = field(default="colocate", metadata=_help(
+        "colocate: vLLM runs in each training process, on its GPU; server: a `trl vllm-serve` server generates"))
+    vllm_server_url: str | None = field(default=None, metadata=_help(
+        "the vLLM server's base URL with --vllm-mode server (default: TRL's, port 8000 of this machine)"))
+
+    #: TRL's two ways of running vLLM (``trl.GRPOConfig.vllm_mode``).
+    vllm_modes: ClassVar[tuple[str, ...]] = ("colocate", "server")
+
+    def check(self) -> None:
+        super().check()
+        if self.vllm_mode not in self.vllm_modes:
+            raise BadValue("vllm_mode", f"must be one of {', '.join(self.vllm_modes)}, got {self.vllm_mode!r}")
+        if self.vllm_server_url and self.vllm_mode != "server":
+            raise BadValue("vllm_server_url", "is for --vllm-mode server")
 
 
 @dataclass

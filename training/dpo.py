@@ -132,7 +132,7 @@ class DPORun(AlgorithmRun):
 
     trainer_class = DPOTrainer
 
-    def prepare(self) -> Prepared:
+    def prepare(self, args: trl.DPOConfig) -> Prepared:
         config = self.config
         pairs = collect_pairs(config.data, config.db)
         if not pairs:
@@ -141,7 +141,7 @@ class DPORun(AlgorithmRun):
         corpus = [{"messages": [*p.context, p.chosen, p.rejected], "tools": p.tools} for p in pairs]
         model, tokenizer = models.load(config.base_model, config.tiny, corpus, config.chat_template,
                                        trainable_adapter=True)
-        max_length = models.max_length(config, model.config)
+        max_length = args.max_length
         dataset, too_long = fitting_rows(rows(pairs, Renderer.of(tokenizer)), tokenizer, max_length)
         sources: dict[str, int] = defaultdict(int)
         for p in pairs:
@@ -150,9 +150,10 @@ class DPORun(AlgorithmRun):
                    "max_length": max_length, **{f"{k}_pairs": v for k, v in sources.items()}}
         return Prepared(model, tokenizer, Dataset.from_list(dataset), summary)
 
-    def arguments(self, prepared: Prepared) -> Any:
+    def arguments(self) -> trl.DPOConfig:
+        """The base model's context length is read from its config file: the weights load after the arguments."""
         return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,
-                             max_length=prepared.summary["max_length"])
+                             max_length=models.max_length(self.config))
 
 
 def fitting_rows(dataset: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:

@@ -4,6 +4,10 @@ Prompts are the single-step contexts of accepted trajectories (every trainable
 assistant call step), rendered with the model's chat template; each sampled
 completion is read with :func:`parse_generation` and judged against the call
 the annotators approved: unparseable −2 … correct +1 (TL-Training).
+
+Completions are sampled with transformers' ``generate``, or with vLLM through TRL
+(``--use-vllm``: in each training process, or by a ``trl vllm-serve`` server with
+``--vllm-mode server``) when vllm is installed.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Any
 import trl
 from datasets import Dataset
 from trl import GRPOTrainer
+from trl.import_utils import is_vllm_available
 
 from store.toolcalls import judge
 from training import models
@@ -65,7 +70,7 @@ class GRPORun(AlgorithmRun):
 
     trainer_class = GRPOTrainer
 
-    def prepare(self) -> Prepared:
+    def prepare(self, args: trl.GRPOConfig) -> Prepared:
         config = self.config
         records = sft_records(load_records(config.data, config.db))
         model, tokenizer = models.load(config.base_model, config.tiny, records, config.chat_template,
@@ -78,15 +83,31 @@ class GRPORun(AlgorithmRun):
         summary = {"source": config.data or config.db, "trajectories": len(records), "prompts": len(rows)}
         return Prepared(model, tokenizer, Dataset.from_list(rows), summary, {"reward_funcs": error_type_reward})
 
-    def arguments(self, prepared: Prepared) -> Any:
-        config = self.config
-        return trl.GRPOConfig(
-            **shared_arguments(config),
-            num_generations=config.num_generations,
-            max_completion_length=config.max_completion_length,
-            beta=config.beta,
-            temperature=config.temperature,
-        )
+    def arguments(self) -> trl.GRPOConfig:
+        return trainer_arguments(self.config, vllm_installed=is_vllm_available())
+
+
+def trainer_arguments(config: GRPOConfig, vllm_installed: bool) -> trl.GRPOConfig:
+    """TRL's arguments for the run; ``TrainingError`` when ``--use-vllm`` asks for a vllm that is not installed."""
+    return trl.GRPOConfig(
+        **shared_arguments(config),
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        beta=config.beta,
+        temperature=config.temperature,
+        **generation_arguments(config, vllm_installed),
+    )
+
+
+def generation_arguments(config: GRPOConfig, vllm_installed: bool) -> dict[str, Any]:
+    """The ``trl.GRPOConfig`` fields of vLLM generation when asked for (none: transformers' ``generate``)."""
+    if not config.use_vllm:
+        return {}
+    if not vllm_installed:
+        raise TrainingError("--use-vllm: vllm is not installed in this environment (pip install vllm), "
+                            "or leave --use-vllm out to generate with transformers")
+    server = {"vllm_server_base_url": config.vllm_server_url} if config.vllm_server_url else {}
+    return {"use_vllm": True, "vllm_mode": config.vllm_mode, **server}
 
 
 def train(config: GRPOConfig, recorder: RunRecorder) -> dict[str, Any]:

@@ -111,7 +111,7 @@ def load(
         return _pretrained(name, "AutoModelForCausalLM", name), tokenizer
     from peft import PeftModel
 
-    base = _pretrained(_adapter_base(path, json.loads(adapter.read_text())), "AutoModelForCausalLM", name)
+    base = _pretrained(_weights_of(name), "AutoModelForCausalLM", name)
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable_adapter), tokenizer
 
 
@@ -130,20 +130,24 @@ def is_adapter(name: str) -> bool:
 
 
 def wrap_lora(model, config: TrainingConfig):
-    """The model with fresh LoRA adapters as ``config`` says, or as it is when it already carries a trainable
-    adapter (an adapter directory given as the base model)."""
+    """The model with fresh LoRA adapters as ``config`` says (initialised from ``config.seed``), or as it is when
+    it already carries a trainable adapter (an adapter directory given as the base model)."""
     if hasattr(model, "peft_config"):
         return model
+    import torch
     from peft import LoraConfig, get_peft_model
 
     modules = config.lora_target_modules
-    return get_peft_model(model, LoraConfig(
+    lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=modules if modules == "all-linear" else [m.strip() for m in modules.split(",")],
         task_type="CAUSAL_LM",
-    ))
+    )
+    with torch.random.fork_rng():  # the adapter's random half from --seed, whatever ran before in the process
+        torch.manual_seed(config.seed)
+        return get_peft_model(model, lora)
 
 
 def context_length(model_config: Any) -> int | None:
@@ -155,14 +159,15 @@ def context_length(model_config: Any) -> int | None:
 def max_length(config: LengthLimitedConfig, model_config: Any = None) -> int:
     """``config.max_length`` as given, else the base model's context length capped by ``config.max_length_cap``.
 
-    ``model_config`` is the loaded model's config; without it (a preview loads no weights)
-    the base model's own config file is read: the tiny config, or ``AutoConfig``.
+    ``model_config`` is the loaded model's config; without it (a preview, and DPO's arguments, which come
+    before the weights) the base model's own config file is read: the tiny config, or ``AutoConfig`` of the
+    model, or of an adapter directory's base.
     """
     if config.max_length is not None:
         return config.max_length
     if model_config is None:
-        model_config = config.tiny if config.base_model == TINY else _pretrained(located(config.base_model),
-                                                                                 "AutoConfig", config.base_model)
+        model_config = config.tiny if config.base_model == TINY else _pretrained(
+            _weights_of(located(config.base_model)), "AutoConfig", config.base_model)
     context = context_length(model_config)
     return min(context, config.max_length_cap) if context else config.max_length_cap
 
@@ -217,6 +222,12 @@ def _checked(tokenizer, name: str, chat_template: str | None):
     return tokenizer
 
 
+def _weights_of(name: str) -> str:
+    """The model whose weights (and config) ``name`` uses: an adapter directory's base, else ``name``."""
+    adapter = Path(name).expanduser() / "adapter_config.json"
+    return _adapter_base(adapter.parent, json.loads(adapter.read_text())) if adapter.is_file() else name
+
+
 def _adapter_base(path: Path, config: dict[str, Any]) -> str:
     """The adapter's base model; a relative name is a directory inside the adapter's own (the tiny base)."""
     base = config.get("base_model_name_or_path") or ""
@@ -236,19 +247,19 @@ def save_tiny_base(model, tokenizer, output: Path, tiny: TinyConfig) -> None:
     (output / TINY_FILE).write_text(json.dumps(tiny.to_dict(), indent=2))
 
 
-def save(model, tokenizer, output: Path, tiny_base: bool = False) -> None:
-    """Save the adapter (or the full model) and the tokenizer in ``output``.
+def save(trainer, output: Path, tiny_base: bool = False) -> None:
+    """Save the adapter (or the full model) and the tokenizer in ``output``, through the trainer.
 
-    ``tiny_base``: the adapter's base is ``output/base`` (see :func:`save_tiny_base`).
+    ``trainer.save_model`` gathers a sharded model first (FSDP, ZeRO-3: every process takes part) and writes from
+    the main process only. ``tiny_base``: the adapter's base is ``output/base`` (see :func:`save_tiny_base`).
     """
-    output.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
     tiny_adapter = tiny_base and hasattr(model, "peft_config")
     if tiny_adapter:
         for config in model.peft_config.values():
             config.base_model_name_or_path = str((output / BASE_DIR).resolve())
-    model.save_pretrained(output)
-    tokenizer.save_pretrained(output)
-    if tiny_adapter:
+    trainer.save_model(str(output))
+    if tiny_adapter and trainer.args.should_save:
         # relative, so the directory can move: loading resolves it inside the adapter's directory
         path = output / "adapter_config.json"
         config = json.loads(path.read_text())
@@ -256,11 +267,10 @@ def save(model, tokenizer, output: Path, tiny_base: bool = False) -> None:
         path.write_text(json.dumps(config, indent=2))
 
 
-def train_and_save(trainer, tokenizer, output: Path, stop, *, tiny_base: bool,
-                   resume: str | None = None) -> dict[str, Any]:
+def train_and_save(trainer, output: Path, stop, *, tiny_base: bool, resume: str | None = None) -> dict[str, Any]:
     """Run a trainer to the end (or to a graceful stop), save what it trained, and summarise the run."""
     result = trainer.train(resume_from_checkpoint=resume)
-    save(trainer.model, tokenizer, output, tiny_base=tiny_base)
+    save(trainer, output, tiny_base=tiny_base)
     loss = result.training_loss
     return {
         "status": "cancelled" if stop.stopped else "completed",

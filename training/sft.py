@@ -22,7 +22,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import get_last_checkpoint
 
 from store.records import is_derived
-from training import models
+from training import distributed, models
 from training.config import SFTConfig
 from training.curriculum import CurriculumOrder, stages
 from training.data import IGNORE, Encoder, Example, load_records, sft_records
@@ -155,7 +155,7 @@ class SFTRun(AlgorithmRun):
     def adapts(self) -> bool:
         return not self.config.full_finetune
 
-    def prepare(self) -> Prepared:
+    def prepare(self, args: TrainingArguments) -> Prepared:
         config = self.config
         if config.full_finetune and models.is_adapter(config.base_model):
             raise TrainingError(f"--full-finetune trains a full model: {config.base_model} holds a LoRA adapter")
@@ -166,7 +166,7 @@ class SFTRun(AlgorithmRun):
                                        trainable_adapter=True)
         encoder = Encoder(tokenizer, max_length=models.max_length(config, model.config), w_max=config.w_max,
                           mae=config.mae)
-        kept, examples = encoder.encode_all(records)
+        kept, examples = distributed.encode_once(args, self.output, encoder, records)
         if encoder.report.summary():
             print(f"warning: {encoder.report.summary()}", file=sys.stderr)
         corrections = sum(map(is_derived, kept))
@@ -194,7 +194,7 @@ class SFTRun(AlgorithmRun):
         return Prepared(model, tokenizer, ExampleDataset(items), summary,
                         {"data_collator": collator, "sampler": sampler})
 
-    def arguments(self, prepared: Prepared) -> TrainingArguments:
+    def arguments(self) -> TrainingArguments:
         config = self.config
         return TrainingArguments(
             **shared_arguments(config),
