@@ -301,3 +301,40 @@ async def test_e_evaluates_a_completed_sft_run_beside_its_base_once(tmp_path: Pa
         await pilot.press("e")  # both evaluations exist: nothing new
         await wait_until(pilot, lambda: "Already evaluated" in screen_text(app))
         assert len(app.store.runs()) == 3
+
+
+def loop_runs(db: Path) -> str:
+    """An iTool loop as `python -m training itool` records it: the loop's run, its warm-up and two rounds as
+    runs of its own (parent_id), each part's loss by step, and the loop's TS after each round."""
+    with Store.open(db) as s:
+        loop = s.create_run("train", "itool", "tiny", {"iterations": 2})
+        s.update_run(loop, status="completed", started_at=STAMP, finished_at=STAMP,
+                     summary={"rounds": 2, "ts_by_round": [0.2, 0.35, 0.5]})
+        for number, (algorithm, losses, ts, pairs) in enumerate([("sft", [4.0, 3.0], 0.2, None),
+                                                                 ("dpo", [0.69, 0.6], 0.35, 7),
+                                                                 ("dpo", [0.6, 0.41], 0.5, 3)]):
+            part = s.create_run("train", algorithm, "tiny", {"round": number} if number else {}, parent_id=loop)
+            summary = {"metrics": {"ts": ts, "pi": ts, "cf": ts, "n": 20}, **({"pairs_made": pairs} if pairs else {})}
+            s.update_run(part, status="completed", started_at=STAMP, finished_at=STAMP, summary=summary)
+            for step, loss in enumerate(losses, 1):
+                s.add_run_metrics(part, step, {"loss": loss})
+            s.add_run_metrics(loop, number, {"ts": ts})
+        s.create_run("eval", "eval", "tiny", {})  # a run on its own, newer than the loop
+    return loop
+
+
+async def test_a_loop_shows_as_one_item_with_its_rounds_and_the_curve_across_them(tmp_path: Path) -> None:
+    loop = loop_runs(tmp_path / "loop.db")
+    app = CuratorApp(Store.open(tmp_path / "loop.db"), Config(), screen="runs", annotator="ann")
+    async with app.run_test(size=(150, 44)) as pilot:
+        screen = app.screen
+        assert [r.algorithm for r in screen.runs] == ["eval", "itool", "sft", "dpo", "dpo"]  # parts after the loop
+        await pilot.press("down")
+        await wait_until(pilot, lambda: screen.selected == loop)
+        text = screen_text(app)
+        assert "└" in text and "dpo round 2" in text and "sft warm-up" in text
+        table = [line for line in text.splitlines() if "dpo round 1" in line and "0.600" in line]  # the rounds table
+        assert table and " 7 " in table[0] and "35%" in table[0]  # pairs made, last loss, TS after the round
+        curve = screen.query_one(LossCurve)
+        assert curve.points == [(0, 3.0), (1, 0.6), (2, 0.41)]  # each part's last loss, by round
+        assert curve.shown[1][1][0] == [(0, 20.0), (1, 35.0), (2, 50.0)]  # TS in % on the right axis

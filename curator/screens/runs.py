@@ -21,7 +21,7 @@ from curator.launcher import (ACTIVE, auto_evaluated, cancel_run, eval_base, eva
 from curator.screens.base import StoreScreen, navigation
 from curator.screens.confirm import Confirm
 from curator.widgets.footer import KeyFooter
-from curator.widgets.run_panels import LogTail, LossCurve, RunDetails, RunList
+from curator.widgets.run_panels import LogTail, LossCurve, RunDetails, RunList, grouped, round_of
 from store import CuratorError, Run
 
 #: How often the screen looks at the store (one read of its data version) and the selected run's log.
@@ -87,7 +87,7 @@ class RunsScreen(StoreScreen):
             self._read_log(run)
 
     def _reload(self) -> None:
-        self.runs = self.store.runs()
+        self.runs = grouped(self.store.runs())
         due = [r for r in auto_evaluated(self.runs) if r.id not in self.auto_started]
         if due:
             self.auto_started.update(r.id for r in due)
@@ -105,6 +105,9 @@ class RunsScreen(StoreScreen):
     def _show_selected(self) -> None:
         run = self.run
         details = self.query_one(RunDetails)
+        if run is not None and any(r.parent_id == run.id for r in self.runs):
+            self._show_loop(run)
+            return
         if run is None or (run.kind, run.algorithm) != ("train", "sft"):
             details.show(run)
         else:
@@ -116,6 +119,16 @@ class RunsScreen(StoreScreen):
             self.query_one(LogTail).show(None, [])
         else:
             self._read_log(run)
+
+    def _show_loop(self, run: Run) -> None:
+        """A run made of parts (an iTool loop): its rounds as a table, and the loss and TS across them."""
+        parts = [(part, final_loss(self.store, part)) for part in self.runs if part.parent_id == run.id]
+        self.query_one(RunDetails).show(run, rounds=parts)
+        losses = [(round_of(part), loss) for part, loss in parts if loss is not None]
+        ts = self.store.run_metrics(run.id, "ts")  # the loop logs each round's gold metrics at the round's number
+        self.query_one(LossCurve).show_rounds(losses, ts, f"{run.algorithm}: loss and TS by round "
+                                                          f"({len(parts) - 1 if parts else 0} rounds)")
+        self._read_log(run)
 
     @work(thread=True, exclusive=True, group="log")
     def _read_log(self, run: Run) -> None:

@@ -29,8 +29,8 @@ class RunList(DataTable[Text]):
             self.add_column(label, key=key)
 
     def show(self, runs: list[Run], selected: str | None, final_losses: dict[str, float | None]) -> None:
-        """Rebuild the rows (a few hundred at most) with the cursor on ``selected``, announcing nothing; a training
-        run's result is its ``final_losses`` entry (the last loss it logged)."""
+        """Rebuild the rows (a few hundred at most, in :func:`grouped` order) with the cursor on ``selected``,
+        announcing nothing; a training run's result is its ``final_losses`` entry (the last loss it logged)."""
         with self.prevent(DataTable.RowHighlighted):
             self.clear()
             for run in runs:
@@ -47,17 +47,46 @@ class RunList(DataTable[Text]):
 
     def _cells(self, run: Run, loss: float | None) -> list[Text]:
         """Inert text cells: a ``str`` cell would be read as markup."""
-        cells = [run.id[:8], run.kind, run.algorithm, run.status, shorten(run.base_model, 24), dataset_size(run),
-                 started(run), duration(run_seconds(run)), clip(result(run, loss), 32)]
+        cells = [f"└ {run.id[:6]}" if run.parent_id else run.id[:8], run.kind,
+                 f"{run.algorithm} {round_name(run)}" if run.parent_id else run.algorithm, run.status,
+                 shorten(run.base_model, 24), dataset_size(run), started(run), duration(run_seconds(run)),
+                 clip(result(run, loss), 32)]
         status = self.get_component_rich_style(f"runs--{run.status}", partial=True)
         return [inert(cell, status if key == "status" else "") for (key, _), cell in zip(COLUMNS, cells)]
+
+
+def grouped(runs: list[Run]) -> list[Run]:
+    """``runs`` (newest first) with each run that is part of another (an iTool loop's warm-up and rounds)
+    right after it, in the order they ran; a part whose run is gone stands on its own."""
+    ids = {r.id for r in runs}
+    parts: dict[str, list[Run]] = {}
+    for run in reversed(runs):
+        if run.parent_id in ids:
+            parts.setdefault(run.parent_id, []).append(run)
+    out: list[Run] = []
+    for run in runs:
+        if run.parent_id not in ids:
+            out += [run, *parts.get(run.id, [])]
+    return out
+
+
+def round_of(run: Run) -> int:
+    """A loop's part's round: 0 for the warm-up, N for round N."""
+    value = run.config.get("round", 0)
+    return value if isinstance(value, int) else 0
+
+
+def round_name(run: Run) -> str:
+    number = round_of(run)
+    return f"round {number}" if number else "warm-up"
 
 
 class RunDetails(Static):
     """The selected run: what it trained on and how, its error, and for an SFT run TS/PI/CF against its base."""
 
     def show(self, run: Run | None, trained: Run | None = None, base: Run | None = None,
-             base_model: str | None = None) -> None:
+             base_model: str | None = None, rounds: list[tuple[Run, float | None]] | None = None) -> None:
+        """``rounds``: a loop's parts and their last loss, shown as a table of the rounds."""
         if run is None:
             self.update("No runs yet: T on the review screen exports the accepted trajectories and trains on them.")
             return
@@ -74,27 +103,41 @@ class RunDetails(Static):
         parts: list[Text | Table] = [text]
         if trained is not None or base is not None:
             parts.append(_comparison(trained, base, base_model or run.base_model))
+        if rounds:
+            parts.append(_rounds(rounds))
         self.update(Group(*parts))
 
 
 class LossCurve(PlotextPlot):
-    """The selected run's training loss by step (from ``run_metrics``)."""
+    """The selected run's training loss by step (from ``run_metrics``); for a loop, the loss and TS by round."""
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self.shown: tuple = ()
+        #: The points of the first series shown (a run's loss by step, a loop's loss by round).
         self.points: list[tuple[int, float]] = []
-        self.heading = ""
 
     def show(self, points: list[tuple[int, float]], heading: str) -> None:
-        if points == self.points and heading == self.heading:
+        self._draw(heading, "step", [(points, "", "left")])
+
+    def show_rounds(self, losses: list[tuple[int, float]], ts: list[tuple[int, float]], heading: str) -> None:
+        """A loop: each round's last training loss (left axis) and the TS after it (right axis, in %)."""
+        self._draw(heading, "round (0: warm-up)",
+                   [(losses, "loss", "left"), ([(r, v * 100) for r, v in ts], "TS %", "right")])
+
+    def _draw(self, heading: str, xlabel: str, series: list[tuple[list[tuple[int, float]], str, str]]) -> None:
+        if (heading, series) == self.shown:
             return
-        self.points, self.heading = points, heading
+        self.shown = (heading, series)
+        self.points = series[0][0]
         plt = self.plt
         plt.clear_data()
         plt.title(heading)
-        plt.xlabel("step")
-        if points:
-            plt.plot([step for step, _ in points], [value for _, value in points], marker="braille")
+        plt.xlabel(xlabel)
+        for points, label, side in series:
+            if points:
+                plt.plot([x for x, _ in points], [y for _, y in points], marker="braille", yside=side,
+                         **({"label": label} if label else {}))
         self.refresh()
 
 
@@ -160,6 +203,21 @@ def _comparison(trained: Run | None, base: Run | None, base_model: str) -> Table
     if all(scored):
         table.add_row(Text("difference", "bold"), *(_difference(scored[0][key] - scored[1][key]) for key, _ in METRICS),
                       Text("trained − base, in points", "dim"))
+    return table
+
+
+def _rounds(rounds: list[tuple[Run, float | None]]) -> Table:
+    """A loop's parts: each round's status, pairs made, last loss and TS / PI / CF on the gold set after it."""
+    table = Table(title="rounds", title_justify="left", box=None, padding=(0, 2, 0, 0))
+    for label in ("round", "status", "pairs", "loss", *(m for _, m in METRICS)):
+        table.add_column(label, justify="left" if label in ("round", "status") else "right")
+    for run, loss in rounds:
+        summary = run.summary or {}
+        metrics = summary.get("metrics") or {}
+        table.add_row(inert(f"{run.algorithm} {round_name(run)}"), inert(run.status),
+                      inert(summary.get("pairs_made", "–") if round_of(run) else "–"),
+                      Text("–" if loss is None else f"{loss:.3f}"),
+                      *(Text(f"{metrics[key]:.0%}" if key in metrics else "–") for key, _ in METRICS))
     return table
 
 
