@@ -28,6 +28,7 @@ from .records import (
     Tool,
     Toolset,
     Trajectory,
+    auto_origin,
     check,
     correction_examples,
     dumps,
@@ -288,9 +289,10 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping, PairBookkeepi
         )
         self.insert_message_rows([_message_row(t.id, i, m, stamp) for t in batch for i, m in enumerate(t.messages)])
         self.conn.executemany(
-            "INSERT INTO tags (trajectory_id, message_index, code, source, annotator, note, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(t.id, g.message_index, g.code, g.source, g.annotator, g.note, stamp) for t in batch for g in t.tags],
+            "INSERT INTO tags (trajectory_id, message_index, code, source, annotator, note, origin, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(t.id, g.message_index, g.code, g.source, g.annotator, g.note, auto_origin(g), stamp)
+             for t in batch for g in t.tags],
         )
         self.conn.executemany(
             "INSERT INTO reviews (trajectory_id, decision, created_at) VALUES (?, ?, ?)",
@@ -498,9 +500,10 @@ class Store(RunBookkeeping, LeaseBookkeeping, DecisionBookkeeping, PairBookkeepi
         check_code(code)
         with self.transaction():
             self.conn.execute(
-                "INSERT INTO tags (trajectory_id, message_index, code, source, present, annotator, note, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (trajectory_id, message_index, code, source, present, annotator, note, now()),
+                "INSERT INTO tags (trajectory_id, message_index, code, source, present, annotator, note, origin, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (trajectory_id, message_index, code, source, present, annotator, note,
+                 "flagger" if source == "auto" else None, now()),
             )
 
     def replace_auto_tags(self, trajectory_id: str, tags: Iterable[tuple[int | None, str, str | None]], *,

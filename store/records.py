@@ -119,6 +119,15 @@ def openai_message(role: str, content: str | None, tool_calls: list[dict[str, An
     return out
 
 
+#: The automatic checks that put auto tags; re-running one replaces only its own (``Store.replace_auto_tags``).
+AUTO_ORIGINS = ("flagger", "judge", "dedup")
+
+
+def auto_origin(tag: "Tag") -> str | None:
+    """The check an auto tag came from (the flagger unless it says); None for a human's tag."""
+    return (tag.origin or "flagger") if tag.source == "auto" else None
+
+
 @dataclass
 class Tag:
     code: str
@@ -126,11 +135,13 @@ class Tag:
     message_index: int | None = None
     annotator: str | None = None
     note: str | None = None
-    #: The automatic check that put an auto tag: ``flagger``, ``judge``, ``dedup`` (None for a human's).
+    #: The automatic check that put an auto tag: one of ``AUTO_ORIGINS`` (None for a human's).
     origin: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"message": self.message_index, "code": self.code, "source": self.source}
+        if self.source == "auto" and self.origin not in (None, "flagger"):
+            out["origin"] = self.origin
         if self.note:
             out["note"] = self.note
         return out

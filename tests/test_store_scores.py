@@ -105,3 +105,22 @@ def test_rounds_name_their_loop(store: Store) -> None:
     loop = store.create_run("train", "itool", "tiny", {})
     round_one = store.create_run("train", "dpo", "tiny", {}, parent_id=loop)
     assert store.run(round_one).parent_id == loop and store.run(loop).parent_id is None
+
+
+def test_inserted_auto_tags_are_the_flaggers_unless_they_say_and_round_trip_through_jsonl(store: Store,
+                                                                                          tmp_path: Path) -> None:
+    """traj-01 came in with an auto tag (make_store inserts it): re-flagging must replace it, not add beside it;
+    a judge's tag keeps its origin through an export and an import."""
+    store.replace_auto_tags("traj-01", [(2, "param_missing", None)])
+    assert [(t.code, t.origin) for t in store.effective_tags("traj-01")] == [("param_missing", "flagger")]
+    store.replace_auto_tags("traj-01", [(4, "content_error", "Paris, not Lyon")], origin="judge", annotator="m")
+    from store.formats import EXPORTERS, IMPORTERS
+
+    out = tmp_path / "out.jsonl"
+    EXPORTERS["jsonl"](store, out, status="all")
+    with Store.open(tmp_path / "copy.db") as copy:
+        IMPORTERS["jsonl"](copy, out)
+        tags = {(t.code, t.origin) for t in copy.effective_tags("traj-01")}
+        assert tags == {("param_missing", "flagger"), ("content_error", "judge")}
+        copy.replace_auto_tags("traj-01", [])  # re-flagging the copy leaves the judge's verdict
+        assert {(t.code, t.origin) for t in copy.effective_tags("traj-01")} == {("content_error", "judge")}

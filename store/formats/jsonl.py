@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator, TypeVar
 from ..db import Store
 from ..errors import InputError
 from ..records import (
+    AUTO_ORIGINS,
     DECISIONS,
     STATUSES,
     Correction,
@@ -285,7 +286,10 @@ def _tag(tag: Any, index: int, message_count: int) -> Tag:
         raise ValueError(f"{where}: 'source' must be 'auto' or 'human', got {source!r}")
     message = _message_index(tag, where, message_count)
     note = tag.get("note")
-    return Tag(code, source, message, None, note if isinstance(note, str) else None)
+    origin = tag.get("origin")
+    if origin is not None and (source != "auto" or origin not in AUTO_ORIGINS):
+        raise ValueError(f"{where}: 'origin' must be one of {', '.join(AUTO_ORIGINS)} on an auto tag, got {origin!r}")
+    return Tag(code, source, message, None, note if isinstance(note, str) else None, origin)
 
 
 def _corrections(trajectory_id: str, entries: list[Any], messages: list[Message]) -> list[Correction]:
