@@ -9,7 +9,8 @@ from .db import Store
 
 @dataclass(frozen=True)
 class Activity:
-    """What the watch screen samples: trajectories by status, how many carry an auto flag, the newest message.
+    """What the watch screen samples: trajectories by status, how many carry the flagger's auto
+    flags (not the judge's or dedup's: they come later, from other commands), the newest message.
 
     ``last_message`` is the newest message's rowid: it grows by one for every message written, so its
     change between two samples is the number of messages written in between.
@@ -32,7 +33,8 @@ def activity(store: Store) -> Activity:
     conn = store.conn
     return Activity(
         by_status=status_counts(store),
-        flagged=conn.execute("SELECT count(DISTINCT trajectory_id) FROM tags WHERE source = 'auto'").fetchone()[0],
+        flagged=conn.execute("SELECT count(DISTINCT trajectory_id) FROM tags "
+                             "WHERE source = 'auto' AND origin = 'flagger'").fetchone()[0],
         last_message=conn.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0],
     )
 
