@@ -16,6 +16,8 @@ USER_WRITER = "You write requests that real users send to an assistant that can 
 USER_ANSWERER = "You are the user talking to an assistant."
 EXECUTOR = "You simulate an API server."
 DESIGNER = "You design small REST APIs."
+#: How many of the requests written so far the writer is shown, not to repeat them.
+SHOWN_WRITTEN = 20
 
 
 def assistant_system(toolset: SimToolset) -> str:
@@ -41,8 +43,8 @@ def documentation(toolset: SimToolset) -> str:
     return "\n".join(lines)
 
 
-def write_requests(toolset: SimToolset, count: int, avoid: list[str]) -> list[dict[str, str]]:
-    seen = "\n".join(f"- {a}" for a in avoid[-20:])
+def write_requests(toolset: SimToolset, count: int, recent: list[str]) -> list[dict[str, str]]:
+    seen = "\n".join(f"- {a}" for a in recent)
     system = (
         f"{USER_WRITER} Given the API documentation, write {count} different requests a user could make. "
         "Each request must be answerable with the API, give concrete values (real names, dates, amounts), "

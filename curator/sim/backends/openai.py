@@ -40,7 +40,7 @@ from .. import prompts
 from ..config import ROLES, SimConfig
 from ..retry import Backoff, retry_after, retryable_status
 from ..toolsets import SimToolset
-from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply
+from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply, Written
 
 #: A model's answer wrapped in a Markdown code fence.
 _FENCE = re.compile(r"\A\s*```[\w-]*\s*\n?(.*?)\n?```\s*\Z", re.DOTALL)
@@ -146,9 +146,10 @@ class OpenAIBackend(Backend):
 
     # -- the roles ----------------------------------------------------------------------------
     async def instructions(self, toolset: SimToolset, start: int, count: int,
-                           avoid: list[str]) -> list[Instruction]:
+                           avoid: Written) -> list[Instruction]:
         for _ in range(FORMAT_ATTEMPTS):
-            found = _string_list(await self._text("user", prompts.write_requests(toolset, count, avoid)))
+            asked = prompts.write_requests(toolset, count, avoid.latest(prompts.SHOWN_WRITTEN))
+            found = _string_list(await self._text("user", asked))
             fresh = list(dict.fromkeys(t for t in found if t not in avoid))
             if fresh:
                 return [Instruction(text) for text in fresh[:count]]

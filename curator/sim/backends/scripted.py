@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any
+from typing import Any, Container
 
 from store.toolcalls import ToolCall
 
@@ -25,7 +25,7 @@ from .. import error_replies, mistakes
 from ..config import SimConfig
 from ..toolsets import SimToolset
 from ..values import humanize, value_for
-from .base import Backend, Episode, Instruction, Reply
+from .base import Backend, Episode, Instruction, Reply, Written
 
 MODEL = "scripted-v1"
 #: Vague words a user writes instead of a value, by parameter name, for clarifying questions.
@@ -51,13 +51,12 @@ class ScriptedBackend(Backend):
 
     # -- user ------------------------------------------------------------------------------
     async def instructions(self, toolset: SimToolset, start: int, count: int,
-                           avoid: list[str]) -> list[Instruction]:
-        taken = set(avoid)
+                           avoid: Written) -> list[Instruction]:
         out = []
         for index in range(start, start + count):
             instruction = write_instruction(toolset, random.Random(f"{self.config.seed}:{index}:user"),
-                                            self.config, taken)
-            taken.add(instruction.text)
+                                            self.config, avoid)
+            avoid.add(instruction.text)
             out.append(instruction)
         return out
 
@@ -193,7 +192,8 @@ def _summarise(tool: str, text: str) -> str:
 
 
 # -- writing requests ---------------------------------------------------------------------
-def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig, taken: set[str]) -> Instruction:
+def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig,
+                      taken: Container[str]) -> Instruction:
     """One request and its plan; redraws (from the same stream) until the text is new."""
     for _ in range(20):
         instruction = _draw(toolset, rng, config)
