@@ -12,7 +12,7 @@ import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Iterable
+from typing import Any
 
 from store import Message
 from store.toolcalls import ToolCall
@@ -35,14 +35,11 @@ class Written:
     100,000 trajectories neither copies nor scans the list for every batch of requests.
     """
 
-    def __init__(self, texts: Iterable[str] = ()):
-        self._texts: dict[str, None] = dict.fromkeys(texts)
+    def __init__(self) -> None:
+        self._texts: dict[str, None] = {}  # a dict for its order
 
     def __contains__(self, text: object) -> bool:
         return text in self._texts
-
-    def __len__(self) -> int:
-        return len(self._texts)
 
     def add(self, text: str) -> None:
         self._texts[text] = None
