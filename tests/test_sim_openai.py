@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,15 @@ from store.taxonomy import MaskPolicy
 from store import Store
 
 FAST = Backoff(base=0.01, cap=0.05)
+#: The backends ``simulation`` made: a Simulation closes only a backend it made itself.
+_made: list[OpenAIBackend] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_backends():
+    yield
+    while _made:
+        await _made.pop().aclose()
 
 
 @pytest.fixture
@@ -37,7 +47,8 @@ def simulation(store: Store, server: FakeOpenAI, **overrides) -> Simulation:
               "executor_model": "executor-m", "n": 4, "concurrency": 2, "request_timeout": 2.0,
               "instability_rate": 0.0, **overrides}
     config = SimConfig(**values)
-    return Simulation(store, config, backend=OpenAIBackend(config.checked(), FAST), policy=MaskPolicy.of())
+    _made.append(OpenAIBackend(config.checked(), FAST))
+    return Simulation(store, config, backend=_made[-1], policy=MaskPolicy.of())
 
 
 def check_all_accounted_for(store: Store, n: int) -> list:
@@ -105,6 +116,19 @@ async def test_malformed_calls_get_feedback_without_asking_the_executor(store, s
     codes = {g.message_index: g.code for g in t.tags}
     assert [codes.get(i) for i in (2, 4, 6)] == ["param_hallucination", "tool_hallucination", "param_missing"]
     assert sum(r.role == "executor" for r in server.requests) == 0
+
+
+async def test_a_dropped_connection_a_timeout_and_a_refused_connection_are_told_apart(store, server):
+    server.script(Step.drop_connection(), Step.slow(1.5), role="assistant")
+    await simulation(store, server, n=2, concurrency=1, max_retries=0, request_timeout=1.0).run()
+    reasons = sorted(t.reason for t in check_all_accounted_for(store, 2))
+    assert reasons[0].startswith("assistant model: connection error (") and "timed out" not in reasons[0]
+    assert reasons[1] == "assistant model: timed out after 1 s; gave up after 1 attempts"
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{unused.getsockname()[1]}/v1"
+    summary = await simulation(store, server, n=1, max_retries=0, base_url=closed).run()
+    assert summary.error.startswith("could not write instructions: user model: connection error (")
 
 
 async def test_retries_run_out_into_a_failed_trajectory_and_the_rest_go_on(store, server):

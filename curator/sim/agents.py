@@ -20,7 +20,7 @@ from store import Message
 from store.toolcalls import CallParseError, parse_openai_call
 
 from . import error_replies
-from .backends.base import Backend, Episode, Instruction, Reply
+from .backends.base import Backend, Episode, Instruction, Reply, Written
 from .toolsets import SimToolset
 
 #: Text that is a tool call the model failed to make natively (no tool parser on the server, a stray format).
@@ -32,7 +32,7 @@ class UserAgent:
     def __init__(self, backend: Backend, toolset: SimToolset):
         self.backend, self.toolset = backend, toolset
 
-    async def instructions(self, start: int, count: int, avoid: list[str]) -> list[Instruction]:
+    async def instructions(self, start: int, count: int, avoid: Written) -> list[Instruction]:
         return await self.backend.instructions(self.toolset, start, count, avoid)
 
     async def answer(self, episode: Episode, question: str) -> str:

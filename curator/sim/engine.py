@@ -36,7 +36,7 @@ from store.toolcalls import Toolbox
 from . import prompts
 from .agents import AssistantAgent, ToolExecutor, UserAgent, is_question
 from .backends import make_backend
-from .backends.base import Backend, Episode, FatalModelError, Instruction, ModelError
+from .backends.base import Backend, Episode, FatalModelError, Instruction, ModelError, Written
 from .config import SimConfig
 from .events import (Event, Flagged, MessageAdded, SimulationDone, Summary, TrajectoryFinished,
                      TrajectoryStarted)
@@ -156,7 +156,7 @@ class Simulation:
         """Instructions in batches, several batches in flight so the workers never wait on one."""
         n, size = self.config.n, self.config.instruction_batch
         starts = iter(range(0, n, size))
-        written: list[str] = []
+        written = Written()  # shared by the writers: each avoids what the others wrote too
 
         async def writer() -> None:
             for start in starts:
@@ -164,11 +164,13 @@ class Simulation:
                 count = min(size, n - start)
                 try:
                     while len(got) < count:
-                        avoid = written + [g.text for g in got]
-                        more = await user.instructions(start + len(got), count - len(got), avoid)
+                        more = await user.instructions(start + len(got), count - len(got), written)
                         if not more:
                             raise ModelError("user", "wrote no usable instructions")
-                        got += more[: count - len(got)]
+                        taken = more[: count - len(got)]
+                        got += taken
+                        for instruction in taken:
+                            written.add(instruction.text)
                 except FatalModelError:
                     raise
                 except ModelError as exc:  # already retried: stop writing, finish what was started
@@ -176,7 +178,6 @@ class Simulation:
                     for _ in starts:
                         pass
                     return
-                written.extend(g.text for g in got)
                 for offset, instruction in enumerate(got):
                     await queue.put((start + offset, instruction))
 

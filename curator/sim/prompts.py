@@ -17,6 +17,8 @@ USER_WRITER = "You write requests that real users send to an assistant that can 
 USER_ANSWERER = "You are the user talking to an assistant."
 EXECUTOR = "You simulate an API server."
 DESIGNER = "You design small REST APIs."
+#: How many of the requests written so far the writer is shown, not to repeat them.
+SHOWN_WRITTEN = 20
 
 
 def assistant_system(toolset: SimToolset) -> str:
@@ -42,10 +44,10 @@ def documentation(toolset: SimToolset) -> str:
     return "\n".join(lines)
 
 
-def write_requests(toolset: SimToolset, count: int, avoid: list[str],
+def write_requests(toolset: SimToolset, count: int, recent: list[str],
                    aims: Sequence[Focus] = ()) -> list[dict[str, str]]:
     """The writer's prompt; ``aims`` (``curator.sim.focus``) name functions and inputs some requests must need."""
-    seen = "\n".join(f"- {a}" for a in avoid[-20:])
+    seen = "\n".join(f"- {a}" for a in recent)
     system = (
         f"{USER_WRITER} Given the API documentation, write {count} different requests a user could make. "
         "Each request must be answerable with the API, give concrete values (real names, dates, amounts), "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from store import Message
@@ -25,6 +26,27 @@ class Instruction:
 
     text: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Written:
+    """The requests written so far in a run, in the order written.
+
+    ``text in written`` is a hash lookup and ``latest`` reads from the end, so a run of
+    100,000 trajectories neither copies nor scans the list for every batch of requests.
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, None] = {}  # a dict for its order
+
+    def __contains__(self, text: object) -> bool:
+        return text in self._texts
+
+    def add(self, text: str) -> None:
+        self._texts[text] = None
+
+    def latest(self, count: int) -> list[str]:
+        """The last ``count`` written, oldest first."""
+        return list(islice(reversed(self._texts), count))[::-1]
 
 
 @dataclass
@@ -78,8 +100,9 @@ class Backend(ABC):
 
     @abstractmethod
     async def instructions(self, toolset: SimToolset, start: int, count: int,
-                           avoid: list[str]) -> list[Instruction]:
-        """Up to ``count`` new requests for the trajectories numbered from ``start``, unlike those in ``avoid``."""
+                           avoid: Written) -> list[Instruction]:
+        """Up to ``count`` new requests for the trajectories numbered from ``start``, none of them in ``avoid``
+        (the run's requests so far; a backend may add the ones it writes)."""
 
     @abstractmethod
     async def answer(self, episode: Episode, question: str) -> str:

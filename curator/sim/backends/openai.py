@@ -12,6 +12,13 @@ every trajectory sees the same policy, retries are counted, and an exhausted
 budget becomes a trajectory's failure reason instead of an exception. All
 requests share one gate of ``concurrency`` slots, so instruction writing and
 trajectories together never exceed the configured concurrency.
+
+One client per base URL, on the SDK's aiohttp transport (``openai[aiohttp]``)
+with a pool of ``concurrency`` keep-alive connections. The default httpx2
+transport probes every idle connection of its pool on each request and each
+response (``has_expired``: a ``poll`` and a ``getpeername`` per connection), so
+its CPU per request grows with the pool: profiled with bench/sim.py, 86 probes
+per request at concurrency 256, and the client, not the server, was the limit.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import random
 import re
 from typing import Any
 
+import httpx2
 import openai
 
 from store import Message
@@ -33,7 +41,7 @@ from ..config import ROLES, SimConfig
 from ..focus import focus_at
 from ..retry import Backoff, retry_after, retryable_status
 from ..toolsets import SimToolset
-from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply
+from .base import Backend, Episode, FatalModelError, Instruction, ModelError, Reply, Written
 
 #: A model's answer wrapped in a Markdown code fence.
 _FENCE = re.compile(r"\A\s*```[\w-]*\s*\n?(.*?)\n?```\s*\Z", re.DOTALL)
@@ -69,8 +77,11 @@ class OpenAIBackend(Backend):
         if key is None and base_url is None:
             raise InputError("simulate", f"no API key: set the environment variable {self.config.api_key_env} "
                              "(or give --base-url for a local server that needs none)", "api_key_env")
+        pool = httpx2.Limits(max_connections=self.config.concurrency,
+                             max_keepalive_connections=self.config.concurrency)
         return openai.AsyncOpenAI(api_key=key or "no-key-needed", base_url=base_url, max_retries=0,
-                                  timeout=self.config.request_timeout)
+                                  timeout=self.config.request_timeout,
+                                  http_client=openai.DefaultAioHttpClient(limits=pool))
 
     def model(self, role: str) -> str:
         return self.config.role_model(role) or ""
@@ -109,10 +120,8 @@ class OpenAIBackend(Backend):
                     raise ModelError(role, _describe(exc)) from None
                 failure = _describe(exc)
                 hinted = retry_after(exc.response.headers)
-            except openai.APITimeoutError:
-                failure = f"timed out after {self.config.request_timeout:g} s"
-            except openai.APIConnectionError as exc:
-                failure = f"connection error ({exc.__cause__ or exc})"
+            except openai.APIConnectionError as exc:  # a timeout is one too
+                failure = self._unreached(exc)
             except (MalformedResponse, ValueError) as exc:
                 failure = f"malformed response ({type(exc).__name__}: {redact(str(exc))[:120]})"
             if attempt == self.config.max_retries:
@@ -121,16 +130,28 @@ class OpenAIBackend(Backend):
             await asyncio.sleep(self.backoff.delay(attempt, hinted, self._rng))
         raise AssertionError("unreachable")
 
+    def _unreached(self, exc: openai.APIConnectionError) -> str:
+        """``timed out after 60 s`` or ``connection error (…)``, told apart by the exception at the root of
+        the chain: the SDK's aiohttp adapter raises a connect timeout for every aiohttp connection error
+        (a refused connection, a server that hung up)."""
+        root: BaseException = exc
+        while root.__cause__ is not None:
+            root = root.__cause__
+        if isinstance(root, TimeoutError) or root is exc and isinstance(exc, openai.APITimeoutError):
+            return f"timed out after {self.config.request_timeout:g} s"
+        return f"connection error ({root})"
+
     async def _text(self, role: str, messages: list[dict[str, Any]]) -> str:
         content = (await self._chat(role, messages)).get("content")
         return content if isinstance(content, str) else ""
 
     # -- the roles ----------------------------------------------------------------------------
     async def instructions(self, toolset: SimToolset, start: int, count: int,
-                           avoid: list[str]) -> list[Instruction]:
+                           avoid: Written) -> list[Instruction]:
         aims = [aim for i in range(start, start + count) if (aim := focus_at(self.config.focus, i))]
         for _ in range(FORMAT_ATTEMPTS):
-            found = _string_list(await self._text("user", prompts.write_requests(toolset, count, avoid, aims)))
+            asked = prompts.write_requests(toolset, count, avoid.latest(prompts.SHOWN_WRITTEN), aims)
+            found = _string_list(await self._text("user", asked))
             fresh = list(dict.fromkeys(t for t in found if t not in avoid))
             if fresh:
                 return [Instruction(text) for text in fresh[:count]]

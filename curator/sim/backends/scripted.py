@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from typing import Any
+from typing import Any, Container
 
 from store.toolcalls import ToolCall
 
@@ -26,7 +26,7 @@ from ..config import SimConfig
 from ..focus import Focus, focus_at
 from ..toolsets import SimToolset
 from ..values import humanize, value_for
-from .base import Backend, Episode, Instruction, Reply
+from .base import Backend, Episode, Instruction, Reply, Written
 
 MODEL = "scripted-v1"
 #: Vague words a user writes instead of a value, by parameter name, for clarifying questions.
@@ -52,13 +52,12 @@ class ScriptedBackend(Backend):
 
     # -- user ------------------------------------------------------------------------------
     async def instructions(self, toolset: SimToolset, start: int, count: int,
-                           avoid: list[str]) -> list[Instruction]:
-        taken = set(avoid)
+                           avoid: Written) -> list[Instruction]:
         out = []
         for index in range(start, start + count):
             instruction = write_instruction(toolset, random.Random(f"{self.config.seed}:{index}:user"),
-                                            self.config, taken, focus_at(self.config.focus, index))
-            taken.add(instruction.text)
+                                            self.config, avoid, focus_at(self.config.focus, index))
+            avoid.add(instruction.text)
             out.append(instruction)
         return out
 
@@ -194,7 +193,7 @@ def _summarise(tool: str, text: str) -> str:
 
 
 # -- writing requests ---------------------------------------------------------------------
-def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig, taken: set[str],
+def write_instruction(toolset: SimToolset, rng: random.Random, config: SimConfig, taken: Container[str],
                       focus: Focus | None = None) -> Instruction:
     """One request and its plan (its first call ``focus``'s tool with its parameters, when given); redraws (from
     the same stream) until the text is new."""
