@@ -8,7 +8,6 @@ up to ``reply_attempts`` times.
 """
 from __future__ import annotations
 
-from typing import Any
 
 from curator.sim.backends.openai import OpenAIBackend
 from store.verdicts import Verdict
@@ -42,7 +41,7 @@ class OpenAIJudge(Judge):
         messages = prompt.messages(case)
         problem = ""
         for _ in range(self.config.reply_attempts):
-            text = await self._text(messages)
+            text = await self._backend.text(ROLE, messages)
             try:
                 return read_reply(text, case, self.model)
             except UnreadableReply as exc:
@@ -50,10 +49,6 @@ class OpenAIJudge(Judge):
                 messages = [*messages, {"role": "assistant", "content": text}, prompt.again(problem)]
         raise UnreadableReply(f"{problem} (the last of {self.config.reply_attempts} replies)")
 
-    async def _text(self, messages: list[dict[str, Any]]) -> str:
-        # the backend's one retried, gated, redacted request (its roles are the simulation's; this one is ours)
-        content = (await self._backend._chat(ROLE, messages)).get("content")
-        return content if isinstance(content, str) else ""
 
     async def aclose(self) -> None:
         await self._backend.aclose()

@@ -141,7 +141,9 @@ class OpenAIBackend(Backend):
             return f"timed out after {self.config.request_timeout:g} s"
         return f"connection error ({root})"
 
-    async def _text(self, role: str, messages: list[dict[str, Any]]) -> str:
+    async def text(self, role: str, messages: list[dict[str, Any]]) -> str:
+        """The text of one reply to ``messages`` as ``role`` (the simulation's, or the judge's): one request through
+        the shared gate, retried, redacted."""
         content = (await self._chat(role, messages)).get("content")
         return content if isinstance(content, str) else ""
 
@@ -151,7 +153,7 @@ class OpenAIBackend(Backend):
         aims = [aim for i in range(start, start + count) if (aim := focus_at(self.config.focus, i))]
         for _ in range(FORMAT_ATTEMPTS):
             asked = prompts.write_requests(toolset, count, avoid.latest(prompts.SHOWN_WRITTEN), aims)
-            found = _string_list(await self._text("user", asked))
+            found = _string_list(await self.text("user", asked))
             fresh = list(dict.fromkeys(t for t in found if t not in avoid))
             if fresh:
                 return [Instruction(text) for text in fresh[:count]]
@@ -159,7 +161,7 @@ class OpenAIBackend(Backend):
 
     async def answer(self, episode: Episode, question: str) -> str:
         transcript = [m.to_openai() for m in episode.messages]
-        return await self._text("user", prompts.answer_question(episode.toolset, episode.instruction.text,
+        return await self.text("user", prompts.answer_question(episode.toolset, episode.instruction.text,
                                                                  transcript, question))
 
     async def act(self, episode: Episode) -> Reply:
@@ -172,7 +174,7 @@ class OpenAIBackend(Backend):
     async def respond(self, episode: Episode, call: ToolCall) -> str:
         text = ""
         for _ in range(FORMAT_ATTEMPTS):
-            text = _unfenced(await self._text("executor", prompts.execute(episode.toolset, call, episode.memory)))
+            text = _unfenced(await self.text("executor", prompts.execute(episode.toolset, call, episode.memory)))
             try:
                 json.loads(text)
                 return text
@@ -182,8 +184,8 @@ class OpenAIBackend(Backend):
 
     async def design(self, name: str, description: str, feedback: str | None) -> str:
         if name not in self._functions:
-            self._functions[name] = await self._text("user", prompts.describe_functions(name, description))
-        return _unfenced(await self._text("user", prompts.write_spec(name, description, self._functions[name],
+            self._functions[name] = await self.text("user", prompts.describe_functions(name, description))
+        return _unfenced(await self.text("user", prompts.write_spec(name, description, self._functions[name],
                                                                      feedback)))
 
 
