@@ -46,17 +46,16 @@ class Bars:
 def sections(report: CoverageReport) -> list[Section]:
     """The report's tables; the per-tool ones name the toolset in a first column when there are several."""
     toolsets = report.toolsets
-    duplicates = any(t.duplicates is not None for t in toolsets)
     lead: tuple[str, ...] = ("toolset",) if len(toolsets) > 1 else ()
 
     def led(t: ToolsetCoverage) -> tuple[str, ...]:
         return (name(t),) if lead else ()
 
-    overview_columns = ("toolset", "trajectories", "calls", "tools called", "parameters exercised", "share") + (
-        ("duplicates",) if duplicates else ())
+    overview_columns = ("toolset", "trajectories", "calls", "tools called", "parameters exercised", "share",
+                        "duplicates")
     overview = [(name(t), str(t.trajectories), str(t.calls), f"{t.tools_called}/{len(t.known_tools)}",
-                 f"{t.parameters_exercised}/{t.parameters}", percent(t.parameter_share))
-                + ((str(t.duplicates),) if duplicates else ()) for t in toolsets]
+                 f"{t.parameters_exercised}/{t.parameters}", percent(t.parameter_share), str(t.duplicates))
+                for t in toolsets]
     tools = [(*led(t), tool_name(tool), str(tool.trajectories), str(tool.calls), str(tool.distinct_arguments),
               missing(tool)) for t in toolsets for tool in t.all_tools]
     errors = [(*led(t), tool_name(tool), code, str(n["auto"]), str(n["human"]))

@@ -3,8 +3,8 @@
 Per toolset and per tool: trajectories, calls, distinct argument combinations (canonical JSON of the
 arguments), the schema's parameters no call ever passed, and the error codes on the calls (the effective
 tags of the assistant message that made the call, auto and human apart); per toolset also the current
-decisions, the instructions' length and vocabulary spread, and — when the taxonomy has a ``duplicate``
-code — how many trajectories carry one.
+decisions, the instructions' length and vocabulary spread, and how many trajectories carry an effective
+``duplicate`` tag (``curator dedup``).
 
 One pass over the assistant messages that hold tool calls (their JSON decoded in Python), one over the
 trajectories (toolset, instruction, decision) and one over the effective tags: a few seconds at 100,000
@@ -19,12 +19,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from . import taxonomy
+from .taxonomy import DUPLICATE
 from .db import Store
 from .errors import InputError
 
-#: The taxonomy code of a trajectory that repeats another (``curator dedup``); counted when the taxonomy has it.
-DUPLICATE = "duplicate"
 #: The current decisions a report counts, ``pending`` being none yet.
 DECISIONS = ("accept", "reject", "skip", "disputed", "pending")
 SOURCES = ("auto", "human")
@@ -116,8 +114,8 @@ class ToolsetCoverage:
     not_in_schema: ToolCoverage | None = None
     #: Calls without a tool name (counted in ``calls``, under no tool).
     unnamed_calls: int = 0
-    #: Trajectories with an effective ``duplicate`` tag; None when the taxonomy has no such code.
-    duplicates: int | None = None
+    #: Trajectories with an effective ``duplicate`` tag.
+    duplicates: int = 0
 
     @property
     def known_tools(self) -> list[ToolCoverage]:
@@ -166,9 +164,8 @@ class ToolsetCoverage:
                "parameters_exercised": self.parameters_exercised, "parameter_share": self.parameter_share,
                "decisions": self.decisions, "instructions": self.instructions.to_dict(),
                "tools": [t.to_dict() for t in self.tools],
-               "not_in_schema": self.not_in_schema.to_dict() if self.not_in_schema else None}
-        if self.duplicates is not None:
-            out["duplicates"] = self.duplicates
+               "not_in_schema": self.not_in_schema.to_dict() if self.not_in_schema else None,
+               "duplicates": self.duplicates}
         return out
 
 
@@ -181,11 +178,6 @@ class CoverageReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"toolsets": [t.to_dict() for t in self.toolsets]}
-
-
-def has_duplicate_code() -> bool:
-    """Whether the taxonomy, as it is now, has the ``duplicate`` code (``curator dedup`` adds it)."""
-    return any(code.code == DUPLICATE for code in taxonomy.CODES)
 
 
 def coverage(store: Store, toolset: str | None = None) -> CoverageReport:
@@ -202,7 +194,7 @@ def coverage(store: Store, toolset: str | None = None) -> CoverageReport:
         names = sorted(set(store.toolset_names()) | set(counts), key=lambda n: (n is None, n or ""))
     calls = {name: _Calls.of(store, name) for name in names}
     _scan_calls(store, owners, calls, _tags_by_message(store, toolset))
-    duplicates = _duplicates(store, toolset) if has_duplicate_code() else None
+    duplicates = _duplicates(store, toolset)
     report = []
     for name in names:
         found = calls[name]
@@ -210,7 +202,7 @@ def coverage(store: Store, toolset: str | None = None) -> CoverageReport:
             toolset=name, trajectories=counts.get(name, 0), tools=[t.finish() for t in found.tools.values()],
             decisions={d: decisions[name][d] for d in DECISIONS}, instructions=_instruction_stats(texts[name]),
             not_in_schema=found.other.finish() if found.other else None, unnamed_calls=found.unnamed,
-            duplicates=None if duplicates is None else duplicates.get(name, 0),
+            duplicates=duplicates.get(name, 0),
         ))
     return CoverageReport(report)
 

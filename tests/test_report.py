@@ -20,7 +20,6 @@ from data_helpers import call, run_cli
 
 from curator.sim import SimConfig, Simulation
 from store import Message, Store, Tool, Toolset, Trajectory
-from store import taxonomy
 from store.coverage import coverage, toolset_coverage
 from store.taxonomy import MaskPolicy
 from store.text import SIGN, visible
@@ -195,23 +194,10 @@ def test_report_json_equals_an_independent_count(known: Path, capsys: pytest.Cap
     assert hostile["(not in schema)"]["calls"] == 1
     share = data["toolsets"][1]
     assert (share["parameters_exercised"], share["parameters"]) == (2, 3)
-    assert "duplicates" not in share or taxonomy.BY_CODE.get("duplicate")
+    assert share["duplicates"] == 0
 
 
-def test_report_json_without_the_duplicate_code_has_no_duplicates(known: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(taxonomy, "CODES", tuple(c for c in taxonomy.CODES if c.code != "duplicate"))
-    code, out, _ = run_cli(capsys, "--db", str(known), "report", "--json")
-    assert code == 0
-    assert all("duplicates" not in t for t in json.loads(out)["toolsets"])
-    code, out, _ = run_cli(capsys, "--db", str(known), "report")
-    assert "duplicates" not in out
-
-
-def test_duplicates_count_trajectories_with_an_effective_duplicate_tag(known: Path, capsys, monkeypatch) -> None:
-    if "duplicate" not in taxonomy.BY_CODE:  # before `curator dedup` exists: the code as it will be
-        duplicate = taxonomy.ErrorCode("duplicate", "repeats another trajectory", "dedup", False)
-        monkeypatch.setattr(taxonomy, "CODES", (*taxonomy.CODES, duplicate))
-        monkeypatch.setattr(taxonomy, "BY_CODE", {**taxonomy.BY_CODE, "duplicate": duplicate})
+def test_duplicates_count_trajectories_with_an_effective_duplicate_tag(known: Path, capsys) -> None:
     with Store.open(known) as store:
         ids = store.trajectory_ids()[:3]
         store.add_tag(ids[0], "duplicate", None, source="auto")

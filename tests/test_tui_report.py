@@ -65,7 +65,7 @@ async def test_c_opens_the_report_with_the_stores_numbers(store: Store) -> None:
         assert tools["getWeatherHistory"][4] == "city, date"  # never called: both parameters missing
         assert tools["(not in schema): 1 name"][2] == "1"
         overview = rows(screen.query_one("#report-toolsets", DataTable))
-        assert overview == [["weather", "5", "6", "2/3", "3/5", "60%"]]
+        assert overview == [["weather", "5", "6", "2/3", "3/5", "60%", "0"]]
         decisions = rows(screen.query_one("#report-decisions", DataTable))
         assert decisions == [["weather", "1", "1", "0", "0", "3"]]
         errors = {(r[0], r[1]): r[2:] for r in rows(screen.query_one("#report-errors", DataTable))}
@@ -93,7 +93,7 @@ async def test_g_computes_the_report_again(store: Store) -> None:
         await pilot.press("g")
         table = screen.query_one("#report-tools", DataTable)
         await wait_until(pilot, lambda: {r[0]: r for r in rows(table)}["getWeatherHistory"][2] == "1")
-        assert rows(screen.query_one("#report-toolsets", DataTable))[0][4:] == ["5/5", "100%"]
+        assert rows(screen.query_one("#report-toolsets", DataTable))[0][4:] == ["5/5", "100%", "0"]
 
 
 async def test_the_home_screen_names_the_key(store: Store) -> None:
