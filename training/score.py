@@ -1,0 +1,95 @@
+"""A model's perplexity of assistant tokens: of each trajectory (``python -m training score``, so review can take
+the hardest first) and of each approved call step (the replay buffer of iTool's loop).
+
+Perplexity = exp of the mean NLL of the tokens that train (weight > 0, MAE on, PKT off), located as training
+locates them (:class:`training.data.Encoder`), so a masked erroneous call and the prompt never count.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Mapping, Sequence
+
+from store import Store, StoreError
+from store.db import REVIEW_FILTERS
+from training import models
+from training.config import ScoreConfig
+from training.data import Encoder, Example
+from training.errors import TrainingError
+from training.recorder import RunRecorder
+from training.sft import Collator, weighted_ce_sum
+
+
+class Perplexity:
+    """Scores records with a loaded model, ``batch_size`` examples at a time (longest first, so padding is small)."""
+
+    def __init__(self, model, tokenizer, max_length: int, batch_size: int):
+        self.model = model
+        self.encoder = Encoder(tokenizer, max_length=max_length, w_max=1.0, mae=True)
+        self.collator = Collator(tokenizer.pad_token_id)
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+
+    def of(self, records: Sequence[Mapping[str, Any]]) -> list[float | None]:
+        """Each record's perplexity; None for one with no trainable token (refused, masked, or cut off)."""
+        examples = [self.encoder.encode(r) for r in records]
+        out: list[float | None] = [None] * len(examples)
+        order = sorted((i for i, e in enumerate(examples) if e.trainable), key=lambda i: -len(examples[i].input_ids))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, nll in zip(chunk, self._mean_nll([examples[i] for i in chunk])):
+                out[i] = math.exp(nll)
+        return out
+
+    def _mean_nll(self, batch: list[Example]) -> list[float]:
+        import torch
+
+        inputs = {k: v.to(self.device) for k, v in self.collator(batch).items()}
+        with torch.no_grad():
+            logits = self.model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        labels, weights = inputs["labels"], inputs["weights"]
+        return [float(weighted_ce_sum(logits[r:r + 1], labels[r:r + 1], weights[r:r + 1])
+                      / weights[r, 1:].sum()) for r in range(len(batch))]
+
+
+def policy(name: str, config: ScoreConfig | Any, records: Sequence[Mapping[str, Any]] | None = None):
+    """``(model, tokenizer, max_length)`` of the model ``name``, on the device and in eval mode; ``config`` gives
+    the template, the tiny model's size and the token budget (``max_length``, ``max_length_cap``)."""
+    model, tokenizer = models.load(name, config.tiny, records, config.chat_template)
+    device, _ = models.device_and_dtype()
+    model.to(device).eval()
+    return model, tokenizer, models.max_length(config, model.config)
+
+
+def store_scores(store: Store, scorer: Perplexity, review: str, model: str, run_id: str | None) -> dict[str, Any]:
+    """Score the store's trajectories under ``review`` and store each one's perplexity; what was done."""
+    records = list(store.iter_records(status=review, derived=False))
+    values = scorer.of(records)
+    scored = {str(r["id"]): v for r, v in zip(records, values) if v is not None}
+    store.set_scores("perplexity", scored, model=model, run_id=run_id)
+    return {"scored": len(scored), "unscored": len(records) - len(scored),
+            "mean_perplexity": sum(scored.values()) / len(scored) if scored else None}
+
+
+def run(config: ScoreConfig, recorder: RunRecorder) -> dict[str, Any]:
+    """``python -m training score``: the model's perplexity of each ``--review`` trajectory, into the store."""
+    if config.review not in REVIEW_FILTERS:
+        raise TrainingError(f"--review: must be one of {', '.join(REVIEW_FILTERS)}, got {config.review!r}")
+    try:
+        store = Store.open(str(config.db), create=False)
+    except StoreError as exc:
+        raise TrainingError(str(exc)) from None
+    with store:
+        records = list(store.iter_records(status=config.review, derived=False))
+        if not records:
+            raise TrainingError(f"{config.db}: no {config.review} trajectory to score")
+        recorder.start({"source": config.db, "trajectories": len(records), "review": config.review})
+        model, tokenizer, max_length = policy(config.model, config, records)
+        scorer = Perplexity(model, tokenizer, max_length, config.batch_size)
+        summary = store_scores(store, scorer, config.review, config.model, recorder.run_id)
+    recorder.log(0, {k: v for k, v in summary.items() if v is not None})
+    mean = summary["mean_perplexity"]
+    print(f"{config.model}: perplexity of {summary['scored']} {config.review} trajectories"
+          + (f", mean {mean:.3f}" if mean is not None else "")
+          + (f"; {summary['unscored']} with no trainable token" if summary["unscored"] else ""), file=sys.stderr)
+    return {"status": "completed", **summary, "output": str(config.output)}
