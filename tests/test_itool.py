@@ -306,13 +306,15 @@ def test_a_store_with_nothing_accepted_fails_the_loop_before_any_part(tmp_path, 
         assert loop_run.status == "failed" and len(store.runs()) == 2 and store.pairs() == []
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--db", "x.db"], "--model: name the model whose perplexity is stored (an output directory, a hub id)"),
-    (["--model", "tiny"], "--db: name the store whose trajectories are scored"),
-])
-def test_bad_score_options_are_one_line(argv, message, capsys):
-    assert main(["score", *argv]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+def test_score_needs_a_model_and_a_store(tmp_path, capsys):
+    db = str(scripted_store(tmp_path / "s.db", n=4))
+    assert main(["score", "--db", db]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --model: name the model whose perplexity is stored (an output directory, a hub id)"]
+    assert main(["score", "--model", "tiny"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --db: name the store whose trajectories are scored"]
+    with Store.open(db) as store:
+        assert store.scores("perplexity") == {} and [r.status for r in store.runs()] == ["failed"]
 
 
 def test_score_refuses_an_unknown_review_filter_and_an_empty_selection(tmp_path, capsys):

@@ -317,16 +317,20 @@ class ScoreConfig(DataConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.model or not self.model.strip():
-            raise BadValue("model", "name the model whose perplexity is stored (an output directory, a hub id)")
-        if not self.db:
-            raise BadValue("db", "name the store whose trajectories are scored")
         if self.data:
             raise BadValue("data", "score reads and writes the store (--db), not a dataset file")
         if self.batch_size < 1:
             raise BadValue("batch_size", "must be at least 1")
         if self.max_length is not None and self.max_length < 1:
             raise BadValue("max_length", "must be at least 1")
+
+    def missing(self) -> BadValue | None:
+        """What a run cannot start without (the dataclass's own defaults leave both unset)."""
+        if not self.model or not self.model.strip():
+            return BadValue("model", "name the model whose perplexity is stored (an output directory, a hub id)")
+        if not self.db:
+            return BadValue("db", "name the store whose trajectories are scored")
+        return None
 
 
 # -- the demo model -------------------------------------------------------------------------------------

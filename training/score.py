@@ -73,6 +73,8 @@ def store_scores(store: Store, scorer: Perplexity, review: str, model: str, run_
 
 def run(config: ScoreConfig, recorder: RunRecorder) -> dict[str, Any]:
     """``python -m training score``: the model's perplexity of each ``--review`` trajectory, into the store."""
+    if (missing := config.missing()) is not None:
+        raise TrainingError(str(missing))
     if config.review not in REVIEW_FILTERS:
         raise TrainingError(f"--review: must be one of {', '.join(REVIEW_FILTERS)}, got {config.review!r}")
     try:
