@@ -78,13 +78,12 @@ class Loop:
                              "gold_items": len(items)})
         policy, metrics = self.warm_up(items)
         history = [metrics]
-        for number in range(1, config.iterations + 1):
-            if policy is None:
-                break
-            policy, metrics = self.round(number, policy, steps, items)
-            history.append(metrics)
-        if policy is None:
-            return {"status": "cancelled", "rounds_completed": max(len(history) - 2, 0), "output": str(self.output)}
+        while policy is not None and len(history) <= config.iterations and not self.stop.requested:
+            policy, metrics = self.round(len(history), policy, steps, items)
+            if policy is not None:
+                history.append(history[-1] if metrics is None else metrics)  # None: no pairs, the policy stays
+        if policy is None or len(history) <= config.iterations:
+            return {"status": "cancelled", "rounds_completed": len(history) - 1, "output": str(self.output)}
         summary = {"status": "completed", "rounds": config.iterations, "policy": str(policy), "output": str(policy),
                    "pairs": len(self.made), "ts_by_round": [m.get("ts") for m in history]}
         if history[-1]:
@@ -99,7 +98,7 @@ class Loop:
         with self.recorder.child("train", "sft", self.config.base_model, sft.to_dict(), out) as run:
             summary = SFTRun(sft, run).train()
             self.stop = GracefulStop()  # the trainer's handler took the signals; the loop's takes them back
-            if summary.pop("status") != "completed" or self.stop.requested:
+            if summary.pop("status") != "completed":
                 run.finish("cancelled", summary)
                 return None, {}
             policy = out if self.config.full_finetune else merge(out, out / POLICY_DIR, self.config)
@@ -109,8 +108,9 @@ class Loop:
         return policy, metrics
 
     def round(self, number: int, policy: Path, steps: list[Step], items: Sequence[evaluate.Item]
-              ) -> tuple[Path | None, dict[str, float]]:
-        """Buffer, search, pairs, DPO and evaluation from ``policy``; the next policy (None when stopped)."""
+              ) -> tuple[Path | None, dict[str, float] | None]:
+        """Buffer, search, pairs, DPO and evaluation from ``policy``; the next policy (None when stopped) and its
+        gold metrics (None when there was nothing to train on, so the policy is the same)."""
         config = self.config
         out = round_dir(self.output, number)
         dpo = DPOConfig(**{**self._shared(DPOConfig), "base_model": str(policy), "output": str(out),
@@ -131,11 +131,11 @@ class Loop:
                 return None, {}
             if not pairs and not collect_pairs(config.data, config.db):
                 run.finish("completed", {"pairs_made": 0, "policy": str(policy), "dpo": "skipped: no pairs"})
-                return policy, {}
+                return policy, None
             run.start({"trained_pair_ids": [p.id for p in pairs if p.id is not None], "pairs_made": len(made)})
             summary = DPORun(dpo, run, extra=[dpo_pair(p) for p in pairs]).train()
             self.stop = GracefulStop()
-            if summary.pop("status") != "completed" or self.stop.requested:
+            if summary.pop("status") != "completed":
                 run.finish("cancelled", summary)
                 return None, {}
             policy = merge(out, out / POLICY_DIR, config)
