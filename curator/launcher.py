@@ -35,7 +35,7 @@ from store.formats import export_jsonl, export_sqlite
 from store.queue import QueueFilter, count
 from store.runs import ACTIVE_RUN_STATUSES
 from store.taxonomy import MaskPolicy
-from training.config import DEMO, COMMANDS, ArgumentError, EvalConfig, field_types, parse, to_argv
+from training.config import DEMO, COMMANDS, ArgumentError, TrainingConfig, field_types, parse, to_argv
 
 #: A run in one of these states has (or is about to have) a process.
 ACTIVE = ACTIVE_RUN_STATUSES
@@ -47,6 +47,8 @@ SNAPSHOT_DB = "snapshot.db"
 SNAPSHOT_JSONL = "accepted.jsonl"
 #: Where a tiny-model SFT run keeps the exact base its adapter was trained on (training.models.BASE_DIR).
 TINY_BASE_DIR = "base"
+#: The algorithms that also learn from accepted-over-rejected pairs, so their snapshot keeps the rejected.
+PAIRS_FROM_DECISIONS = ("dpo", "itool")
 
 
 class RunError(CuratorError):
@@ -93,7 +95,7 @@ def start_run(db: str, kind: str, algorithm: str, args: list[str], output: str,
         config = parse(algorithm, [*args, "--db", db, "--output", output])
     except ArgumentError as exc:
         raise RunError(f"python -m training {algorithm}: {exc}") from None
-    model = config.model if isinstance(config, EvalConfig) else config.base_model
+    model = config.base_model if isinstance(config, TrainingConfig) else config.model
     with Store.open(db, create=False) as store, store.transaction():
         # One transaction: the row becomes visible with its process's pid and lease, or not at all
         # (this process killed before the commit); the process's first write waits for it.
@@ -173,13 +175,15 @@ def export_and_train(db: str, settings: TrainSettings, policy: MaskPolicy) -> st
         from curator.demo_model import ensure_corpus
 
         ensure_corpus()
-    snapshot = export_snapshot(db, policy, with_rejected=settings.algorithm == "dpo")
+    snapshot = export_snapshot(db, policy, with_rejected=settings.algorithm in PAIRS_FROM_DECISIONS)
     return launch_detached(db, "train", settings.algorithm, ["--data", snapshot["sqlite"], *settings.argv()],
                            {"snapshot": snapshot})
 
 
 def rerun(db: str, run: Run) -> str:
     """Start ``run`` again: same kind, algorithm, configuration and snapshot, in a new output directory."""
+    if run.parent_id:
+        raise RunError(f"run {run.id} is part of run {run.parent_id}: run that one again")
     if run.algorithm not in COMMANDS:
         raise RunError(f"run {run.id} has no configuration to run again")
     settable = field_types(COMMANDS[run.algorithm])

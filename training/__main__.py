@@ -1,4 +1,4 @@
-"""``python -m training sft|grpo|dpo|eval|preview …``: what ``curator train`` / ``curator eval`` run.
+"""``python -m training sft|grpo|dpo|itool|eval|score|preview …``: what ``curator train`` / ``curator eval`` run.
 
 Bad input ends in one line on stderr, exit status 2 and the run marked failed;
 a SIGTERM ends a training run after the current step with a checkpoint, and
@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 from store import CuratorError
 from store.redaction import redact
-from training.config import (COMMANDS, ArgumentError, CommandParser, DataConfig, EvalConfig, command_parser,
-                             from_namespace)
+from training.config import (COMMANDS, ArgumentError, CommandParser, DataConfig, EvalConfig, ScoreConfig,
+                             command_parser, from_namespace)
 from training import preview
 from training.distributed import is_main_process
 from training.errors import TrainingError
@@ -29,8 +29,12 @@ HELP = {
     "sft": "LoRA SFT with the MAE x PKT weighted loss",
     "grpo": "GRPO with the judge's error-type reward",
     "dpo": "DPO from corrections and accepted-over-rejected steps",
+    "itool": "iTool's loop: easy-to-hard warm-up SFT, then rounds of step-level search and DPO",
     "eval": "TS / PI / CF over gold single-step items",
+    "score": "a model's perplexity of each trajectory's assistant steps, into the store (review hardest first)",
 }
+#: The run kind of the commands that do not train.
+KINDS = {"eval": "eval", "score": "score"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,6 +57,10 @@ def build(args: argparse.Namespace) -> tuple[DataConfig, Callable[..., dict[str,
         from training import evaluate
 
         return config, evaluate.evaluate, config.model
+    if isinstance(config, ScoreConfig):
+        from training import score
+
+        return config, score.run, str(config.model)
     run = importlib.import_module(f"training.{args.command}").train
     return config, run, config.base_model
 
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(config.threads)
-        kind = "eval" if args.command == "eval" else "train"
+        kind = KINDS.get(args.command, "train")
         # launched on several processes, the main one alone keeps the run's row (the others record nothing)
         main_process = is_main_process()
         recorder = RunRecorder(config.db if main_process else None, kind, args.command, model_name, config.to_dict(),

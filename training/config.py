@@ -1,7 +1,7 @@
 """Every training and evaluation default, in one config dataclass per algorithm (TRL's habit).
 
-``SFTConfig``, ``GRPOConfig``, ``DPOConfig`` and ``EvalConfig`` are the only place a
-default lives. ``python -m training <algorithm>`` parses its arguments into one of them
+``SFTConfig``, ``GRPOConfig``, ``DPOConfig``, ``IToolConfig``, ``EvalConfig`` and ``ScoreConfig`` are the
+only place a default lives. ``python -m training <algorithm>`` parses its arguments into one of them
 (:func:`parse`); ``curator train`` and the app's ``T`` pass only the fields that
 ``curator.toml [train]``, the dialog or the command line override, so the same
 arguments give the same recorded configuration whichever way a run starts.
@@ -257,6 +257,67 @@ class DPOConfig(LengthLimitedConfig):
 
 
 @dataclass
+class IToolConfig(SFTConfig):
+    """iTool's loop: easy-to-hard warm-up SFT, then rounds of step-level search and DPO.
+
+    The SFT fields are the warm-up's. Each round the policy scores every approved call step (its perplexity
+    of the call), samples the hardest into a replay buffer, proposes ``--samples`` alternatives at each, and
+    the judge's error-type reward picks the worst one that differs from the approved call: chosen = the
+    approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
+    annotator rejected (and the annotators' own pairs), its reference the latest policy; then the next round.
+    """
+
+    algorithm: ClassVar[str] = "itool"
+    #: DPO's rate on the small offline bases (tiny, demo), whose weights DPO's 5e-6 barely moves.
+    dpo_small_rate: ClassVar[float] = 5e-4
+    curriculum: bool = field(default=True, metadata=_help("warm up easy -> medium -> hard (iTool)"))
+    iterations: int = field(default=3, metadata=_help("rounds of search and DPO after the warm-up (iTool: ~3)"))
+    buffer_size: int = field(default=16, metadata=_help("steps sampled from the replay buffer each round"))
+    buffer_sampling: str = field(default="proportional", metadata=_help(
+        "proportional (to the step's perplexity, without replacement) or top (the highest perplexities)"))
+    samples: int = field(default=4, metadata=_help("alternatives the policy samples at each buffer step"))
+    temperature: float = field(default=1.0, metadata=_help("sampling temperature of the alternatives"))
+    max_new_tokens: int = field(default=96, metadata=_help("tokens per sampled alternative and per evaluation"))
+    generation_batch_size: int = field(default=8, metadata=_help("prompts generated or scored at once"))
+    dpo_beta: float = field(default=0.1, metadata=_help("DPO temperature"))
+    dpo_max_steps: int = field(default=-1, metadata=_help("DPO optimizer steps per round; -1: --dpo-epochs decide"))
+    dpo_epochs: float = field(default=2.0, metadata=_help("DPO passes over the round's pairs"))
+    dpo_learning_rate: float | None = field(default=None, metadata=_help(
+        "DPO's learning rate (default: 5e-6, or 5e-4 on tiny and demo)"))
+    gold: str | None = field(default=None, metadata=_help(
+        "gold items scored after the warm-up and each round: a gold JSONL or a store (default: --db's)"))
+    eval_limit: int | None = field(default=60, metadata=_help("score the first N gold items"))
+    evaluate: bool = field(default=True, metadata=_help("TS / PI / CF on the gold items after each round"))
+    score_pending: bool = field(default=True, metadata=_help(
+        "at the end, the final policy's perplexity of the store's pending trajectories (review hardest first)"))
+
+    BUFFER_SAMPLING: ClassVar[tuple[str, ...]] = ("proportional", "top")
+
+    def __post_init__(self) -> None:
+        if self.dpo_learning_rate is None:
+            self.dpo_learning_rate = self.dpo_small_rate if self.base_model in (TINY, DEMO) else DPOConfig.base_rate
+        super().__post_init__()
+
+    def check(self) -> None:
+        super().check()
+        for name in ("iterations", "buffer_size", "samples", "max_new_tokens", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise BadValue(name, "must be at least 1")
+        if self.buffer_sampling not in self.BUFFER_SAMPLING:
+            raise BadValue("buffer_sampling", f"must be one of {', '.join(self.BUFFER_SAMPLING)}, "
+                                              f"got {self.buffer_sampling!r}")
+        for name in ("temperature", "dpo_beta", "dpo_learning_rate"):
+            if not getattr(self, name) or getattr(self, name) <= 0:
+                raise BadValue(name, "must be above 0")
+        if self.dpo_max_steps != -1 and self.dpo_max_steps < 1:
+            raise BadValue("dpo_max_steps", "must be -1 (the epochs decide) or at least 1")
+        if self.dpo_epochs <= 0 and self.dpo_max_steps <= 0:
+            raise BadValue("dpo_max_steps", "give some DPO epochs or a number of steps")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise BadValue("eval_limit", "must be at least 1")
+
+
+@dataclass
 class EvalConfig(DataConfig):
     """Single-step TS / PI / CF over gold items, of a local model or an OpenAI-compatible endpoint."""
 
@@ -271,6 +332,35 @@ class EvalConfig(DataConfig):
     limit: int | None = field(default=None, metadata=_help("evaluate on the first N gold items"))
     max_new_tokens: int = field(default=96, metadata=_help("tokens generated per item"))
     batch_size: int = field(default=8, metadata=_help("items generated at once"))
+
+
+@dataclass
+class ScoreConfig(DataConfig):
+    """A model's perplexity of each trajectory's assistant steps, stored as the trajectories' ``perplexity``
+    score (review hardest first): exp of the mean NLL of the assistant tokens that train (weight > 0)."""
+
+    algorithm: ClassVar[str] = "score"
+    model: str | None = field(default=None, metadata=_help("adapter or model directory, hub id ('tiny', 'demo')"))
+    review: str = field(default="pending", metadata=_help(
+        "the trajectories scored: pending, accepted, rejected, skipped, disagreements or all"))
+    max_length: int | None = field(default=None, metadata=_help(
+        "tokens per trajectory (default: the model's context length, at most --max-length-cap)"))
+    max_length_cap: int = field(default=8192, metadata=_help("the most tokens an unset --max-length resolves to"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.data:
+            raise BadValue("data", "score reads and writes the store (--db), not a dataset file")
+        if self.max_length is not None and self.max_length < 1:
+            raise BadValue("max_length", "must be at least 1")
+
+    def missing(self) -> BadValue | None:
+        """What a run cannot start without (the dataclass's own defaults leave both unset)."""
+        if not self.model or not self.model.strip():
+            return BadValue("model", "name the model whose perplexity is stored (an output directory, a hub id)")
+        if not self.db:
+            return BadValue("db", "name the store whose trajectories are scored")
+        return None
 
 
 # -- the demo model -------------------------------------------------------------------------------------
@@ -349,8 +439,8 @@ class DemoBase:
 DEMO_TRAIN: dict[str, Any] = {"base_model": DEMO, "full_finetune": True, "max_steps": 160, "batch_size": 4,
                               "learning_rate": 2e-3}
 
-TRAINING: dict[str, type[TrainingConfig]] = {c.algorithm: c for c in (SFTConfig, GRPOConfig, DPOConfig)}
-COMMANDS: dict[str, type[DataConfig]] = {**TRAINING, EvalConfig.algorithm: EvalConfig}
+TRAINING: dict[str, type[TrainingConfig]] = {c.algorithm: c for c in (SFTConfig, GRPOConfig, DPOConfig, IToolConfig)}
+COMMANDS: dict[str, type[DataConfig]] = {**TRAINING, EvalConfig.algorithm: EvalConfig, ScoreConfig.algorithm: ScoreConfig}
 
 
 # -- the command line, built from the fields -------------------------------------------------------------

@@ -128,13 +128,19 @@ def rows(pairs: Sequence[Pair], renderer: Renderer) -> list[dict[str, str]]:
 
 
 class DPORun(AlgorithmRun):
+    """DPO on the dataset's pairs and ``extra`` ones (the step-level pairs of an iTool round)."""
+
     config: DPOConfig
 
     trainer_class = DPOTrainer
 
+    def __init__(self, config: DPOConfig, recorder: RunRecorder, extra: Sequence[Pair] = ()):
+        super().__init__(config, recorder)
+        self.extra = list(extra)
+
     def prepare(self, args: trl.DPOConfig) -> Prepared:
         config = self.config
-        pairs = collect_pairs(config.data, config.db)
+        pairs = [*collect_pairs(config.data, config.db), *self.extra]
         if not pairs:
             raise TrainingError("no preference pairs: the dataset has no corrections and no rejected trajectory "
                                 "with an accepted one of the same instruction")

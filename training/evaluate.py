@@ -234,8 +234,8 @@ def table(columns: Mapping[str, Mapping[str, float]], title: str) -> str:
     return "\n".join(lines)
 
 
-def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
-    """Predict, judge, save the predictions, print the table; returns the run summary."""
+def items_of(config: EvalConfig) -> list[Item]:
+    """The gold items ``config`` evaluates on (of its source, the first ``limit``); a ``TrainingError`` when none."""
     items = gold_items(config.data, config.db)
     if config.source:
         sources = sorted({item.source for item in items})
@@ -247,6 +247,12 @@ def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
         items = items[: config.limit]
     if not items:
         raise TrainingError("no gold items to evaluate on")
+    return items
+
+
+def evaluate(config: EvalConfig, recorder) -> dict[str, Any]:
+    """Predict, judge, save the predictions, print the table; returns the run summary."""
+    items = items_of(config)
     recorder.start({"source": config.data or config.db, "items": len(items)})
     model = EndpointModel(config) if config.base_url else LocalModel(config)
     metrics, records = score(items, model.predict(items))

@@ -2,16 +2,19 @@
 
 Without a store (``--db`` not given) a run only writes its log; with one, the
 row follows the run: queued → running (pid) → completed | failed | cancelled,
-and every logged step lands in ``run_metrics`` for the TUI's loss chart.
+and every logged step lands in ``run_metrics`` for the TUI's loss chart. A run
+may have parts recorded as runs of their own (:meth:`RunRecorder.child`: the
+warm-up and rounds of an iTool loop), each linked to it by ``parent_id``.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from store import CuratorError, Store, now
 from store.runs import ACTIVE_RUN_STATUSES
@@ -46,18 +49,22 @@ class RunRecorder:
         config: Mapping[str, Any],
         output_dir: Path,
         run_id: str | None = None,
+        parent_id: str | None = None,
     ):
+        self.db = db
         self.output_dir = output_dir
         self.store = None
         self.run_id = run_id
         self._started = time.time()
-        self._launched_dataset: dict[str, Any] = {}
+        self._started_at: str | None = None
+        #: What the run trains or is scored on: the launcher's record, then each ``start``'s added to it.
+        self._dataset: dict[str, Any] = {}
         if db:
             self.store = Store.open(db)
             if self.run_id is None:
                 self.run_id = self.store.create_run(
                     kind, algorithm, base_model, public_config(config), output_dir=str(output_dir),
-                    pid=os.getpid(), lease_id=self.store.lease(),
+                    pid=os.getpid(), lease_id=self.store.lease(), parent_id=parent_id,
                 )
             else:
                 self._complete_launched(config)
@@ -72,14 +79,17 @@ class RunRecorder:
             launched = self.store.run(self.run_id)
             if launched is None:
                 raise CuratorError(f"{self.store.path}: no run {self.run_id} (its launcher ended before recording it)")
-            self._launched_dataset = dict(launched.dataset or {})
+            self._dataset = dict(launched.dataset or {})
             self.store.update_run(self.run_id, config={**launched.config, **public_config(config)},
                                   output_dir=str(self.output_dir))
 
     def start(self, dataset: Mapping[str, Any] | None = None) -> None:
-        fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": now()}
+        """Mark the run running (from the first call on: a loop's round starts before its DPO run does)."""
+        self._started_at = self._started_at or now()
+        fields: dict[str, Any] = {"status": "running", "pid": os.getpid(), "started_at": self._started_at}
         if dataset is not None:
-            fields["dataset"] = {**self._launched_dataset, **dataset}
+            self._dataset = {**self._dataset, **dataset}
+            fields["dataset"] = self._dataset
         self._update(**fields)
 
     def log(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -104,6 +114,24 @@ class RunRecorder:
         if self.store is not None and self.run_id is not None:
             self.store.update_run(self.run_id, **fields)
 
+    @contextlib.contextmanager
+    def child(self, kind: str, algorithm: str, base_model: str, config: Mapping[str, Any],
+              output_dir: Path) -> Iterator["RunRecorder"]:
+        """A run that is part of this one (the warm-up or a round of an iTool loop), in the same store, linked
+        by ``parent_id``; failed with the error when the block raises."""
+        part = RunRecorder(self.db, kind, algorithm, base_model, config, output_dir, parent_id=self.run_id)
+        try:
+            yield part
+        except BaseException as exc:
+            part.fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise
+        finally:
+            part.close()
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
 
 

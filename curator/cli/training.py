@@ -1,4 +1,4 @@
-"""`curator train sft|grpo|dpo`, `curator eval` and `curator runs`.
+"""`curator train sft|grpo|dpo|itool`, `curator eval` and `curator runs`.
 
 Training and evaluation run as `python -m training …` in a subprocess (or
 `accelerate launch` with several GPUs or an accelerate config), so this module
@@ -96,7 +96,7 @@ def _given(options: dict[str, Any]) -> dict[str, Any]:
 @shared_options()
 @click.group("train")
 def train() -> None:
-    """Train on the accepted trajectories (LoRA SFT with MAE + PKT, GRPO, DPO).
+    """Train on the accepted trajectories (LoRA SFT with MAE + PKT, GRPO, DPO, iTool's loop).
 
     Every option is a field of the algorithm's config in training/config.py, where
     its default lives; `[train]` in curator.toml overrides fields for every run,
@@ -139,7 +139,8 @@ def eval_(ctx: click.Context, output: str | None, detach: bool, **options: Any) 
 @click.pass_context
 def runs(ctx: click.Context, as_json: bool) -> None:
     """List training and evaluation runs, newest first: status, data, start, duration and result (the final
-    training loss, TS/PI/CF, or the error)."""
+    training loss, TS/PI/CF, or the error). A loop's warm-up and rounds are runs of their own: their
+    ``parent_id`` (in --json) is the loop's id."""
     with open_store(ctx.obj["db"]) as store:
         found = [(run, final_loss(store, run)) for run in store.runs()]
     if as_json:

@@ -1,0 +1,372 @@
+"""iTool's loop (``python -m training itool``), its replay buffer, step-level search, the perplexity scores it
+leaves for review (``python -m training score``), and ``curator train itool``."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+torch = pytest.importorskip("torch")
+
+from curator import launcher  # noqa: E402
+from curator.cli.training import COMMANDS  # noqa: E402
+from curator.demo_model import prepare_store  # noqa: E402
+from curator.sim import SimConfig, Simulation  # noqa: E402
+from store import Store  # noqa: E402
+from store.taxonomy import MaskPolicy  # noqa: E402
+from training import buffer, itool, search  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.config import ArgumentError, IToolConfig, parse  # noqa: E402
+from training.data import Renderer  # noqa: E402
+from training.tiny import TinyConfig, build_tokenizer  # noqa: E402
+from training_fixtures import records  # noqa: E402
+
+train, _, runs = COMMANDS
+#: A small loop: the compact template keeps sequences short, so two rounds take seconds on a CPU.
+SMALL = ["--base-model", "tiny", "--tiny-config", '{"template": "compact"}', "--max-steps", "4",
+         "--buffer-size", "3", "--samples", "3", "--dpo-max-steps", "2", "--max-new-tokens", "16",
+         "--eval-limit", "4", "--threads", "1"]
+PENDING = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def scripted_store(db: Path, n: int = 12) -> Path:
+    """A scripted weather simulation with held-out gold items: all complete trajectories accepted but the last
+    ``PENDING``, which stay to be reviewed."""
+    config = SimConfig().with_changes(toolset="weather", n=n, backend="scripted", seed=0)
+    with Store.open(db) as store:
+        prepare_store(store, config, gold=8)
+        asyncio.run(Simulation(store, config, policy=MaskPolicy.of()).run())
+        complete = list(store.iter_trajectories(status="complete"))
+        for trajectory in complete[:-PENDING]:
+            store.decide(trajectory.id, "accept")
+    return db
+
+
+# -- the loop, run once for the slow tests -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory) -> dict[str, Any]:
+    """Two rounds on a scripted store; an annotator rejects one of round 1's pairs while round 2 searches."""
+    work = tmp_path_factory.mktemp("itool")
+    db = str(scripted_store(work / "s.db"))
+    rejected: list[int] = []
+    search_round = itool.Loop.search
+
+    def search_and_review(self, number, policy, steps):
+        if number == 2:
+            with Store.open(db) as store:
+                first = store.pairs(run_ids=self.round_ids[:1])[0]
+                store.decide_pair(first.id, "reject", annotator="ann")
+                rejected.append(first.id)
+        return search_round(self, number, policy, steps)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(itool.Loop, "search", search_and_review)
+        status = main(["itool", "--db", db, "--iterations", "2", "--output", str(work / "out"), *SMALL])
+    assert status == 0
+    store = Store.open(db)
+    [parent] = [r for r in store.runs() if r.algorithm == "itool"]
+    parts = sorted((r for r in store.runs() if r.parent_id == parent.id), key=lambda r: r.created_at)
+    return {"db": db, "store": store, "loop": parent, "parts": parts, "out": work / "out", "rejected": rejected}
+
+
+@pytest.mark.slow
+def test_the_loop_records_its_warm_up_and_rounds_as_runs_linked_to_it(loop):
+    parent, parts, store = loop["loop"], loop["parts"], loop["store"]
+    assert parent.status == "completed" and parent.kind == "train"
+    assert [(r.algorithm, r.status) for r in parts] == [("sft", "completed"), ("dpo", "completed"),
+                                                         ("dpo", "completed")]
+    warm_up, *rounds = parts
+    assert warm_up.config["curriculum"] is True  # easy -> medium -> hard
+    assert [r.config["round"] for r in rounds] == [1, 2]
+    assert rounds[0].base_model == warm_up.summary["policy"]  # each round starts from the latest policy
+    assert rounds[1].base_model == rounds[0].summary["policy"] == str(loop["out"] / "round-1" / "policy")
+    for part in rounds:
+        keys = {k for (k,) in store.conn.execute("SELECT DISTINCT key FROM run_metrics WHERE run_id = ?", (part.id,))}
+        assert {"ppl_easy", "ppl_medium", "ppl_hard", "buffer_ppl", "pairs", "pairs_parse_error", "loss",
+                "rewards/margins", "ts", "pi", "cf"} <= keys
+        assert store.run_metrics(part.id, "loss") and part.summary["metrics"]["n"] == 4
+    assert [step for step, _ in store.run_metrics(parent.id, "ts")] == [0, 1, 2]
+    listed = [json.loads(line) for line in CliRunner().invoke(runs, ["--json"], obj={"db": loop["db"]}).output.splitlines()]
+    assert sorted(r["algorithm"] for r in listed if r["parent_id"] == parent.id) == ["dpo", "dpo", "sft"]
+
+
+@pytest.mark.slow
+def test_each_pair_is_one_step_after_the_trajectory_s_own_prefix(loop):
+    store, parts = loop["store"], loop["parts"]
+    pairs = store.pairs(run_ids=[r.id for r in parts])
+    assert pairs and {p.round for p in pairs} == {1, 2} and {p.source for p in pairs} == {"search"}
+    for pair in pairs:
+        messages = store.record(pair.trajectory_id)["messages"]
+        assert pair.prefix == messages[:pair.message_index]
+        assert pair.chosen == messages[pair.message_index] and pair.chosen["tool_calls"]
+        assert pair.rejected != pair.chosen and pair.rejected["role"] == "assistant"
+        assert pair.chosen_reward == 1.0 and pair.rejected_reward < 1.0 and pair.rejected_error == "parse_error"
+
+
+@pytest.mark.slow
+def test_the_rejected_step_is_what_the_policy_generated_with_the_log_prob_recorded(loop):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    store, out = loop["store"], loop["out"]
+    checked = 0
+    for number, start in ((1, out / "warmup" / "policy"), (2, out / "round-1" / "policy")):
+        model, tokenizer = AutoModelForCausalLM.from_pretrained(start).eval(), AutoTokenizer.from_pretrained(start)
+        for line in (out / f"round-{number}" / "search.jsonl").read_text().splitlines():
+            searched = json.loads(line)
+            if searched["pair_id"] is None:
+                continue
+            sample = searched["samples"][searched["rejected"]]
+            pair = store.pair(searched["pair_id"])
+            ids = sample["token_ids"]
+            text = tokenizer.decode(ids[:-1] if sample["finished"] else ids, skip_special_tokens=False)
+            assert sample["text"] == text and pair.rejected == search.as_message(text)
+            assert sample["reward"] == min(s["reward"] for s in searched["samples"])
+            prompt = tokenizer.apply_chat_template(_for_template(pair.prefix), tools=pair.tools,
+                                                   add_generation_prompt=True, tokenize=False)
+            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt_ids + ids])).logits[0]
+            logps = torch.log_softmax(logits[len(prompt_ids) - 1:-1].float(), dim=-1)
+            logprob = float(logps.gather(1, torch.tensor(ids)[:, None]).sum())
+            assert logprob == pytest.approx(sample["logprob"], rel=1e-4, abs=1e-3)
+            checked += 1
+    assert checked == len(store.pairs(run_ids=[r.id for r in loop["parts"]]))
+
+
+@pytest.mark.slow
+def test_a_pair_rejected_between_rounds_is_not_trained_on(loop):
+    store, (_, first, second) = loop["store"], loop["parts"]
+    [rejected] = loop["rejected"]
+    assert store.pair(rejected).decision == "reject" and store.pair(rejected).run_id == first.id
+    first_pairs = {p.id for p in store.pairs(run_ids=[first.id])}
+    second_pairs = {p.id for p in store.pairs(run_ids=[second.id])}
+    assert rejected in first_pairs and set(first.dataset["trained_pair_ids"]) == first_pairs
+    assert set(second.dataset["trained_pair_ids"]) == (first_pairs - {rejected}) | second_pairs
+    assert second.dataset["pairs"] == len(first_pairs) - 1 + len(second_pairs)  # what DPO's dataset held
+
+
+@pytest.mark.slow
+def test_the_pending_trajectories_carry_the_final_policy_s_perplexity(loop):
+    """Computed again here with a plain forward over the chat template's render: the CE of the tokens of each
+    assistant message that trains."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    store, policy = loop["store"], loop["loop"].summary["policy"]
+    scores = store.scores("perplexity")
+    pending = store.trajectory_ids(review="pending")
+    assert len(pending) >= PENDING and set(scores) == set(pending)
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(policy).eval(), AutoTokenizer.from_pretrained(policy)
+    for trajectory_id in pending:
+        record = store.record(trajectory_id)
+        assert scores[trajectory_id].model == policy and scores[trajectory_id].run_id == loop["loop"].id
+        assert scores[trajectory_id].value == pytest.approx(_perplexity(model, tokenizer, record), rel=1e-4)
+
+
+@pytest.mark.slow
+def test_score_stores_a_model_s_perplexity_of_the_trajectories_asked_for(loop, capsys):
+    store, policy = loop["store"], loop["loop"].summary["policy"]
+    assert main(["score", "--model", policy, "--db", loop["db"], "--review", "accepted",
+                 "--tiny-config", '{"template": "compact"}']) == 0
+    [run] = [r for r in Store.open(loop["db"]).runs() if r.kind == "score"]
+    scores = Store.open(loop["db"]).scores("perplexity")
+    accepted = store.trajectory_ids(review="accepted")
+    assert run.status == "completed" and run.summary["scored"] == len(accepted)
+    assert {scores[t].run_id for t in accepted} == {run.id}
+    model, tokenizer = _load(policy)
+    record = store.record(accepted[0])
+    assert scores[accepted[0]].value == pytest.approx(_perplexity(model, tokenizer, record), rel=1e-4)
+
+
+def _load(path: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _for_template(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as Hugging Face chat templates take them: arguments as objects (a broken call's as its text)."""
+    def call(c):
+        try:
+            return {**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"] or "{}")}}
+        except json.JSONDecodeError:
+            return c
+
+    return [{**m, "tool_calls": [call(c) for c in m["tool_calls"]]} if m.get("tool_calls") else m for m in messages]
+
+
+def _perplexity(model, tokenizer, record: dict[str, Any]) -> float:
+    messages, tools = _for_template(record["messages"]), record["tools"]
+    text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    positions = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant" or not message.get("weight", 1):
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:index], tools=tools, add_generation_prompt=True,
+                                                  tokenize=False))
+        end = text.index(tokenizer.eos_token, start) + len(tokenizer.eos_token)
+        positions += [t for t, (a, b) in enumerate(offsets) if start <= a and b <= end]
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].float()
+    nll = torch.nn.functional.cross_entropy(logits[[p - 1 for p in positions]], torch.tensor([ids[p] for p in positions]))
+    return math.exp(float(nll))
+
+
+# -- the buffer and the search, without training -------------------------------------------------------
+def test_the_buffer_holds_every_approved_call_step_with_its_trajectory_s_stage():
+    rows = records(9)
+    steps = buffer.steps_of(rows)
+    assert len(steps) == 9  # one approved call each; the masked failed call is not a step
+    assert {s.stage for s in steps} == {"easy", "medium", "hard"}
+    step = steps[0]
+    example = step.as_record()
+    assert example["messages"][-1]["weight"] == 1 and example["messages"][:-1] == [
+        {**m, "weight": 0} if m["role"] == "assistant" else m for m in rows[0]["messages"][:step.index]]
+
+
+def test_the_buffer_samples_the_hardest_steps():
+    steps = buffer.steps_of(records(12))
+    for value, step in enumerate(steps, 1):
+        step.perplexity = float(value ** 3)
+    top = buffer.sample(steps, 3, "top", seed=0)
+    assert [s.perplexity for s in top] == [1728.0, 1331.0, 1000.0]
+    drawn = [buffer.sample(steps, 4, "proportional", seed=seed) for seed in range(200)]
+    assert all(len({id(s) for s in d}) == 4 for d in drawn)  # without replacement
+    assert buffer.sample(steps, 4, "proportional", seed=7) == buffer.sample(steps, 4, "proportional", seed=7)
+    counts = [sum(step in d for d in drawn) for step in steps]
+    assert counts[-1] > counts[5] > counts[0]  # in proportion to perplexity
+    by_stage = buffer.perplexity_by_stage(steps)
+    assert set(by_stage) == {"ppl_easy", "ppl_medium", "ppl_hard", "ppl_all"}
+
+
+def _sample(text: str, logprob: float, tokens: int = 4) -> search.Sample:
+    return search.Sample(text, list(range(tokens)), logprob, True, search.as_message(text))
+
+
+def test_the_rejected_step_is_the_worst_alternative_and_the_surest_of_equally_bad_ones():
+    renderer = Renderer.of(build_tokenizer(TinyConfig()))
+    step = buffer.steps_of(records(1))[0]
+    gold = step.message["tool_calls"][0]["function"]
+    right = f'<tool_call>\n{{"name": "{gold["name"]}", "arguments": {gold["arguments"]}}}\n</tool_call>'
+    wrong_tool = '<tool_call>\n{"name": "getTime", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    samples = [_sample(right, -1.0), _sample(wrong_tool, -3.0), _sample("no idea", -9.0), _sample("maybe", -2.0)]
+    searched = search.judged(step, samples, renderer)
+    assert [s.reward for s in samples] == [1.0, -1.5, -2.0, -2.0] and samples[0].correct
+    assert searched.rejected == 3  # -2 twice: "maybe" is the more confident
+    pair = searched.pair(1, None, None)
+    assert pair.prefix == step.context and pair.chosen == step.message and pair.rejected == {
+        "role": "assistant", "content": "maybe"}
+    assert (pair.rejected_reward, pair.rejected_error) == (-2.0, "parse_error")
+    solved = search.judged(step, [_sample(right, -1.0), _sample(right, -2.0)], renderer)
+    assert solved.rejected is None
+
+
+def test_a_sampled_call_is_kept_as_a_call():
+    message = search.as_message('<tool_call>\n{"name": "getTime", "arguments": {"city": "Oslo"}}\n</tool_call>')
+    assert message["tool_calls"][0]["function"] == {"name": "getTime", "arguments": '{"city": "Oslo"}'}
+    assert search.as_message('<tool_call>\n{"name": \n</tool_call>') == {
+        "role": "assistant", "content": '<tool_call>\n{"name": \n</tool_call>'}
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--iterations", "0"], "--iterations: must be at least 1"),
+    (["--buffer-sampling", "random"], "--buffer-sampling: must be one of proportional, top, got 'random'"),
+    (["--temperature", "0"], "--temperature: must be above 0"),
+    (["--samples", "0"], "--samples: must be at least 1"),
+    (["--dpo-max-steps", "0"], "--dpo-max-steps: must be -1 (the epochs decide) or at least 1"),
+])
+def test_bad_loop_options_are_one_line(argv, message, capsys):
+    assert main(["itool", *argv]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
+
+
+def test_a_store_with_nothing_accepted_fails_the_loop_before_any_part(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    with Store.open(db) as store:
+        store.create_run("train", "sft", "tiny", {})  # an earlier run, untouched
+    assert main(["itool", "--db", db, *SMALL]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: the dataset is empty: no accepted trajectory"]
+    with Store.open(db) as store:
+        loop_run = next(r for r in store.runs() if r.algorithm == "itool")
+        assert loop_run.status == "failed" and len(store.runs()) == 2 and store.pairs() == []
+
+
+def test_score_needs_a_model_and_a_store(tmp_path, capsys):
+    db = str(scripted_store(tmp_path / "s.db", n=4))
+    assert main(["score", "--db", db]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --model: name the model whose perplexity is stored (an output directory, a hub id)"]
+    assert main(["score", "--model", "tiny"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --db: name the store whose trajectories are scored"]
+    with Store.open(db) as store:
+        assert store.scores("perplexity") == {} and [r.status for r in store.runs()] == ["failed"]
+
+
+def test_score_refuses_an_unknown_review_filter_and_an_empty_selection(tmp_path, capsys):
+    db = str(scripted_store(tmp_path / "s.db", n=4))
+    assert main(["score", "--model", "tiny", "--db", db, "--review", "done"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: --review: must be one of accepted, rejected, skipped, pending, disagreements, all, got 'done'")
+    assert main(["score", "--model", "tiny", "--db", db, "--review", "skipped"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {db}: no skipped trajectory to score"
+    with Store.open(db) as store:
+        assert store.scores("perplexity") == {} and {r.status for r in store.runs()} == {"failed"}
+
+
+# -- curator -------------------------------------------------------------------------------------------
+def test_curator_train_itool_takes_the_loop_s_options_and_refuses_bad_ones_before_any_run(tmp_path):
+    db = str(tmp_path / "c.db")
+    Store.open(db).close()
+    result = CliRunner().invoke(train, ["itool", "--iterations", "0"], obj={"db": db, "config": None})
+    assert result.exit_code != 0 and "--iterations: must be at least 1" in result.output
+    assert Store.open(db).runs() == []
+    help_text = CliRunner().invoke(train, ["itool", "--help"], obj={"db": db, "config": None}).output
+    for option in ("--iterations", "--buffer-size", "--samples", "--temperature", "--dpo-beta", "--curriculum"):
+        assert option in help_text
+    config = parse("itool", [])
+    assert isinstance(config, IToolConfig) and config.curriculum and config.dpo_learning_rate == 5e-4
+    assert parse("itool", ["--base-model", "org/model"]).dpo_learning_rate == 5e-6
+    with pytest.raises(ArgumentError):
+        parse("itool", ["--eval-limit", "0"])
+
+
+def test_a_round_is_not_run_again_on_its_own(tmp_path):
+    db = str(tmp_path / "c.db")
+    with Store.open(db) as store:
+        loop_id = store.create_run("train", "itool", "tiny", {})
+        round_id = store.create_run("train", "dpo", "p", {"round": 1}, parent_id=loop_id)
+        part = store.run(round_id)
+    with pytest.raises(launcher.RunError, match=f"run {round_id} is part of run {loop_id}: run that one again"):
+        launcher.rerun(db, part)
+
+
+def test_t_with_itool_snapshots_the_rejected_trajectories_too(tmp_path, monkeypatch):
+    """The loop also learns from accepted-over-rejected pairs (training.dpo), so its snapshot keeps both."""
+    from curator.settings import TrainSettings
+
+    db = str(scripted_store(tmp_path / "s.db", n=4))
+    with Store.open(db) as store:
+        bad = store.trajectory_ids(review="pending")[0]
+        store.decide(bad, "reject")
+    launched = []
+    monkeypatch.setattr(launcher, "launch_detached", lambda db, kind, algorithm, args, dataset=None:
+                        launched.append((algorithm, dataset["snapshot"])) or "run1")
+    launcher.export_and_train(db, TrainSettings("itool"), MaskPolicy.of())
+    [(algorithm, snapshot)] = launched
+    with Store.open(snapshot["sqlite"]) as copy:
+        assert algorithm == "itool" and copy.decision(bad) == "reject"
