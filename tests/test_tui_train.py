@@ -214,3 +214,27 @@ async def test_the_dialog_refuses_bad_settings(tmp_path: Path, field: str, value
         assert isinstance(app.screen, TrainForm) and problem in screen_text(app)
         await pilot.press("escape")
         assert store.runs() == [] and not (tmp_path / "curator.toml").exists()
+
+
+@pytest.mark.slow
+async def test_T_runs_the_itool_loop_and_the_runs_screen_shows_its_rounds(tmp_path: Path) -> None:
+    """`T` offers iTool's loop: chosen in the dialog, it runs the warm-up and a round, and the runs screen
+    shows them under the loop."""
+    store = accepted_store(tmp_path)
+    small = {"iterations": 1, "buffer_size": 2, "samples": 2, "dpo_max_steps": 1, "max_new_tokens": 12,
+             "eval_limit": 2, "tiny_config": '{"template": "compact"}', "threads": 1}
+    app = app_on(store, tmp_path, TrainSettings("sft", small))
+    async with app.run_test(size=SIZE) as pilot:
+        before = {r.id for r in store.runs()}
+        await pilot.press("T")
+        await wait_until(pilot, lambda: isinstance(app.screen, TrainForm))
+        app.screen.query_one("#algorithm", Select).value = "itool"
+        app.screen.query_one("#max_steps", Input).value = "2"
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen.selected not in before | {None})
+        loop = app.screen.selected
+        await wait_until(pilot, lambda: status(store, loop) in {"completed", "failed"}, RUN_TIMEOUT * 2)
+        assert (store.run(loop).algorithm, store.run(loop).status, store.run(loop).error) == ("itool", "completed", None)
+        parts = [r for r in store.runs() if r.parent_id == loop]
+        assert sorted(r.algorithm for r in parts) == ["dpo", "sft"]
+        await wait_until(pilot, lambda: "dpo round 1" in screen_text(app) and "sft warm-up" in screen_text(app))

@@ -17,6 +17,7 @@ ALGORITHMS = [
     ("SFT: LoRA, loss weighted by MAE x PKT", "sft"),
     ("GRPO: the judge's error-type reward", "grpo"),
     ("DPO: corrections, accepted over rejected", "dpo"),
+    ("iTool: warm-up SFT, then rounds of the model's own step-level pairs + DPO", "itool"),
 ]
 
 
