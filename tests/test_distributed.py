@@ -19,7 +19,7 @@ from training import distributed, grpo, models  # noqa: E402
 from training.__main__ import main  # noqa: E402
 from training.config import GRPOConfig, SFTConfig  # noqa: E402
 from training.recorder import METRICS_FILE  # noqa: E402
-from training_fixtures import records, write_jsonl  # noqa: E402
+from training_fixtures import records, write_jsonl, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "accelerate"
@@ -28,14 +28,6 @@ STEPS = 4
 #: float32: their losses differ by a few ulps (4.8e-7 on 6.35 measured). One example more or less in a step, or a
 #: gradient scaled by the number of processes, moves the loss of the next step by 1e-3 to 1e-2.
 LOSS_RTOL = 1e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def torchrun(algorithm: str, args: list[str], accelerate_config: str | None = None) -> list[str]:

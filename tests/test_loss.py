@@ -16,15 +16,7 @@ from training.config import SFTConfig, parse  # noqa: E402
 from training.data import Encoder  # noqa: E402
 from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training.tiny import TinyConfig, build  # noqa: E402
-from training_fixtures import records, write_jsonl  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from training_fixtures import records, write_jsonl, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 
 @pytest.fixture(scope="module")

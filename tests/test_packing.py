@@ -21,15 +21,7 @@ from training.errors import TrainingError  # noqa: E402
 from training.loss import weighted_ce  # noqa: E402
 from training.packing import flat_batches, pack  # noqa: E402
 from training.recorder import RunRecorder  # noqa: E402
-from training_fixtures import records, write_jsonl  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from training_fixtures import records, write_jsonl, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 
 def uneven(n: int) -> list[dict]:

@@ -14,15 +14,7 @@ from training import dpo, grpo  # noqa: E402
 from training.config import GRPOConfig  # noqa: E402
 from training.__main__ import main  # noqa: E402
 from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
-from training_fixtures import TOOLS, preference_records, records, write_jsonl  # noqa: E402
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from training_fixtures import TOOLS, preference_records, records, write_jsonl, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 
 def test_error_type_reward_uses_the_judge():

@@ -22,18 +22,9 @@ from training.data import Encoder  # noqa: E402
 from training.loss import weighted_ce  # noqa: E402
 from training.recorder import METRICS_FILE, RunRecorder  # noqa: E402
 from training.tiny import TinyConfig, build  # noqa: E402
-from training_fixtures import assistant_call, records, trajectory, write_jsonl  # noqa: E402
+from training_fixtures import assistant_call, records, trajectory, write_jsonl, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models are fastest on one thread, above all on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {
@@ -97,3 +99,15 @@ def preference_records(n: int = 8) -> list[dict[str, Any]]:
         bad["messages"][first] = assistant_call(wrong, {"city": "Paris"}, call_id="c9")
         rows += [good, bad]
     return rows
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models are fastest on one thread, above all on a shared CPU: a test module that imports this fixture
+    runs every test on one torch thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
