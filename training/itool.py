@@ -45,7 +45,7 @@ WARMUP_DIR = "warmup"
 POLICY_DIR = "policy"
 SEARCH_FILE = "search.jsonl"
 #: The search settings a round's run records beside its DPO configuration.
-SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "max_new_tokens")
+SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "max_new_tokens", "rejected")
 
 
 def round_dir(output: Path, number: int) -> Path:
@@ -158,7 +158,7 @@ class Loop:
         buffer = sample(steps, config.buffer_size, config.buffer_sampling, seed)
         torch.manual_seed(seed)
         sampler = Sampler(model, tokenizer, config.samples, config.temperature, config.max_new_tokens,
-                          config.generation_batch_size)
+                          config.generation_batch_size, config.rejected)
         return sampler.search(buffer)
 
     def keep(self, number: int, run_id: str | None, searched: list[Searched]) -> list[StepPair]:
