@@ -135,6 +135,11 @@ def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, rule: st
                        "--temperature", str(setup.temperature), "--rejected", rule, "--dpo-beta", str(setup.dpo_beta),
                        "--dpo-epochs", str(setup.dpo_epochs), "--dpo-learning-rate", str(setup.dpo_learning_rate),
                        "--eval-limit", str(setup.gold), "--no-score-pending")
+    return {**loop_results(db, out, seed, setup, rule), "seconds": seconds}
+
+
+def loop_results(db: Path, out: Path, seed: int, setup: Setup, rule: str) -> dict[str, Any]:
+    """What the loop that wrote to ``out`` recorded in ``db`` and beside its parts."""
     with Store.open(db) as store:
         [loop] = [r for r in store.runs() if r.algorithm == "itool"
                    and Path(r.output_dir).resolve() == out.resolve()]
@@ -144,7 +149,7 @@ def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, rule: st
     arms = {name: rates(Path(part.output_dir) / "predictions.jsonl") for name, part in zip(names, parts)}
     if rule != setup.rejected[0]:
         del arms[WARMUP]
-    return {"seed": seed, "rule": rule, "arms": arms, "rounds": searched, "seconds": seconds}
+    return {"seed": seed, "rule": rule, "arms": arms, "rounds": searched}
 
 
 def search_summary(store: Store, part) -> dict[str, Any]:
@@ -283,8 +288,9 @@ demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} ev
 - Rounds: {setup.rounds}; each scores every approved step with the policy's perplexity, samples
   {setup.buffer_size} in proportion to it, samples {setup.samples} alternatives at each (temperature
   {setup.temperature}); the rejected step is one of those the judge does not find correct, by the rule
-  ({rules}): `likely`, the one of highest log-probability under the policy (the worse-judged among equals),
-  `worst`, the worst-judged one (the most confident among equals); DPO (LoRA r 16 over the latest merged policy, its reference) on every pair of the loop so far,
+  ({rules}): `likely`, the one of highest log-probability under the policy (the worse-judged among
+  equals), `worst`, the worst-judged one (the most confident among equals); DPO (LoRA r 16 over the
+  latest merged policy, its reference) on every pair of the loop so far,
   β {setup.dpo_beta}, {setup.dpo_epochs} epochs, lr {setup.dpo_learning_rate}, batch {setup.batch_size}.
 - Evaluation: greedy, 96 new tokens; TS / PI / CF and error kinds from `store.toolcalls.judge`.
 - Configuration: `{json.dumps(asdict(setup))}`

@@ -262,8 +262,8 @@ class IToolConfig(SFTConfig):
 
     The SFT fields are the warm-up's. Each round the policy scores every approved call step (its perplexity
     of the call), samples the hardest into a replay buffer, proposes ``--samples`` alternatives at each, and
-    the judge's error-type reward picks the worst one that differs from the approved call: chosen = the
-    approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
+    the judge's error-type reward finds the wrong ones (they differ from the approved call), of which
+    ``--rejected`` picks one: chosen = the approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
     annotator rejected (and the annotators' own pairs), its reference the latest policy; then the next round.
     """
 

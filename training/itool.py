@@ -4,8 +4,8 @@
 2. Each round, the policy's perplexity of every approved call step fills the replay buffer
    (:mod:`training.buffer`), and the hardest steps are sampled.
 3. At each, the policy's own alternatives are judged (:mod:`training.search`): the approved call is chosen
-   over the worst alternative, after the same prefix. The pairs go to the store, where an annotator can
-   review them.
+   over a wrong alternative (``--rejected``: the one the policy finds most probable, or the worst-judged),
+   after the same prefix. The pairs go to the store, where an annotator can review them.
 4. DPO (:class:`training.dpo.DPORun`) on the loop's pairs no annotator rejected and the annotators' own pairs,
    with a fresh LoRA over the latest policy, which is therefore its reference; the adapter is merged into the
    next policy, scored on the gold items (TS / PI / CF), and the next round starts from it.
