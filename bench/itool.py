@@ -1,4 +1,4 @@
-"""iTool's loop, measured: ``python -m bench.itool [--seeds 0,1,2] [--smoke]``.
+"""iTool's loop, measured: ``python -m bench.itool [--seeds 0,1,2] [--rejected worst,likely] [--smoke]``.
 
 For each seed: the demo store (``bench.demo.demo_store``: a scripted simulation of the ``weather`` toolset
 and held-out gold items whose requests the simulation never makes), every complete trajectory accepted,
@@ -6,7 +6,9 @@ exported sorted by content (``bench.ablation.export``: the store's order varies 
 it every model), on the demo base (a tiny model pretrained once on the other demo toolsets). Two jobs:
 
 - the loop, ``python -m training itool`` with the demo's SFT recipe as its warm-up (easy → medium → hard)
-  and ``ROUNDS`` rounds; the loop scores the warm-up and each round on the gold items itself;
+  and ``rounds`` rounds, once per rule of picking the rejected step (``--rejected``: its arms are named
+  after it; the warm-up, the same in each, is reported once); the loop scores the warm-up and each round on
+  the gold items itself;
 - mixed-order SFT: the same SFT with ``--no-curriculum`` (the trainer's shuffled order), then
   ``python -m training eval`` on the same items.
 
@@ -57,6 +59,7 @@ class Setup:
     buffer_size: int = 24
     samples: int = 6
     temperature: float = 1.0
+    rejected: tuple[str, ...] = ("worst", "likely")
     dpo_beta: float = 0.1
     dpo_epochs: float = 2.0
     dpo_learning_rate: float = 5e-4
@@ -65,6 +68,7 @@ class Setup:
 
 
 FULL = Setup()
+WARMUP = "warm-up SFT (easy → hard)"
 SMOKE = replace(FULL, seeds=(0,), trajectories=8, gold=4, rounds=1, warmup_steps=4, buffer_size=2, samples=2)
 
 
@@ -121,22 +125,31 @@ def training(*argv: str) -> float:
     return time.perf_counter() - started
 
 
-def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup) -> dict[str, Any]:
-    """The loop's parts: per part (warm-up, round 1 …) the gold rates, and per round what its search made."""
-    out = work / f"loop-{seed}"
+def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, rule: str) -> dict[str, Any]:
+    """The loop's parts with rejected steps picked by ``rule``: per part (warm-up, round 1 …) the gold rates,
+    and per round what its search made."""
+    out = work / f"loop-{seed}-{rule}"
     seconds = training("itool", "--data", str(data), "--db", str(db), "--gold", str(db), "--output", str(out),
                        *sft_options(setup, seed), "--iterations", str(setup.rounds),
                        "--buffer-size", str(setup.buffer_size), "--samples", str(setup.samples),
-                       "--temperature", str(setup.temperature), "--dpo-beta", str(setup.dpo_beta),
+                       "--temperature", str(setup.temperature), "--rejected", rule, "--dpo-beta", str(setup.dpo_beta),
                        "--dpo-epochs", str(setup.dpo_epochs), "--dpo-learning-rate", str(setup.dpo_learning_rate),
                        "--eval-limit", str(setup.gold), "--no-score-pending")
+    return {**loop_results(db, out, seed, setup, rule), "seconds": seconds}
+
+
+def loop_results(db: Path, out: Path, seed: int, setup: Setup, rule: str) -> dict[str, Any]:
+    """What the loop that wrote to ``out`` recorded in ``db`` and beside its parts."""
     with Store.open(db) as store:
-        [loop] = [r for r in store.runs() if r.algorithm == "itool"]
+        [loop] = [r for r in store.runs() if r.algorithm == "itool"
+                   and Path(r.output_dir).resolve() == out.resolve()]
         parts = sorted((r for r in store.runs() if r.parent_id == loop.id), key=lambda r: r.created_at)
         searched = [search_summary(store, part) for part in parts[1:]]
-    names = ["warm-up SFT (easy → hard)", *(f"+ round {n}" for n in range(1, setup.rounds + 1))]
+    names = [WARMUP, *(f"+ round {n} ({rule})" for n in range(1, setup.rounds + 1))]
     arms = {name: rates(Path(part.output_dir) / "predictions.jsonl") for name, part in zip(names, parts)}
-    return {"seed": seed, "arms": arms, "rounds": searched, "seconds": seconds}
+    if rule != setup.rejected[0]:
+        del arms[WARMUP]
+    return {"seed": seed, "rule": rule, "arms": arms, "rounds": searched}
 
 
 def search_summary(store: Store, part) -> dict[str, Any]:
@@ -181,7 +194,7 @@ def arm_rows(loops: Sequence[Mapping[str, Any]], mixed: Sequence[Mapping[str, An
     for result in sorted([*loops, *mixed], key=lambda r: r["seed"]):
         for name, values in result["arms"].items():
             arms.setdefault(name, []).append(values)
-    order = [*loops[0]["arms"], "mixed-order SFT"]
+    order = [*dict.fromkeys(name for loop in loops for name in loop["arms"]), "mixed-order SFT"]
     return {name: arms[name] for name in order if name in arms}
 
 
@@ -205,11 +218,12 @@ def delta_table(arms: Mapping[str, list[dict]], base: str) -> str:
 
 
 def rounds_table(loops: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| round | perplexity easy / medium / hard (all steps) | buffer perplexity | steps every sample solved "
+    lines = ["| rejected | round | perplexity easy / medium / hard (all steps) | buffer perplexity | steps every sample solved "
              "| pairs made | pairs by the rejected step's error | pairs trained | DPO loss first → last "
-             "| reward margin (last step) |", "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for number in range(len(loops[0]["rounds"])):
-        rounds = [loop["rounds"][number] for loop in loops]
+             "| reward margin (last step) |", "|---|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for rule, number in [(rule, n) for rule in dict.fromkeys(loop["rule"] for loop in loops)
+                         for n in range(len(loops[0]["rounds"]))]:
+        rounds = [loop["rounds"][number] for loop in loops if loop["rule"] == rule]
         ppl = " / ".join(mean_std([r["ppl"][s] for r in rounds]) for s in ("easy", "medium", "hard"))
         kinds: Counter = Counter()
         for r in rounds:
@@ -219,7 +233,7 @@ def rounds_table(loops: Sequence[Mapping[str, Any]]) -> str:
         loss = f"{statistics.fmean(x[0] for x in losses):.3f} → {statistics.fmean(x[-1] for x in losses):.3f}" \
             if losses else "–"
         margin = [r["margin_last"] for r in rounds if r["margin_last"] is not None]
-        lines.append(f"| {number + 1} | {ppl} | {mean_std([r['buffer_ppl'] for r in rounds])} | "
+        lines.append(f"| {rule} | {number + 1} | {ppl} | {mean_std([r['buffer_ppl'] for r in rounds])} | "
                      f"{mean_std([r['solved'] for r in rounds])} | {mean_std([r['pairs'] for r in rounds])} | "
                      f"{kind_text} | {mean_std([r['trained'] or 0 for r in rounds])} | {loss} | "
                      f"{mean_std(margin) if margin else '–'} |")
@@ -233,6 +247,7 @@ def report(setup: Setup, loops: Sequence[Mapping[str, Any]], mixed: Sequence[Map
     previous = REPORT.read_text() if REPORT.exists() else ""
     reading = previous[previous.index(READING):] if READING in previous else f"{READING}\n\n(to be written)\n"
     loop_s = [r["seconds"] for r in loops]
+    rules = " and ".join(f"`{rule}`" for rule in setup.rejected)
     mixed_s = [r["seconds"] for r in mixed]
     built = "cached" if base_build is None else f"{base_build:.0f} s (once)"
     return f"""# iTool's loop on the demo (warm-up vs rounds, easy-to-hard vs mixed order)
@@ -258,7 +273,7 @@ SFT in a shuffled order), in percentage points:
 
 Whole benchmark: {wall / 60:.1f} min wall ({setup.jobs} jobs at a time, {setup.threads} torch thread each; the
 demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} evaluations):
-{statistics.fmean(loop_s):.0f} s per seed; mixed-order SFT and its evaluation: {statistics.fmean(mixed_s):.0f} s.
+{statistics.fmean(loop_s):.0f} s per seed and rule; mixed-order SFT and its evaluation: {statistics.fmean(mixed_s):.0f} s.
 
 ## Setup
 
@@ -272,8 +287,10 @@ demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} ev
   for mixed-order SFT; same seed, data and steps.
 - Rounds: {setup.rounds}; each scores every approved step with the policy's perplexity, samples
   {setup.buffer_size} in proportion to it, samples {setup.samples} alternatives at each (temperature
-  {setup.temperature}), rejected = the worst-judged one that differs from the approved call (most confident among
-  equals); DPO (LoRA r 16 over the latest merged policy, its reference) on every pair of the loop so far,
+  {setup.temperature}); the rejected step is one of those the judge does not find correct, by the rule
+  ({rules}): `likely`, the one of highest log-probability under the policy (the worse-judged among
+  equals), `worst`, the worst-judged one (the most confident among equals); DPO (LoRA r 16 over the
+  latest merged policy, its reference) on every pair of the loop so far,
   β {setup.dpo_beta}, {setup.dpo_epochs} epochs, lr {setup.dpo_learning_rate}, batch {setup.batch_size}.
 - Evaluation: greedy, 96 new tokens; TS / PI / CF and error kinds from `store.toolcalls.judge`.
 - Configuration: `{json.dumps(asdict(setup))}`
@@ -286,11 +303,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the pipeline")
+    parser.add_argument("--rejected", help="comma-separated rules of picking the rejected step, each its own "
+                                           "loop (default: worst,likely)")
     parser.add_argument("--keep", help="a directory to keep the stores and models in (default: a temporary one)")
     args = parser.parse_args(argv)
     setup = SMOKE if args.smoke else FULL
     if args.seeds:
         setup = replace(setup, seeds=tuple(int(s) for s in args.seeds.split(",")))
+    if args.rejected:
+        setup = replace(setup, rejected=tuple(args.rejected.split(",")))
     started = time.perf_counter()
     base_build = build_base()
     with tempfile.TemporaryDirectory(prefix="bench-itool-") as temporary:
@@ -299,12 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         prepared = {seed: prepare(work, seed, setup) for seed in setup.seeds}
         stats = data_stats(prepared.values())
         with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
-            loops = [pool.submit(run_loop, work, *prepared[s], s, setup) for s in setup.seeds]
+            loops = [pool.submit(run_loop, work, *prepared[s], s, setup, r) for r in setup.rejected for s in setup.seeds]
             mixed = [pool.submit(run_mixed, work, *prepared[s], s, setup) for s in setup.seeds]
             loops, mixed = [f.result() for f in loops], [f.result() for f in mixed]
     text = report(setup, loops, mixed, stats, time.perf_counter() - started, base_build)
     print(text)
-    if not args.smoke and not args.seeds:
+    if not args.smoke and not args.seeds and not args.rejected:
         REPORT.write_text(text)
     return 0
 

@@ -91,6 +91,7 @@ def test_the_loop_records_its_warm_up_and_rounds_as_runs_linked_to_it(loop):
     warm_up, *rounds = parts
     assert warm_up.config["curriculum"] is True  # easy -> medium -> hard
     assert [r.config["round"] for r in rounds] == [1, 2]
+    assert {r.config["rejected"] for r in rounds} == {IToolConfig().rejected}  # how its pairs were picked
     assert rounds[0].base_model == warm_up.summary["policy"]  # each round starts from the latest policy
     assert rounds[1].base_model == rounds[0].summary["policy"] == str(loop["out"] / "round-1" / "policy")
     for part in rounds:
@@ -257,22 +258,48 @@ def _sample(text: str, logprob: float, tokens: int = 4) -> search.Sample:
     return search.Sample(text, list(range(tokens)), logprob, True, search.as_message(text))
 
 
-def test_the_rejected_step_is_the_worst_alternative_and_the_surest_of_equally_bad_ones():
-    renderer = Renderer.of(build_tokenizer(TinyConfig()))
+def _judged_step():
+    """A buffer step, the tiny model's renderer, and the approved call and a wrong sibling tool as completions."""
     step = buffer.steps_of(records(1))[0]
     gold = step.message["tool_calls"][0]["function"]
     right = f'<tool_call>\n{{"name": "{gold["name"]}", "arguments": {gold["arguments"]}}}\n</tool_call>'
     wrong_tool = '<tool_call>\n{"name": "getTime", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    return step, Renderer.of(build_tokenizer(TinyConfig())), right, wrong_tool
+
+
+def test_the_rejected_step_is_the_worst_alternative_and_the_surest_of_equally_bad_ones():
+    step, renderer, right, wrong_tool = _judged_step()
     samples = [_sample(right, -1.0), _sample(wrong_tool, -3.0), _sample("no idea", -9.0), _sample("maybe", -2.0)]
-    searched = search.judged(step, samples, renderer)
+    searched = search.judged(step, samples, renderer, "worst")
     assert [s.reward for s in samples] == [1.0, -1.5, -2.0, -2.0] and samples[0].correct
     assert searched.rejected == 3  # -2 twice: "maybe" is the more confident
     pair = searched.pair(1, None, None)
     assert pair.prefix == step.context and pair.chosen == step.message and pair.rejected == {
         "role": "assistant", "content": "maybe"}
     assert (pair.rejected_reward, pair.rejected_error) == (-2.0, "parse_error")
-    solved = search.judged(step, [_sample(right, -1.0), _sample(right, -2.0)], renderer)
-    assert solved.rejected is None
+    for rule in ("worst", "likely"):
+        solved = search.judged(step, [_sample(right, -1.0), _sample(right, -2.0)], renderer, rule)
+        assert solved.rejected is None
+
+
+def test_the_likely_rejected_step_is_the_wrong_alternative_the_policy_finds_most_probable():
+    step, renderer, right, wrong_tool = _judged_step()
+    # the correct sample is the most probable; of the wrong ones the sibling tool is, though it is the least bad
+    samples = [_sample(right, -0.5), _sample("no idea", -9.0), _sample(wrong_tool, -1.0), _sample("maybe", -4.0)]
+    likely = search.judged(step, samples, renderer, "likely")
+    assert likely.rejected == 2
+    pair = likely.pair(1, None, None)
+    assert pair.rejected["tool_calls"][0]["function"]["name"] == "getTime"
+    assert (pair.rejected_reward, pair.rejected_error) == (-1.5, "wrong_tool")
+    assert search.judged(step, samples, renderer, "worst").rejected == 3  # the same samples, today's rule
+    # equally probable: the worse-judged one; a sample that cannot be rendered is never the rejected step
+    tied = [_sample(wrong_tool, -1.0), _sample("maybe", -1.0), _sample("no idea", -0.1)]
+    search.judged(step, tied, renderer, "likely")  # judges them: each one's reward and codes
+    tied[2].unusable = "its render cannot be located"
+    assert search.pick_rejected(tied, "likely") == 1
+    assert search.pick_rejected(tied, "worst") == 1
+    with pytest.raises(ValueError, match="unknown rejected-step rule 'near'"):
+        search.pick_rejected(tied, "near")
 
 
 def test_a_sampled_call_is_kept_as_a_call():
@@ -287,6 +314,7 @@ def test_a_sampled_call_is_kept_as_a_call():
     (["--iterations", "0"], "--iterations: must be at least 1"),
     (["--buffer-sampling", "random"], "--buffer-sampling: must be one of proportional, top, got 'random'"),
     (["--temperature", "0"], "--temperature: must be above 0"),
+    (["--rejected", "near"], "--rejected: must be one of likely, worst, got 'near'"),
     (["--samples", "0"], "--samples: must be at least 1"),
     (["--dpo-max-steps", "0"], "--dpo-max-steps: must be -1 (the epochs decide) or at least 1"),
 ])

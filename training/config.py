@@ -262,8 +262,8 @@ class IToolConfig(SFTConfig):
 
     The SFT fields are the warm-up's. Each round the policy scores every approved call step (its perplexity
     of the call), samples the hardest into a replay buffer, proposes ``--samples`` alternatives at each, and
-    the judge's error-type reward picks the worst one that differs from the approved call: chosen = the
-    approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
+    the judge's error-type reward finds the wrong ones (they differ from the approved call), of which
+    ``--rejected`` picks one: chosen = the approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
     annotator rejected (and the annotators' own pairs), its reference the latest policy; then the next round.
     """
 
@@ -277,6 +277,9 @@ class IToolConfig(SFTConfig):
         "proportional (to the step's perplexity, without replacement) or top (the highest perplexities)"))
     samples: int = field(default=4, metadata=_help("alternatives the policy samples at each buffer step"))
     temperature: float = field(default=1.0, metadata=_help("sampling temperature of the alternatives"))
+    rejected: str = field(default="worst", metadata=_help(
+        "the wrong alternative that becomes the rejected step: likely (the policy's most probable one, a near "
+        "miss) or worst (the lowest reward)"))
     max_new_tokens: int = field(default=96, metadata=_help("tokens per sampled alternative and per evaluation"))
     generation_batch_size: int = field(default=8, metadata=_help("prompts generated or scored at once"))
     dpo_beta: float = field(default=0.1, metadata=_help("DPO temperature"))
@@ -292,6 +295,7 @@ class IToolConfig(SFTConfig):
         "at the end, the final policy's perplexity of the store's pending trajectories (review hardest first)"))
 
     BUFFER_SAMPLING: ClassVar[tuple[str, ...]] = ("proportional", "top")
+    REJECTED: ClassVar[tuple[str, ...]] = ("likely", "worst")
 
     def __post_init__(self) -> None:
         if self.dpo_learning_rate is None:
@@ -303,9 +307,9 @@ class IToolConfig(SFTConfig):
         for name in ("iterations", "buffer_size", "samples", "max_new_tokens", "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise BadValue(name, "must be at least 1")
-        if self.buffer_sampling not in self.BUFFER_SAMPLING:
-            raise BadValue("buffer_sampling", f"must be one of {', '.join(self.BUFFER_SAMPLING)}, "
-                                              f"got {self.buffer_sampling!r}")
+        for name, allowed in (("buffer_sampling", self.BUFFER_SAMPLING), ("rejected", self.REJECTED)):
+            if getattr(self, name) not in allowed:
+                raise BadValue(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("temperature", "dpo_beta", "dpo_learning_rate"):
             if not getattr(self, name) or getattr(self, name) <= 0:
                 raise BadValue(name, "must be above 0")

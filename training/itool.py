@@ -4,8 +4,8 @@
 2. Each round, the policy's perplexity of every approved call step fills the replay buffer
    (:mod:`training.buffer`), and the hardest steps are sampled.
 3. At each, the policy's own alternatives are judged (:mod:`training.search`): the approved call is chosen
-   over the worst alternative, after the same prefix. The pairs go to the store, where an annotator can
-   review them.
+   over a wrong alternative (``--rejected``: the one the policy finds most probable, or the worst-judged),
+   after the same prefix. The pairs go to the store, where an annotator can review them.
 4. DPO (:class:`training.dpo.DPORun`) on the loop's pairs no annotator rejected and the annotators' own pairs,
    with a fresh LoRA over the latest policy, which is therefore its reference; the adapter is merged into the
    next policy, scored on the gold items (TS / PI / CF), and the next round starts from it.
@@ -45,7 +45,7 @@ WARMUP_DIR = "warmup"
 POLICY_DIR = "policy"
 SEARCH_FILE = "search.jsonl"
 #: The search settings a round's run records beside its DPO configuration.
-SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "max_new_tokens")
+SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "max_new_tokens", "rejected")
 
 
 def round_dir(output: Path, number: int) -> Path:
@@ -158,7 +158,7 @@ class Loop:
         buffer = sample(steps, config.buffer_size, config.buffer_sampling, seed)
         torch.manual_seed(seed)
         sampler = Sampler(model, tokenizer, config.samples, config.temperature, config.max_new_tokens,
-                          config.generation_batch_size)
+                          config.generation_batch_size, config.rejected)
         return sampler.search(buffer)
 
     def keep(self, number: int, run_id: str | None, searched: list[Searched]) -> list[StepPair]:

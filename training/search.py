@@ -3,10 +3,13 @@
 At a buffer step the policy samples ``samples`` completions after the step's prefix (temperature
 ``temperature``, no top-k/top-p cut); each is read back (:func:`training.templates.parse_generation`) and
 scored with the judge's error-type reward against the approved call (:func:`store.toolcalls.judge`, the
-reward GRPO and evaluation use). The pair's chosen step is the approved call; its rejected step is the
-policy's worst-scoring alternative that the judge does not find correct, the most confident one (highest
-mean token log-probability) among equally bad ones: a mistake the policy is sure of is the one most worth
-unlearning. A step where every alternative is correct gives no pair. Each sample keeps its token ids and
+reward GRPO and evaluation use). The pair's chosen step is the approved call; its rejected step is one of
+the alternatives the judge does not find correct, picked by a rule (:func:`pick_rejected`): ``likely``, the
+one the policy finds most probable (the mistake it is most likely to make, a near miss), the worse-judged
+among equally probable ones; or ``worst``, the worst-scoring one, the most confident (highest mean token
+log-probability) among equally bad ones. At temperature 1 the worst is nearly always an invented tool or
+text that is not a call, which greedy decoding hardly produces (bench/itool.md). A step where every
+alternative is correct gives no pair. Each sample keeps its token ids and
 their log-probability under the policy (without the temperature), so a pair can be traced to what the
 policy generated.
 
@@ -83,11 +86,12 @@ class Searched:
 class Sampler:
     """Samples alternatives with a loaded policy, ``batch_size`` prompts at a time."""
 
-    def __init__(self, model, tokenizer, samples: int, temperature: float, max_new_tokens: int, batch_size: int):
+    def __init__(self, model, tokenizer, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
+                 rejected: str):
         self.model, self.tokenizer = model, tokenizer
         self.renderer = Renderer.of(tokenizer)
         self.samples, self.temperature, self.max_new_tokens = samples, temperature, max_new_tokens
-        self.batch_size = batch_size
+        self.batch_size, self.rejected = batch_size, rejected
         self.device = next(model.parameters()).device
 
     def search(self, steps: Sequence[Step]) -> list[Searched]:
@@ -96,7 +100,7 @@ class Sampler:
         for start in range(0, len(steps), self.batch_size):
             batch = steps[start:start + self.batch_size]
             for step, samples in zip(batch, self._generate(batch)):
-                out.append(judged(step, samples, self.renderer))
+                out.append(judged(step, samples, self.renderer, self.rejected))
         return out
 
     def _generate(self, steps: Sequence[Step]) -> list[list[Sample]]:
@@ -137,8 +141,8 @@ def as_message(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
-def judged(step: Step, samples: list[Sample], renderer: Renderer) -> Searched:
-    """Judge each sample against the step's approved (first) call and pick the rejected one."""
+def judged(step: Step, samples: list[Sample], renderer: Renderer, rule: str) -> Searched:
+    """Judge each sample against the step's approved (first) call and pick the rejected one by ``rule``."""
     tools = Toolbox(step.tools)
     try:
         gold = parse_openai_call(step.message["tool_calls"][0])
@@ -153,8 +157,18 @@ def judged(step: Step, samples: list[Sample], renderer: Renderer) -> Searched:
                 renderer.completion(step.context, sample.message, step.tools)
             except TrainingError as exc:
                 sample.unusable = str(exc)
-    searched = Searched(step, samples, chosen_reward=judge(gold, gold, tools).reward)
+    return Searched(step, samples, chosen_reward=judge(gold, gold, tools).reward,
+                    rejected=pick_rejected(samples, rule))
+
+
+def pick_rejected(samples: Sequence[Sample], rule: str) -> int | None:
+    """The index of the judged sample to reject, by ``rule`` (see the module's docstring); None when every
+    sample is correct or unusable."""
     candidates = [i for i, s in enumerate(samples) if not s.correct and s.unusable is None]
-    if candidates:
-        searched.rejected = min(candidates, key=lambda i: (samples[i].reward, -samples[i].confidence))
-    return searched
+    if not candidates:
+        return None
+    if rule == "likely":
+        return max(candidates, key=lambda i: (samples[i].logprob, -samples[i].reward))
+    if rule == "worst":
+        return min(candidates, key=lambda i: (samples[i].reward, -samples[i].confidence))
+    raise ValueError(f"unknown rejected-step rule {rule!r} (IToolConfig.REJECTED has the rules)")
