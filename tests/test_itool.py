@@ -24,7 +24,7 @@ from training.__main__ import main  # noqa: E402
 from training.config import ArgumentError, IToolConfig, parse  # noqa: E402
 from training.data import Renderer  # noqa: E402
 from training.tiny import TinyConfig, build_tokenizer  # noqa: E402
-from training_fixtures import records  # noqa: E402
+from training_fixtures import records, one_thread  # noqa: E402,F401 (one_thread: autouse)
 
 train, _, runs = COMMANDS
 #: A small loop: the compact template keeps sequences short, so two rounds take seconds on a CPU.
@@ -32,14 +32,6 @@ SMALL = ["--base-model", "tiny", "--tiny-config", '{"template": "compact"}', "--
          "--buffer-size", "3", "--samples", "3", "--dpo-max-steps", "2", "--max-new-tokens", "16",
          "--eval-limit", "4", "--threads", "1"]
 PENDING = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def scripted_store(db: Path, n: int = 12) -> Path:
