@@ -100,7 +100,7 @@ def trl_rate(config: SFTConfig, prepared, model, examples, overrides: dict[str, 
         output_dir=str(config.output), num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
         learning_rate=config.learning_rate, logging_steps=config.logging_steps, save_strategy="no", seed=config.seed,
         report_to=[], disable_tqdm=True, max_length=prepared.summary["pack_length" if config.packing else "max_length"],
-        dataloader_num_workers=0, **models.device_args(), **overrides)
+        dataloader_num_workers=0, **models.precision().arguments(), **overrides)
     trainer = counted(SFTTrainer, lambda b: int((b["labels"][:, 1:] != IGNORE).sum()))(
         model=model, args=args, train_dataset=dataset, processing_class=prepared.tokenizer)
     return timed(trainer)
