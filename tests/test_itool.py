@@ -29,7 +29,7 @@ from training_fixtures import records, one_thread  # noqa: E402,F401 (one_thread
 train, _, runs = COMMANDS
 #: A small loop: the compact template keeps sequences short, so two rounds take seconds on a CPU.
 SMALL = ["--base-model", "tiny", "--tiny-config", '{"template": "compact"}', "--max-steps", "4",
-         "--buffer-size", "3", "--samples", "3", "--dpo-max-steps", "2", "--max-new-tokens", "16",
+         "--buffer-size", "3", "--samples", "3", "--dpo-max-steps", "2", "--max-new-tokens", "32",
          "--eval-limit", "4", "--threads", "1"]
 PENDING = 3
 
@@ -110,33 +110,40 @@ def test_each_pair_is_one_step_after_the_trajectory_s_own_prefix(loop):
 
 
 @pytest.mark.slow
-def test_the_rejected_step_is_what_the_policy_generated_with_the_log_prob_recorded(loop):
+def test_the_rejected_side_is_what_the_policy_generated_after_the_shared_steps(loop):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     store, out = loop["store"], loop["out"]
-    checked = 0
+    checked = deep = 0
     for number, start in ((1, out / "warmup" / "policy"), (2, out / "round-1" / "policy")):
         model, tokenizer = AutoModelForCausalLM.from_pretrained(start).eval(), AutoTokenizer.from_pretrained(start)
         for line in (out / f"round-{number}" / "search.jsonl").read_text().splitlines():
             searched = json.loads(line)
-            if searched["pair_id"] is None:
-                continue
-            sample = searched["samples"][searched["rejected"]]
-            pair = store.pair(searched["pair_id"])
-            ids = sample["token_ids"]
-            text = tokenizer.decode(ids[:-1] if sample["finished"] else ids, skip_special_tokens=False)
-            assert sample["text"] == text and pair.rejected == search.as_message(text)
-            assert sample["reward"] == min(s["reward"] for s in searched["samples"])
-            prompt = tokenizer.apply_chat_template(_for_template(pair.prefix), tools=pair.tools,
-                                                   add_generation_prompt=True, tokenize=False)
-            prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                logits = model(torch.tensor([prompt_ids + ids])).logits[0]
-            logps = torch.log_softmax(logits[len(prompt_ids) - 1:-1].float(), dim=-1)
-            logprob = float(logps.gather(1, torch.tensor(ids)[:, None]).sum())
-            assert logprob == pytest.approx(sample["logprob"], rel=1e-4, abs=1e-3)
-            checked += 1
-    assert checked == len(store.pairs(run_ids=[r.id for r in loop["parts"]]))
+            samples = searched["samples"]
+            assert samples[0]["approved"] and not any(s["approved"] for s in samples[1:])
+            assert len(samples) <= 1 + 3 * IToolConfig().search_iterations  # --samples 3 per expansion
+            for pick in searched["picks"]:
+                sample, chosen = samples[pick["rejected"]], samples[pick["chosen"]]
+                pair = store.pair(pick["pair_id"])
+                ids = sample["token_ids"]
+                text = tokenizer.decode(ids[:-1] if sample["finished"] else ids, skip_special_tokens=False)
+                assert sample["text"] == text and pair.rejected == search.as_message(text)
+                # the two sides share the fork's steps and nothing after: the tokens given to the policy are a
+                # path of the tree (the start of a completion added before), the rest it generated
+                assert text.startswith(pick["shared"]) and chosen["text"].startswith(pick["shared"])
+                given = sample["start"]
+                assert any(s["token_ids"][:given] == ids[:given] for s in samples[:pick["rejected"]])
+                deep += pick["depth"] > 0
+                prompt = tokenizer.apply_chat_template(_for_template(pair.prefix), tools=pair.tools,
+                                                       add_generation_prompt=True, tokenize=False)
+                prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+                with torch.no_grad():
+                    logits = model(torch.tensor([prompt_ids + ids])).logits[0]
+                logps = torch.log_softmax(logits[len(prompt_ids) - 1:-1].float(), dim=-1)
+                logprob = float(logps.gather(1, torch.tensor(ids)[:, None]).sum())
+                assert logprob == pytest.approx(sample["logprob"], rel=1e-4, abs=1e-3)
+                checked += 1
+    assert checked == len(store.pairs(run_ids=[r.id for r in loop["parts"]])) and deep
 
 
 @pytest.mark.slow
@@ -246,52 +253,109 @@ def test_the_buffer_samples_the_hardest_steps():
     assert set(by_stage) == {"ppl_easy", "ppl_medium", "ppl_hard", "ppl_all"}
 
 
-def _sample(text: str, logprob: float, tokens: int = 4) -> search.Sample:
-    return search.Sample(text, list(range(tokens)), logprob, True, search.as_message(text))
-
-
-def _judged_step():
-    """A buffer step, the tiny model's renderer, and the approved call and a wrong sibling tool as completions."""
+def _search(step_depth: int = 1, rule: str = "worst") -> tuple[search.Search, Any]:
+    """A search over one buffer step with the tiny model's tokenizer, its approved call in the tree."""
+    tokenizer = build_tokenizer(TinyConfig())
     step = buffer.steps_of(records(1))[0]
-    gold = step.message["tool_calls"][0]["function"]
-    right = f'<tool_call>\n{{"name": "{gold["name"]}", "arguments": {gold["arguments"]}}}\n</tool_call>'
-    wrong_tool = '<tool_call>\n{"name": "getTime", "arguments": {"city": "Oslo"}}\n</tool_call>'
-    return step, Renderer.of(build_tokenizer(TinyConfig())), right, wrong_tool
+    found = search.Search(step, Renderer.of(tokenizer), tokenizer,
+                          search.Settings(samples=4, temperature=1.0, max_new_tokens=96, rejected=rule,
+                                          step_depth=step_depth))
+    ids = _ids(tokenizer, found.renderer.completion(step.context, step.message, step.tools))
+    found.add_approved(ids, [-0.5] * len(ids), tokenizer.eos_token_id)
+    return found, tokenizer
 
 
-def test_the_rejected_step_is_the_worst_alternative_and_the_surest_of_equally_bad_ones():
-    step, renderer, right, wrong_tool = _judged_step()
-    samples = [_sample(right, -1.0), _sample(wrong_tool, -3.0), _sample("no idea", -9.0), _sample("maybe", -2.0)]
-    searched = search.judged(step, samples, renderer, "worst")
-    assert [s.reward for s in samples] == [1.0, -1.5, -2.0, -2.0] and samples[0].correct
-    assert searched.rejected == 3  # -2 twice: "maybe" is the more confident
-    pair = searched.pair(1, None, None)
-    assert pair.prefix == step.context and pair.chosen == step.message and pair.rejected == {
-        "role": "assistant", "content": "maybe"}
-    assert (pair.rejected_reward, pair.rejected_error) == (-2.0, "parse_error")
-    for rule in ("worst", "likely"):
-        solved = search.judged(step, [_sample(right, -1.0), _sample(right, -2.0)], renderer, rule)
-        assert solved.rejected is None
+def _ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def test_the_likely_rejected_step_is_the_wrong_alternative_the_policy_finds_most_probable():
-    step, renderer, right, wrong_tool = _judged_step()
-    # the correct sample is the most probable; of the wrong ones the sibling tool is, though it is the least bad
-    samples = [_sample(right, -0.5), _sample("no idea", -9.0), _sample(wrong_tool, -1.0), _sample("maybe", -4.0)]
-    likely = search.judged(step, samples, renderer, "likely")
-    assert likely.rejected == 2
-    pair = likely.pair(1, None, None)
-    assert pair.rejected["tool_calls"][0]["function"]["name"] == "getTime"
-    assert (pair.rejected_reward, pair.rejected_error) == (-1.5, "wrong_tool")
-    assert search.judged(step, samples, renderer, "worst").rejected == 3  # the same samples, today's rule
-    # equally probable: the worse-judged one; a sample that cannot be rendered is never the rejected step
-    tied = [_sample(wrong_tool, -1.0), _sample("maybe", -1.0), _sample("no idea", -0.1)]
-    search.judged(step, tied, renderer, "likely")  # judges them: each one's reward and codes
-    tied[2].unusable = "its render cannot be located"
-    assert search.pick_rejected(tied, "likely") == 1
-    assert search.pick_rejected(tied, "worst") == 1
+def _sampled(found: search.Search, tokenizer, text: str, logp: float, after: search.Node | None = None) -> None:
+    """``text`` as if the policy had generated it after ``after`` (the root), ``logp`` the log-probability of each
+    of its tokens, the end of turn included."""
+    ids = [*_ids(tokenizer, text), tokenizer.eos_token_id]
+    found.add_sampled(after or found.tree.root, ids, [logp] * len(ids), finished=True)
+
+
+def _call(name: str, arguments: str) -> str:
+    return f'<tool_call>\n{{"name": "{name}", "arguments": {arguments}}}\n</tool_call>'
+
+
+def test_a_one_level_tree_rejects_the_worst_alternative_and_the_surest_of_equally_bad_ones():
+    found, tokenizer = _search()
+    gold = found.step.message["tool_calls"][0]["function"]
+    right = json.dumps(json.loads(gold["arguments"]), separators=(",", ":"))  # right, not the approved call's tokens
+    for text, logp in ((_call(gold["name"], right), -0.1), (_call("getTime", '{"city": "Oslo"}'), -0.3),
+                       ("no idea", -3.0), ("maybe", -1.0)):
+        _sampled(found, tokenizer, text, logp)
+    searched = found.done()
+    assert [s.reward for s in searched.samples] == [1.0, 1.0, -1.5, -2.0, -2.0]
+    assert searched.samples[0].approved and searched.samples[1].correct and searched.nodes == 5
+    [pick] = searched.picks  # one fork, the root: the approved call, not the equally right sample, is chosen
+    assert (pick.depth, pick.shared, pick.chosen, pick.rejected) == (0, "", 0, 4)  # -2 twice: "maybe" is surer
+    [pair] = searched.pairs(1, None, None)
+    assert pair.prefix == found.step.context and pair.chosen == found.step.message
+    assert pair.rejected == {"role": "assistant", "content": "maybe"}
+    assert (pair.chosen_reward, pair.rejected_reward, pair.rejected_error) == (1.0, -2.0, "parse_error")
+
+
+def test_the_likely_side_is_the_wrong_step_the_policy_finds_most_probable():
+    found, tokenizer = _search(rule="likely")
+    # by the whole completion's log-probability: the sibling tool, though the least bad of the wrong ones
+    for text, logp in (("no idea", -3.0), (_call("getTime", '{"city": "Oslo"}'), -0.05), ("maybe", -1.0)):
+        _sampled(found, tokenizer, text, logp)
+    [pick] = found.done().picks
+    assert found.samples[pick.rejected].message["tool_calls"][0]["function"]["name"] == "getTime"
+    found.settings = search.Settings(4, 1.0, 96, "worst", step_depth=1)
+    [pick] = found.done().picks
+    assert found.samples[pick.rejected].text == "maybe"  # the same tree, the worst rule: the lowest reward, surest
+    assert search.pick_rejected(found.samples, "likely") == 2 and search.pick_rejected(found.samples[:1], "worst") is None
+    found.samples[2].unusable = "its render cannot be located"  # never a pair's side
+    assert search.pick_rejected(found.samples, "likely") == 3
     with pytest.raises(ValueError, match="unknown rejected-step rule 'near'"):
-        search.pick_rejected(tied, "near")
+        search.pick_rejected(found.samples, "near")
+
+
+def test_a_fork_below_the_root_parts_the_pair_at_the_parameter_the_policy_gets_wrong():
+    found, tokenizer = _search(step_depth=6)
+    gold = found.step.message["tool_calls"][0]["function"]
+    arguments = json.loads(gold["arguments"])
+    name_step = next(iter(found.tree.root.children.values()))  # the approved call's first step: the tool's name
+    assert tokenizer.decode(list(name_step.tokens)).endswith(f'"name": "{gold["name"]}", "')
+    wrong = {**arguments, "days": arguments["days"] + 2}
+    after_name = _call(gold["name"], json.dumps(wrong))[len(tokenizer.decode(list(name_step.tokens))):]
+    _sampled(found, tokenizer, after_name, -0.4, after=name_step)
+    _sampled(found, tokenizer, _call("getTime", '{"city": "Oslo"}'), -0.3)
+    searched = found.done()
+    assert [p.depth for p in searched.picks] == [0, 2]  # the tool at the root; "days" after name and "city"
+    root, deep = searched.picks
+    assert found.samples[root.rejected].message["tool_calls"][0]["function"]["name"] == "getTime"
+    assert deep.shared.endswith('"city": "Perth", "') and deep.chosen == 0
+    rejected = found.samples[deep.rejected]
+    assert rejected.start == len(name_step.tokens) and rejected.codes == ("content_error",)
+    assert rejected.text.startswith(deep.shared) and found.samples[0].text.startswith(deep.shared)
+    pair = searched.pairs(1, None, None)[1]
+    assert pair.chosen == found.step.message and json.loads(
+        pair.rejected["tool_calls"][0]["function"]["arguments"]) == wrong
+
+
+def test_the_search_grows_each_tree_from_the_policy_s_own_samples_below_the_best_steps():
+    from training import models
+
+    model, tokenizer = models.load("tiny", TinyConfig(template="compact"))
+    steps = buffer.steps_of(records(2))[:2]
+    torch.manual_seed(0)
+    settings = search.Settings(samples=3, temperature=1.0, max_new_tokens=64, rejected="worst", search_iterations=3,
+                               step_depth=4)
+    for searched in search.Sampler(model.eval(), tokenizer, settings, batch_size=8).search(steps):
+        approved, *generated = searched.samples
+        assert approved.approved and approved.reward == 1.0 and approved.message == searched.step.message
+        assert 3 < len(searched.samples) <= 1 + 3 * 3 and not any(s.approved for s in generated)
+        assert [s.start for s in generated[:3]] == [0, 0, 0]  # the first expansion is the root's
+        later = [s for s in generated[3:] if s.start]
+        assert later  # the untrained policy's samples are all wrong: the search went down the approved call's steps
+        for sample in later:
+            assert sample.token_ids[:sample.start] == approved.token_ids[:sample.start]
+        assert all(len(s.token_ids) <= 64 for s in generated) and searched.picks  # the turn's budget
 
 
 def test_a_sampled_call_is_kept_as_a_call():

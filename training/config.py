@@ -261,10 +261,12 @@ class IToolConfig(SFTConfig):
     """iTool's loop: easy-to-hard warm-up SFT, then rounds of step-level search and DPO.
 
     The SFT fields are the warm-up's. Each round the policy scores every approved call step (its perplexity
-    of the call), samples the hardest into a replay buffer, proposes ``--samples`` alternatives at each, and
-    the judge's error-type reward finds the wrong ones (they differ from the approved call), of which
-    ``--rejected`` picks one: chosen = the approved call, rejected = that alternative, after the same prefix. DPO trains on the loop's pairs no
-    annotator rejected (and the annotators' own pairs), its reference the latest policy; then the next round.
+    of the call), samples the hardest into a replay buffer, and grows a tree over each one's turn
+    (:mod:`training.search`): ``--search-iterations`` times, a node picked by UCT is expanded with
+    ``--samples`` of the policy's completions, each judged by the error-type reward against the approved call
+    and backed up. At each fork a right side (the approved call where it is one) is chosen over a wrong one
+    (``--rejected``), after the same prefix. DPO trains on the loop's pairs no annotator rejected (and the
+    annotators' own pairs), its reference the latest policy; then the next round.
     """
 
     algorithm: ClassVar[str] = "itool"
@@ -275,11 +277,17 @@ class IToolConfig(SFTConfig):
     buffer_size: int = field(default=16, metadata=_help("steps sampled from the replay buffer each round"))
     buffer_sampling: str = field(default="proportional", metadata=_help(
         "proportional (to the step's perplexity, without replacement) or top (the highest perplexities)"))
-    samples: int = field(default=4, metadata=_help("alternatives the policy samples at each buffer step"))
+    samples: int = field(default=4, metadata=_help(
+        "completions the policy samples each time the search expands a node of a step's tree"))
     temperature: float = field(default=1.0, metadata=_help("sampling temperature of the alternatives"))
+    search_iterations: int = field(default=4, metadata=_help(
+        "tree-search iterations at each buffer step, each expanding one node by UCT (1: one level)"))
+    step_depth: int = field(default=6, metadata=_help(
+        "steps a turn is cut into in the tree (a sentence, a tool's name, a parameter; 1: a whole turn)"))
+    exploration: float = field(default=1.0, metadata=_help("UCT's exploration weight in the tree search"))
     rejected: str = field(default="worst", metadata=_help(
-        "the wrong alternative that becomes the rejected step: likely (the policy's most probable one, a near "
-        "miss) or worst (the lowest reward)"))
+        "the wrong side of a pair: likely (the step the policy finds most probable, a near miss) or worst "
+        "(the lowest mean reward)"))
     max_new_tokens: int = field(default=96, metadata=_help("tokens per sampled alternative and per evaluation"))
     generation_batch_size: int = field(default=8, metadata=_help("prompts generated or scored at once"))
     dpo_beta: float = field(default=0.1, metadata=_help("DPO temperature"))
@@ -304,12 +312,15 @@ class IToolConfig(SFTConfig):
 
     def check(self) -> None:
         super().check()
-        for name in ("iterations", "buffer_size", "samples", "max_new_tokens", "generation_batch_size"):
+        for name in ("iterations", "buffer_size", "samples", "search_iterations", "step_depth", "max_new_tokens",
+                     "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise BadValue(name, "must be at least 1")
         for name, allowed in (("buffer_sampling", self.BUFFER_SAMPLING), ("rejected", self.REJECTED)):
             if getattr(self, name) not in allowed:
                 raise BadValue(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.exploration < 0:
+            raise BadValue("exploration", "must be 0 or above")
         for name in ("temperature", "dpo_beta", "dpo_learning_rate"):
             if not getattr(self, name) or getattr(self, name) <= 0:
                 raise BadValue(name, "must be above 0")

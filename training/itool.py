@@ -3,9 +3,10 @@
 1. Warm-up: SFT (:class:`training.sft.SFTRun`) easy → medium → hard (``--curriculum``, on by default).
 2. Each round, the policy's perplexity of every approved call step fills the replay buffer
    (:mod:`training.buffer`), and the hardest steps are sampled.
-3. At each, the policy's own alternatives are judged (:mod:`training.search`): the approved call is chosen
-   over a wrong alternative (``--rejected``: the one the policy finds most probable, or the worst-judged),
-   after the same prefix. The pairs go to the store, where an annotator can review them.
+3. At each, a tree search over the turn (:mod:`training.search`, :mod:`training.tree`) judges the policy's
+   own completions; at each fork of the tree a right step (the approved call's where it is one) is chosen
+   over a wrong one (``--rejected``), after the same prefix. The pairs go to the store, where an annotator
+   can review them.
 4. DPO (:class:`training.dpo.DPORun`) on the loop's pairs no annotator rejected and the annotators' own pairs,
    with a fresh LoRA over the latest policy, which is therefore its reference; the adapter is merged into the
    next policy, scored on the gold items (TS / PI / CF), and the next round starts from it.
@@ -16,7 +17,8 @@ margins, TS / PI / CF after the round. At the end, the final policy's perplexity
 trajectories is stored (:mod:`training.score`), so review can take the hardest first.
 
 Layout of ``--output``: ``warmup/`` (the SFT run; ``policy/`` its merged model when it trained an adapter),
-``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every sample and its log-probability,
+``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every step's completions, their log-probabilities and the
+pairs found,
 ``predictions.jsonl``, and ``policy/``, the merged model the next round starts from).
 """
 from __future__ import annotations
@@ -38,14 +40,15 @@ from training.dpo import DPORun, Pair, collect_pairs
 from training.errors import TrainingError
 from training.recorder import RunRecorder
 from training.score import Perplexity, policy as load_policy, store_scores
-from training.search import Sampler, Searched
+from training.search import Sampler, Searched, Settings
 from training.sft import SFTRun
 
 WARMUP_DIR = "warmup"
 POLICY_DIR = "policy"
 SEARCH_FILE = "search.jsonl"
 #: The search settings a round's run records beside its DPO configuration.
-SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "max_new_tokens", "rejected")
+SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "search_iterations", "step_depth",
+                 "exploration", "max_new_tokens", "rejected")
 
 
 def round_dir(output: Path, number: int) -> Path:
@@ -157,19 +160,17 @@ class Loop:
         seed = config.seed * 1000 + number
         buffer = sample(steps, config.buffer_size, config.buffer_sampling, seed)
         torch.manual_seed(seed)
-        sampler = Sampler(model, tokenizer, config.samples, config.temperature, config.max_new_tokens,
-                          config.generation_batch_size, config.rejected)
-        return sampler.search(buffer)
+        settings = Settings(**{f.name: getattr(config, f.name) for f in fields(Settings)})
+        return Sampler(model, tokenizer, settings, config.generation_batch_size).search(buffer)
 
     def keep(self, number: int, run_id: str | None, searched: list[Searched]) -> list[StepPair]:
-        """The round's pairs, written to the store (each ``Searched`` learns its pair's id) or kept here."""
+        """The round's pairs, written to the store (each pick learns its pair's id) or kept here."""
         store = self.recorder.store
-        found = [s for s in searched if s.rejected is not None]
-        made = [s.pair(number, run_id, s.step.trajectory_id if store and store.has_trajectory(s.step.trajectory_id)
-                       else None) for s in found]
+        made = [pair for s in searched for pair in s.pairs(
+            number, run_id, s.step.trajectory_id if store and store.has_trajectory(s.step.trajectory_id) else None)]
         if store is not None:
-            for s, pair_id in zip(found, store.add_pairs(made)):
-                s.pair_id = pair_id
+            for pick, pair_id in zip([p for s in searched for p in s.picks], store.add_pairs(made)):
+                pick.pair_id = pair_id
         self.made += made
         return made
 
@@ -223,11 +224,14 @@ def dpo_pair(pair: StepPair) -> Pair:
 
 
 def search_metrics(searched: Sequence[Searched], made: Sequence[StepPair]) -> dict[str, float]:
-    """The buffer's perplexity, how many steps every alternative solved, and the pairs by rejected error kind."""
+    """The buffer's perplexity, how many steps every generated completion solved, the trees' size, and the
+    pairs: by the rejected side's error kind, and how many part after a shared step of the turn."""
     values = [s.step.perplexity for s in searched if s.step.perplexity is not None]
     kinds = Counter(p.rejected_error for p in made)
     return {"buffer_steps": len(searched), **({"buffer_ppl": sum(values) / len(values)} if values else {}),
-            "steps_solved": sum(all(x.correct for x in s.samples) for s in searched), "pairs": len(made),
+            "steps_solved": sum(bool(s.generated) and all(x.correct for x in s.generated) for s in searched),
+            "tree_nodes": sum(s.nodes for s in searched) / max(len(searched), 1), "pairs": len(made),
+            "below_root_pairs": sum(p.depth > 0 for s in searched for p in s.picks),
             **{f"pairs_{kind}": n for kind, n in kinds.items()}}
 
 

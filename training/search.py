@@ -1,25 +1,33 @@
-"""Step-level preference pairs from the policy's own alternatives (iTool's step-wise search, its sampling part).
+"""Step-level preference pairs from the policy's own alternatives: iTool's step-wise tree search.
 
-At a buffer step the policy samples ``samples`` completions after the step's prefix (temperature
-``temperature``, no top-k/top-p cut); each is read back (:func:`training.templates.parse_generation`) and
-scored with the judge's error-type reward against the approved call (:func:`store.toolcalls.judge`, the
-reward GRPO and evaluation use). The pair's chosen step is the approved call; its rejected step is one of
-the alternatives the judge does not find correct, picked by a rule (:func:`pick_rejected`): ``likely``, the
-one the policy finds most probable (the mistake it is most likely to make, a near miss), the worse-judged
-among equally probable ones; or ``worst``, the worst-scoring one, the most confident (highest mean token
-log-probability) among equally bad ones. At temperature 1 the worst is nearly always an invented tool or
-text that is not a call, which greedy decoding hardly produces (bench/itool.md). A step where every
-alternative is correct gives no pair. Each sample keeps its token ids and
-their log-probability under the policy (without the temperature), so a pair can be traced to what the
-policy generated.
+At each buffer step a :class:`training.tree.Tree` over the assistant turn starts with the approved call
+(scored by the policy, never generated) and grows for ``search_iterations`` iterations: each selects a
+node by UCT, the policy samples ``samples`` completions of the turn after it (temperature
+``temperature``, no top-k/top-p cut), and each completion is read back
+(:func:`training.templates.parse_generation`), judged with the error-type reward against the approved call
+(:func:`store.toolcalls.judge`, the reward GRPO and evaluation use) and backed up its chain.
 
-The tree search of iTool (selection, expansion and backup over steps) is not built: each step is one
-level deep, every alternative a leaf scored by the judge.
+Pairs come from the forks of the tree (:func:`picks`), as iTool's: at a node with two children or more, the
+best child (the highest mean reward, the approved call's side among equals) gives the chosen completion,
+the approved call when it is below it, else its most probable correct completion; another child, picked
+by ``--rejected``, gives the rejected one: ``worst``, the child of the lowest mean reward (the surest step
+of equally bad ones) and below it the worst-judged completion; ``likely``, the wrong completion the policy
+finds most probable (the highest log-probability of its tokens: a near miss) and its side. The chosen and rejected
+completions share every token down to the fork and differ from its next step on: a fork below the root
+puts the pair's difference at the parameter the policy gets wrong after a right prefix. A fork where no
+side is right, or none wrong, gives no pair; neither does one whose completions cannot be located in the
+template's render. With ``search_iterations`` 1 and ``step_depth`` 1 the tree is one level: the approved
+call over one of ``samples`` alternatives.
+
+Each sample keeps its token ids, where the policy started generating them (``start``: the tokens before
+are the node it was sampled after) and their log-probability under the policy (without the temperature),
+so a pair can be traced to what the policy generated.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from store.records import StepPair
 from store.toolcalls import CallParseError, Toolbox, judge, parse_openai_call
@@ -27,11 +35,14 @@ from training.buffer import Step
 from training.data import Renderer
 from training.errors import TrainingError
 from training.templates import parse_generation
+from training.tree import DELIMITER, Node, Tree
+
+T = TypeVar("T")
 
 
 @dataclass
 class Sample:
-    """One completion the policy generated at a step, and the judge's verdict on it."""
+    """One completion of the turn in the tree (the approved call, or one the policy generated), judged."""
 
     text: str
     token_ids: list[int]
@@ -41,8 +52,12 @@ class Sample:
     message: dict[str, Any]
     reward: float = 0.0
     codes: tuple[str, ...] = ()
-    #: Why the sample cannot be a rejected step (its render cannot be located), if it cannot.
+    #: Why the sample cannot be a pair's side (its render cannot be located), if it cannot.
     unusable: str | None = None
+    #: How many of its first tokens it was given (the node it was sampled after) rather than generated.
+    start: int = 0
+    #: It is the approved call, not a generation.
+    approved: bool = False
 
     @property
     def confidence(self) -> float:
@@ -55,81 +70,207 @@ class Sample:
 
     def to_log(self) -> dict[str, Any]:
         return {"text": self.text, "token_ids": self.token_ids, "logprob": self.logprob, "finished": self.finished,
-                "reward": self.reward, "codes": list(self.codes), "unusable": self.unusable}
+                "reward": self.reward, "codes": list(self.codes), "unusable": self.unusable, "start": self.start,
+                "approved": self.approved}
+
+
+@dataclass
+class Pick:
+    """A pair found at a fork of the tree: the completions on its two sides and what they share."""
+
+    #: The steps of the turn they share (0: they differ from the first).
+    depth: int
+    #: The text of the turn they share.
+    shared: str
+    chosen: int
+    rejected: int
+    pair_id: int | None = None
+
+    def to_log(self) -> dict[str, Any]:
+        return {"depth": self.depth, "shared": self.shared, "chosen": self.chosen, "rejected": self.rejected,
+                "pair_id": self.pair_id}
 
 
 @dataclass
 class Searched:
-    """A step, the policy's alternatives at it, and the one chosen as the rejected step (None: no pair)."""
+    """A step, every completion its tree holds (the approved call first) and the pairs found in it."""
 
     step: Step
     samples: list[Sample]
     #: The approved call's own reward (None when it cannot be read: the step is not searched).
     chosen_reward: float | None
-    rejected: int | None = None
-    pair_id: int | None = field(default=None)
+    picks: list[Pick] = field(default_factory=list)
+    #: Steps in the tree.
+    nodes: int = 0
 
-    def pair(self, round: int, run_id: str | None, trajectory_id: str | None) -> StepPair:
-        worst = self.samples[self.rejected]  # type: ignore[index]
-        return StepPair(tools=self.step.tools, prefix=self.step.context, chosen=self.step.message,
-                        rejected=worst.message, round=round, run_id=run_id, trajectory_id=trajectory_id,
-                        chosen_reward=self.chosen_reward, rejected_reward=worst.reward,
-                        rejected_error=worst.codes[0], source="search")
+    @property
+    def generated(self) -> list[Sample]:
+        return [s for s in self.samples if not s.approved]
+
+    def pairs(self, round: int, run_id: str | None, trajectory_id: str | None) -> list[StepPair]:
+        out = []
+        for pick in self.picks:
+            chosen, rejected = self.samples[pick.chosen], self.samples[pick.rejected]
+            out.append(StepPair(tools=self.step.tools, prefix=self.step.context,
+                                chosen=self.step.message if chosen.approved else chosen.message,
+                                rejected=rejected.message, round=round, run_id=run_id, trajectory_id=trajectory_id,
+                                chosen_reward=chosen.reward, rejected_reward=rejected.reward,
+                                rejected_error=rejected.codes[0], source="search"))
+        return out
 
     def to_log(self) -> dict[str, Any]:
         return {"record_id": self.step.record_id, "trajectory_id": self.step.trajectory_id,
                 "message_index": self.step.index, "stage": self.step.stage, "perplexity": self.step.perplexity,
-                "chosen_reward": self.chosen_reward, "rejected": self.rejected, "pair_id": self.pair_id,
+                "chosen_reward": self.chosen_reward, "nodes": self.nodes, "picks": [p.to_log() for p in self.picks],
                 "samples": [s.to_log() for s in self.samples]}
 
 
-class Sampler:
-    """Samples alternatives with a loaded policy, ``batch_size`` prompts at a time."""
+@dataclass(frozen=True)
+class Settings:
+    """How the tree grows and which pairs it gives (``IToolConfig``'s fields of the same names)."""
 
-    def __init__(self, model, tokenizer, samples: int, temperature: float, max_new_tokens: int, batch_size: int,
-                 rejected: str):
-        self.model, self.tokenizer = model, tokenizer
+    samples: int
+    temperature: float
+    max_new_tokens: int
+    rejected: str
+    search_iterations: int = 1
+    step_depth: int = 1
+    exploration: float = 1.0
+
+
+class Sampler:
+    """Grows each step's tree with a loaded policy, ``batch_size`` steps at a time."""
+
+    def __init__(self, model, tokenizer, settings: Settings, batch_size: int):
+        self.model, self.tokenizer, self.settings, self.batch_size = model, tokenizer, settings, batch_size
         self.renderer = Renderer.of(tokenizer)
-        self.samples, self.temperature, self.max_new_tokens = samples, temperature, max_new_tokens
-        self.batch_size, self.rejected = batch_size, rejected
         self.device = next(model.parameters()).device
 
     def search(self, steps: Sequence[Step]) -> list[Searched]:
-        """Each step's alternatives, judged, with its rejected one picked."""
+        """Each step's tree grown, its completions judged and its pairs picked."""
         out = []
         for start in range(0, len(steps), self.batch_size):
-            batch = steps[start:start + self.batch_size]
-            for step, samples in zip(batch, self._generate(batch)):
-                out.append(judged(step, samples, self.renderer, self.rejected))
+            out += self._search(steps[start:start + self.batch_size])
         return out
 
-    def _generate(self, steps: Sequence[Step]) -> list[list[Sample]]:
+    def _search(self, steps: Sequence[Step]) -> list[Searched]:
+        settings = self.settings
+        searches = [Search(step, self.renderer, self.tokenizer, settings) for step in steps]
+        prompts = [self.tokenizer(self.renderer.prompt(s.context, s.tools), add_special_tokens=False)["input_ids"]
+                   for s in steps]
+        for search, prompt in zip(searches, prompts):
+            if search.gold is not None:
+                ids = self.tokenizer(self.renderer.completion(search.step.context, search.step.message,
+                                                              search.step.tools), add_special_tokens=False)["input_ids"]
+                search.add_approved(ids, self._logps(prompt, ids), self.tokenizer.eos_token_id)
+        for _ in range(settings.search_iterations):
+            chosen = [(search, prompt, node) for search, prompt in zip(searches, prompts)
+                      if search.gold is not None and (node := search.tree.select()) is not None]
+            if not chosen:
+                break
+            generated = self._generate([prompt + node.ids() for _, prompt, node in chosen],
+                                       [settings.max_new_tokens - len(node.ids()) for _, _, node in chosen])
+            for (search, _, node), completions in zip(chosen, generated):
+                node.expanded = True
+                for ids, logps, finished in completions:
+                    search.add_sampled(node, ids, logps, finished)
+        return [search.done() for search in searches]
+
+    def _logps(self, prompt: list[int], ids: list[int]) -> list[float]:
+        """Each of ``ids``' log-probability under the policy after ``prompt`` (one forward, logits of ``ids`` only)."""
         import torch
 
-        tokenizer = self.tokenizer
+        with torch.no_grad():
+            logits = self.model(torch.tensor([prompt + ids], device=self.device),
+                                logits_to_keep=len(ids) + 1).logits[0, :-1]
+        chosen = torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(ids, device=self.device)[:, None])
+        return chosen.squeeze(1).tolist()
+
+    def _generate(self, inputs: list[list[int]], budgets: list[int]) -> list[list[tuple[list[int], list[float], bool]]]:
+        """``samples`` continuations of each input, each cut to its budget: token ids, their log-probabilities
+        (from the raw logits, before the temperature) and whether it reached the end of turn."""
+        import torch
+
+        tokenizer, settings = self.tokenizer, self.settings
         tokenizer.padding_side = "left"
-        prompts = [self.renderer.prompt(s.context, s.tools) for s in steps]
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        enc = tokenizer.pad({"input_ids": inputs}, padding=True, return_tensors="pt").to(self.device)
         eos = tokenizer.eos_token_id
         with torch.no_grad():
             out = self.model.generate(
-                **enc, do_sample=True, temperature=self.temperature, top_k=0, top_p=1.0,
-                num_return_sequences=self.samples, max_new_tokens=self.max_new_tokens,
+                **enc, do_sample=True, temperature=settings.temperature, top_k=0, top_p=1.0,
+                num_return_sequences=settings.samples, max_new_tokens=max(budgets),
                 pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
                 output_logits=True, return_dict_in_generate=True,
             )
         new = out.sequences[:, enc["input_ids"].shape[1]:]
-        # per position, the log-probability of the token drawn, from the raw logits (before the temperature)
         logps = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(1, new[:, t:t + 1]).squeeze(1)
                              for t, step in enumerate(out.logits)], dim=1)
-        rows = []
-        for row in range(new.shape[0]):
-            ids = new[row].tolist()
-            finished = eos in ids
-            length = ids.index(eos) + 1 if finished else len(ids)
-            text = tokenizer.decode(ids[:length - 1] if finished else ids, skip_special_tokens=False)
-            rows.append(Sample(text, ids[:length], float(logps[row, :length].sum()), finished, as_message(text)))
-        return [rows[i * self.samples:(i + 1) * self.samples] for i in range(len(steps))]
+        grouped = []
+        for i, budget in enumerate(budgets):
+            rows = []
+            for row in range(i * settings.samples, (i + 1) * settings.samples):
+                ids = new[row, :budget].tolist()
+                finished = eos in ids
+                length = ids.index(eos) + 1 if finished else len(ids)
+                rows.append((ids[:length], logps[row, :length].tolist(), finished))
+            grouped.append(rows)
+        return grouped
+
+
+class Search:
+    """One step's tree and its judged completions, in the order the tree numbers them."""
+
+    def __init__(self, step: Step, renderer: Renderer, tokenizer, settings: Settings):
+        self.step, self.renderer, self.tokenizer, self.settings = step, renderer, tokenizer, settings
+        self.tools = Toolbox(step.tools)
+        try:
+            self.gold = parse_openai_call(step.message["tool_calls"][0])
+        except CallParseError:
+            self.gold = None
+        self.tree = Tree(self.step_ends, settings.step_depth, settings.max_new_tokens, settings.exploration)
+        self.samples: list[Sample] = []
+
+    def step_ends(self, ids: Sequence[int]) -> list[int]:
+        """Where each step of ``ids`` ends: after the token at which the decoded text reaches a delimiter."""
+        ends, seen = [], 0
+        for i in range(1, len(ids) + 1):
+            found = len(DELIMITER.findall(self.tokenizer.decode(ids[:i], skip_special_tokens=False)))
+            if found > seen:
+                ends.append(i)
+                seen = found
+        return ends
+
+    def add_approved(self, ids: list[int], logps: list[float], eos: int) -> None:
+        finished = bool(ids) and ids[-1] == eos
+        sample = Sample(self._text(ids, finished), ids, sum(logps), finished, self.step.message, approved=True)
+        self._add(self.tree.root, sample, ids, logps)
+
+    def add_sampled(self, node: Node, ids: list[int], logps: list[float], finished: bool) -> None:
+        given = node.ids()
+        full = given + ids
+        text = self._text(full, finished)
+        sample = Sample(text, full, sum(lp for n in node.path() for lp in n.logps) + sum(logps), finished,
+                        as_message(text), start=len(given))
+        self._add(node, sample, ids, logps)
+
+    def _text(self, ids: list[int], finished: bool) -> str:
+        return self.tokenizer.decode(ids[:-1] if finished else ids, skip_special_tokens=False)
+
+    def _add(self, node: Node, sample: Sample, ids: list[int], logps: list[float]) -> None:
+        judged(sample, self.gold, self.tools, self.step, self.renderer)
+        index = self.tree.add(node, ids, logps, sample.finished)
+        self.samples.append(sample)
+        self.tree.backup(index, sample.reward)
+
+    def done(self) -> Searched:
+        if self.gold is None:
+            return Searched(self.step, [], chosen_reward=None)
+        found = picks(self.tree, self.samples, self.settings.rejected, self._shared)
+        return Searched(self.step, self.samples, chosen_reward=self.samples[0].reward, picks=found,
+                        nodes=self.tree.size())
+
+    def _shared(self, node: Node) -> str:
+        return self.tokenizer.decode(node.ids(), skip_special_tokens=False)
 
 
 def as_message(text: str) -> dict[str, Any]:
@@ -141,34 +282,68 @@ def as_message(text: str) -> dict[str, Any]:
     return {"role": "assistant", "content": text}
 
 
-def judged(step: Step, samples: list[Sample], renderer: Renderer, rule: str) -> Searched:
-    """Judge each sample against the step's approved (first) call and pick the rejected one by ``rule``."""
-    tools = Toolbox(step.tools)
-    try:
-        gold = parse_openai_call(step.message["tool_calls"][0])
-    except CallParseError:
-        return Searched(step, samples, chosen_reward=None)
-    for sample in samples:
+def judged(sample: Sample, gold, tools: Toolbox, step: Step, renderer: Renderer) -> Sample:
+    """``sample`` with the judge's reward and codes against the approved (first) call, and why it cannot be a
+    pair's side when the template's render of it cannot be located."""
+    if sample.approved:
+        verdict = judge(gold, gold, tools)
+    else:
         generation = parse_generation(sample.text)
         verdict = judge(generation.calls[0] if generation.calls else sample.text, gold, tools)
-        sample.reward, sample.codes = verdict.reward, verdict.codes
-        if not sample.correct:
-            try:
-                renderer.completion(step.context, sample.message, step.tools)
-            except TrainingError as exc:
-                sample.unusable = str(exc)
-    return Searched(step, samples, chosen_reward=judge(gold, gold, tools).reward,
-                    rejected=pick_rejected(samples, rule))
+        try:
+            renderer.completion(step.context, sample.message, step.tools)
+        except TrainingError as exc:
+            sample.unusable = str(exc)
+    sample.reward, sample.codes = verdict.reward, verdict.codes
+    return sample
+
+
+def picks(tree: Tree, samples: Sequence[Sample], rule: str, shared: Callable[[Node], str]) -> list[Pick]:
+    """The pairs of the tree's forks (see the module's docstring), one per fork at most, no two the same."""
+    out, seen = [], set()
+    for fork in tree.forks():
+        sides = []
+        for child in fork.children.values():
+            below = [i for i in child.below() if samples[i].unusable is None]
+            sides.append((child, [i for i in below if samples[i].correct], [i for i in below if not samples[i].correct]))
+        right = [(child, good) for child, good, _ in sides if good]
+        if not right:
+            continue
+        best, good = max(right, key=lambda side: (side[0].q, any(samples[i].approved for i in side[1]),
+                                                  side[0].prior))
+        wrong = [(child, bad) for child, _, bad in sides if bad and child is not best and child.q < best.q]
+        if not wrong:
+            continue
+        _, bad = pick(wrong, rule, value=lambda side: side[0].q,
+                      likely=lambda side: max(samples[i].logprob for i in side[1]), sure=lambda side: side[0].prior)
+        chosen = next((i for i in good if samples[i].approved), None)
+        if chosen is None:
+            chosen = max(good, key=lambda i: samples[i].logprob)
+        rejected = bad[pick_rejected([samples[i] for i in bad], rule)]  # type: ignore[index]
+        key = json.dumps([samples[chosen].message, samples[rejected].message], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(Pick(fork.depth, shared(fork), chosen, rejected))
+    return out
+
+
+def pick(items: Sequence[T], rule: str, value: Callable[[T], float], likely: Callable[[T], float],
+         sure: Callable[[T], float]) -> T:
+    """The item a rule rejects: ``worst``, the lowest ``value`` (the surest of equals); ``likely``, the most
+    ``likely`` (the lowest value of equals)."""
+    if rule == "likely":
+        return max(items, key=lambda x: (likely(x), -value(x)))
+    if rule == "worst":
+        return min(items, key=lambda x: (value(x), -sure(x)))
+    raise ValueError(f"unknown rejected-step rule {rule!r} (IToolConfig.REJECTED has the rules)")
 
 
 def pick_rejected(samples: Sequence[Sample], rule: str) -> int | None:
-    """The index of the judged sample to reject, by ``rule`` (see the module's docstring); None when every
-    sample is correct or unusable."""
+    """The index of the judged sample to reject, by ``rule``: ``worst``, the lowest reward (the most confident,
+    highest mean token log-probability, of equals); ``likely``, the highest log-probability (the worse-judged
+    of equals). None when every sample is correct or unusable."""
     candidates = [i for i, s in enumerate(samples) if not s.correct and s.unusable is None]
     if not candidates:
         return None
-    if rule == "likely":
-        return max(candidates, key=lambda i: (samples[i].logprob, -samples[i].reward))
-    if rule == "worst":
-        return min(candidates, key=lambda i: (samples[i].reward, -samples[i].confidence))
-    raise ValueError(f"unknown rejected-step rule {rule!r} (IToolConfig.REJECTED has the rules)")
+    return pick(candidates, rule, value=lambda i: samples[i].reward, likely=lambda i: samples[i].logprob,
+                sure=lambda i: samples[i].confidence)
