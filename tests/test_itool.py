@@ -308,7 +308,8 @@ def test_the_likely_side_is_the_wrong_step_the_policy_finds_most_probable():
     found.settings = search.Settings(4, 1.0, 96, "worst", step_depth=1)
     [pick] = found.done().picks
     assert found.samples[pick.rejected].text == "maybe"  # the same tree, the worst rule: the lowest reward, surest
-    assert search.pick_rejected(found.samples, "likely") == 2 and search.pick_rejected(found.samples[:1], "worst") is None
+    assert search.pick_rejected(found.samples, "likely") == 2
+    assert search.pick_rejected(found.samples[:1], "worst") is None  # the approved call alone: nothing to reject
     found.samples[2].unusable = "its render cannot be located"  # never a pair's side
     assert search.pick_rejected(found.samples, "likely") == 3
     with pytest.raises(ValueError, match="unknown rejected-step rule 'near'"):

@@ -305,11 +305,12 @@ def picks(tree: Tree, samples: Sequence[Sample], rule: str, shared: Callable[[No
         sides = []
         for child in fork.children.values():
             below = [i for i in child.below() if samples[i].unusable is None]
-            sides.append((child, [i for i in below if samples[i].correct], [i for i in below if not samples[i].correct]))
-        right = [(child, good) for child, good, _ in sides if good]
-        if not right:
+            right = [i for i in below if samples[i].correct]
+            sides.append((child, right, [i for i in below if not samples[i].correct]))
+        solved = [(child, good) for child, good, _ in sides if good]
+        if not solved:
             continue
-        best, good = max(right, key=lambda side: (side[0].q, any(samples[i].approved for i in side[1]),
+        best, good = max(solved, key=lambda side: (side[0].q, any(samples[i].approved for i in side[1]),
                                                   side[0].prior))
         wrong = [(child, bad) for child, _, bad in sides if bad and child is not best and child.q < best.q]
         if not wrong:

@@ -137,7 +137,8 @@ class Tree:
         return node if self._expandable(node) else None
 
     def uct(self, parent: Node, child: Node) -> float:
-        return child.q + self.exploration * child.prior * math.sqrt(math.log(max(parent.visits, 1)) / (1 + child.visits))
+        explore = math.sqrt(math.log(max(parent.visits, 1)) / (1 + child.visits))
+        return child.q + self.exploration * child.prior * explore
 
     def _expandable(self, node: Node) -> bool:
         if not self.open(node):
