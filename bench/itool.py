@@ -1,4 +1,4 @@
-"""iTool's loop, measured: ``python -m bench.itool [--seeds 0,1,2] [--searches tree,flat] [--smoke]``.
+"""iTool's loop, measured: ``python -m bench.itool [--seeds 0,1,2] [--loops tree,flat,tree+sft] [--smoke]``.
 
 For each seed: the demo store (``bench.demo.demo_store``: a scripted simulation of the ``weather`` toolset
 and held-out gold items whose requests the simulation never makes), every complete trajectory accepted,
@@ -6,11 +6,12 @@ exported sorted by content (``bench.ablation.export``: the store's order varies 
 it every model), on the demo base (a tiny model pretrained once on the other demo toolsets). Two jobs:
 
 - the loop, ``python -m training itool`` with the demo's SFT recipe as its warm-up (easy → medium → hard)
-  and ``rounds`` rounds, once per search (``--searches``: its arms are named after it; the warm-up, the same
-  in each, is reported once): ``tree``, the step-wise tree search (``search_iterations`` expansions of
-  ``samples`` completions at each step), and ``flat``, one level of as many samples (the same number of
-  completions, every one a leaf after the prefix: the search before the tree); the loop scores the warm-up
-  and each round on the gold items itself;
+  and ``rounds`` rounds, once per kind of loop (``--loops``: its arms are named after it; the warm-up, the
+  same in each, is reported once): ``tree``, the step-wise tree search (``search_iterations`` expansions of
+  ``samples`` completions at each step); ``flat``, one level of as many samples (the same number of
+  completions, every one a leaf after the prefix: the search before the tree); ``tree+sft``, the tree with
+  the chosen side's NLL added to DPO's loss (``--dpo-sft-weight``, RPO); the loop scores the warm-up and
+  each round on the gold items itself;
 - mixed-order SFT: the same SFT with ``--no-curriculum`` (the trainer's shuffled order), then
   ``python -m training eval`` on the same items.
 
@@ -64,7 +65,8 @@ class Setup:
     step_depth: int = 6
     temperature: float = 1.0
     rejected: str = "worst"
-    searches: tuple[str, ...] = ("tree", "flat")
+    sft_weight: float = 1.0
+    loops: tuple[str, ...] = ("tree", "flat", "tree+sft")
     dpo_beta: float = 0.1
     dpo_epochs: float = 2.0
     dpo_learning_rate: float = 5e-4
@@ -78,15 +80,16 @@ SMOKE = replace(FULL, seeds=(0,), trajectories=8, gold=4, rounds=1, warmup_steps
                 search_iterations=2)
 
 
-def search_options(setup: Setup, search: str) -> list[str]:
-    """The loop's options of a search: the tree, or one level of as many completions."""
-    if search == "tree":
-        return ["--samples", str(setup.samples), "--search-iterations", str(setup.search_iterations),
-                "--step-depth", str(setup.step_depth)]
-    if search == "flat":
-        return ["--samples", str(setup.samples * setup.search_iterations), "--search-iterations", "1",
-                "--step-depth", "1"]
-    raise SystemExit(f"unknown search {search!r}: tree or flat")
+def loop_options(setup: Setup, kind: str) -> list[str]:
+    """The options of a kind of loop: the tree, one level of as many completions, the tree with RPO's NLL."""
+    tree = ["--samples", str(setup.samples), "--search-iterations", str(setup.search_iterations),
+            "--step-depth", str(setup.step_depth)]
+    kinds = {"tree": tree, "tree+sft": [*tree, "--dpo-sft-weight", str(setup.sft_weight)],
+             "flat": ["--samples", str(setup.samples * setup.search_iterations), "--search-iterations", "1",
+                      "--step-depth", "1"]}
+    if kind not in kinds:
+        raise SystemExit(f"unknown loop {kind!r}: one of {', '.join(kinds)}")
+    return kinds[kind]
 
 
 @dataclass(frozen=True)
@@ -142,32 +145,31 @@ def training(*argv: str) -> float:
     return time.perf_counter() - started
 
 
-def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, search: str) -> dict[str, Any]:
-    """The loop's parts with pairs from ``search``: per part (warm-up, round 1 …) the gold rates, and per round
-    what its search made."""
-    out = work / f"loop-{seed}-{search}"
+def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, kind: str) -> dict[str, Any]:
+    """The loop of ``kind``: per part (warm-up, round 1 …) the gold rates, and per round what its search made."""
+    out = work / f"loop-{seed}-{kind}"
     seconds = training("itool", "--data", str(data), "--db", str(db), "--gold", str(db), "--output", str(out),
                        *sft_options(setup, seed), "--iterations", str(setup.rounds),
-                       "--buffer-size", str(setup.buffer_size), *search_options(setup, search),
+                       "--buffer-size", str(setup.buffer_size), *loop_options(setup, kind),
                        "--temperature", str(setup.temperature), "--rejected", setup.rejected,
                        "--dpo-beta", str(setup.dpo_beta),
                        "--dpo-epochs", str(setup.dpo_epochs), "--dpo-learning-rate", str(setup.dpo_learning_rate),
                        "--eval-limit", str(setup.gold), "--no-score-pending")
-    return {**loop_results(db, out, seed, setup, search), "seconds": seconds}
+    return {**loop_results(db, out, seed, setup, kind), "seconds": seconds}
 
 
-def loop_results(db: Path, out: Path, seed: int, setup: Setup, search: str) -> dict[str, Any]:
+def loop_results(db: Path, out: Path, seed: int, setup: Setup, kind: str) -> dict[str, Any]:
     """What the loop that wrote to ``out`` recorded in ``db`` and beside its parts."""
     with Store.open(db) as store:
         [loop] = [r for r in store.runs() if r.algorithm == "itool"
                    and Path(r.output_dir).resolve() == out.resolve()]
         parts = sorted((r for r in store.runs() if r.parent_id == loop.id), key=lambda r: r.created_at)
         searched = [search_summary(store, part) for part in parts[1:]]
-    names = [WARMUP, *(f"+ round {n} ({search})" for n in range(1, setup.rounds + 1))]
+    names = [WARMUP, *(f"+ round {n} ({kind})" for n in range(1, setup.rounds + 1))]
     arms = {name: rates(Path(part.output_dir) / "predictions.jsonl") for name, part in zip(names, parts)}
-    if search != setup.searches[0]:
+    if kind != setup.loops[0]:
         del arms[WARMUP]
-    return {"seed": seed, "search": search, "arms": arms, "rounds": searched}
+    return {"seed": seed, "loop": kind, "arms": arms, "rounds": searched}
 
 
 def search_summary(store: Store, part) -> dict[str, Any]:
@@ -237,13 +239,13 @@ def delta_table(arms: Mapping[str, list[dict]], base: str) -> str:
 
 
 def rounds_table(loops: Sequence[Mapping[str, Any]]) -> str:
-    lines = ["| search | round | perplexity easy / medium / hard (all steps) | buffer perplexity "
+    lines = ["| loop | round | perplexity easy / medium / hard (all steps) | buffer perplexity "
              "| steps every sample solved | steps in a tree | pairs made | of them below the root "
              "| pairs by the rejected step's error | pairs trained | DPO loss first → last "
              "| reward margin (last step) |", "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|"]
-    for search, number in [(search, n) for search in dict.fromkeys(loop["search"] for loop in loops)
-                           for n in range(len(loops[0]["rounds"]))]:
-        rounds = [loop["rounds"][number] for loop in loops if loop["search"] == search]
+    for kind, number in [(kind, n) for kind in dict.fromkeys(loop["loop"] for loop in loops)
+                         for n in range(len(loops[0]["rounds"]))]:
+        rounds = [loop["rounds"][number] for loop in loops if loop["loop"] == kind]
         ppl = " / ".join(mean_std([r["ppl"][s] for r in rounds]) for s in ("easy", "medium", "hard"))
         kinds: Counter = Counter()
         for r in rounds:
@@ -253,7 +255,7 @@ def rounds_table(loops: Sequence[Mapping[str, Any]]) -> str:
         loss = f"{statistics.fmean(x[0] for x in losses):.3f} → {statistics.fmean(x[-1] for x in losses):.3f}" \
             if losses else "–"
         margin = [r["margin_last"] for r in rounds if r["margin_last"] is not None]
-        lines.append(f"| {search} | {number + 1} | {ppl} | {mean_std([r['buffer_ppl'] for r in rounds])} | "
+        lines.append(f"| {kind} | {number + 1} | {ppl} | {mean_std([r['buffer_ppl'] for r in rounds])} | "
                      f"{mean_std([r['solved'] for r in rounds])} | {mean_std([r['nodes'] or 0 for r in rounds])} | "
                      f"{mean_std([r['pairs'] for r in rounds])} | {mean_std([r['below_root'] or 0 for r in rounds])} | "
                      f"{kind_text} | {mean_std([r['trained'] or 0 for r in rounds])} | {loss} | "
@@ -293,7 +295,7 @@ SFT in a shuffled order), in percentage points:
 
 Whole benchmark: {wall / 60:.1f} min wall ({setup.jobs} jobs at a time, {setup.threads} torch thread each; the
 demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} evaluations):
-{statistics.fmean(loop_s):.0f} s per seed and search; mixed-order SFT and its evaluation: {statistics.fmean(mixed_s):.0f} s.
+{statistics.fmean(loop_s):.0f} s per seed and loop; mixed-order SFT and its evaluation: {statistics.fmean(mixed_s):.0f} s.
 
 ## Setup
 
@@ -310,8 +312,9 @@ demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} ev
   `tree`, the step-wise tree search (`training/search.py`): the approved call's steps in the tree, then
   {setup.search_iterations} iterations each expanding the node of highest UCT with {setup.samples}
   completions, a turn cut into at most {setup.step_depth} steps, a pair at each fork; `flat`, one level of
-  {setup.samples * setup.search_iterations} completions (as many), the approved call over one of them.
-  The wrong side by `--rejected {setup.rejected}`; DPO (LoRA r 16 over the
+  {setup.samples * setup.search_iterations} completions (as many), the approved call over one of them;
+  `tree+sft`, the tree with the chosen side's NLL added to DPO's loss, weight {setup.sft_weight} (RPO,
+  TRL's `loss_type` `sft`). The wrong side by `--rejected {setup.rejected}`; DPO (LoRA r 16 over the
   latest merged policy, its reference) on every pair of the loop so far,
   β {setup.dpo_beta}, {setup.dpo_epochs} epochs, lr {setup.dpo_learning_rate}, batch {setup.batch_size}.
 - Evaluation: greedy, 96 new tokens; TS / PI / CF and error kinds from `store.toolcalls.judge`.
@@ -325,15 +328,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the pipeline")
-    parser.add_argument("--searches", help="comma-separated searches, each its own loop (default: tree,flat)")
+    parser.add_argument("--loops", help="comma-separated kinds of loop (default: tree,flat,tree+sft)")
     parser.add_argument("--rejected", help="the rule of picking the rejected side (default: worst)")
     parser.add_argument("--keep", help="a directory to keep the stores and models in (default: a temporary one)")
     args = parser.parse_args(argv)
     setup = SMOKE if args.smoke else FULL
     if args.seeds:
         setup = replace(setup, seeds=tuple(int(s) for s in args.seeds.split(",")))
-    if args.searches:
-        setup = replace(setup, searches=tuple(args.searches.split(",")))
+    if args.loops:
+        setup = replace(setup, loops=tuple(args.loops.split(",")))
     if args.rejected:
         setup = replace(setup, rejected=args.rejected)
     started = time.perf_counter()
@@ -344,13 +347,13 @@ def main(argv: list[str] | None = None) -> int:
         prepared = {seed: prepare(work, seed, setup) for seed in setup.seeds}
         stats = data_stats(prepared.values())
         with ThreadPoolExecutor(max_workers=setup.jobs) as pool:
-            loops = [pool.submit(run_loop, work, *prepared[s], s, setup, search) for search in setup.searches
+            loops = [pool.submit(run_loop, work, *prepared[s], s, setup, kind) for kind in setup.loops
                      for s in setup.seeds]
             mixed = [pool.submit(run_mixed, work, *prepared[s], s, setup) for s in setup.seeds]
             loops, mixed = [f.result() for f in loops], [f.result() for f in mixed]
     text = report(setup, loops, mixed, stats, time.perf_counter() - started, base_build)
     print(text)
-    if not args.smoke and not args.seeds and not args.searches and not args.rejected:
+    if not args.smoke and not args.seeds and not args.loops and not args.rejected:
         REPORT.write_text(text)
     return 0
 

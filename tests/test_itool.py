@@ -84,12 +84,14 @@ def test_the_loop_records_its_warm_up_and_rounds_as_runs_linked_to_it(loop):
     assert warm_up.config["curriculum"] is True  # easy -> medium -> hard
     assert [r.config["round"] for r in rounds] == [1, 2]
     assert {r.config["rejected"] for r in rounds} == {IToolConfig().rejected}  # how its pairs were picked
+    assert {(r.config["search_iterations"], r.config["step_depth"], r.config["sft_weight"]) for r in rounds} == {
+        (IToolConfig().search_iterations, IToolConfig().step_depth, 0.0)}  # how its tree grew, its DPO loss
     assert rounds[0].base_model == warm_up.summary["policy"]  # each round starts from the latest policy
     assert rounds[1].base_model == rounds[0].summary["policy"] == str(loop["out"] / "round-1" / "policy")
     for part in rounds:
         keys = {k for (k,) in store.conn.execute("SELECT DISTINCT key FROM run_metrics WHERE run_id = ?", (part.id,))}
-        assert {"ppl_easy", "ppl_medium", "ppl_hard", "buffer_ppl", "pairs", "pairs_parse_error", "loss",
-                "rewards/margins", "ts", "pi", "cf"} <= keys
+        assert {"ppl_easy", "ppl_medium", "ppl_hard", "buffer_ppl", "pairs", "pairs_parse_error", "below_root_pairs",
+                "tree_nodes", "loss", "rewards/margins", "logps/chosen", "logps/rejected", "ts", "pi", "cf"} <= keys
         assert store.run_metrics(part.id, "loss") and part.summary["metrics"]["n"] == 4
     assert [step for step, _ in store.run_metrics(parent.id, "ts")] == [0, 1, 2]
     listed = [json.loads(line) for line in CliRunner().invoke(runs, ["--json"], obj={"db": loop["db"]}).output.splitlines()]
@@ -373,6 +375,10 @@ def test_a_sampled_call_is_kept_as_a_call():
     (["--temperature", "0"], "--temperature: must be above 0"),
     (["--rejected", "near"], "--rejected: must be one of likely, worst, got 'near'"),
     (["--samples", "0"], "--samples: must be at least 1"),
+    (["--search-iterations", "0"], "--search-iterations: must be at least 1"),
+    (["--step-depth", "0"], "--step-depth: must be at least 1"),
+    (["--exploration", "-1"], "--exploration: must be 0 or above"),
+    (["--dpo-sft-weight", "-0.5"], "--dpo-sft-weight: must be 0 or above"),
     (["--dpo-max-steps", "0"], "--dpo-max-steps: must be -1 (the epochs decide) or at least 1"),
 ])
 def test_bad_loop_options_are_one_line(argv, message, capsys):

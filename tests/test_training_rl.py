@@ -71,6 +71,23 @@ def test_dpo_from_accepted_over_rejected_runs_and_saves_an_adapter(tmp_path: Pat
     assert (run.algorithm, run.status, run.dataset["pairs"]) == ("dpo", "completed", 3)
 
 
+@pytest.mark.slow
+def test_dpo_with_an_sft_weight_keeps_the_chosen_calls_more_likely(tmp_path: Path):
+    """RPO (``--sft-weight``): TRL's DPO loss plus the chosen side's NLL; the same run without it lets the chosen
+    calls' log-probability fall further (DPO only asks chosen to beat rejected)."""
+    data = write_jsonl(tmp_path / "d.jsonl", preference_records(4))
+    chosen = {}
+    for weight in ("0", "1"):
+        output = tmp_path / f"dpo-{weight}"
+        assert main(["dpo", "--data", str(data), "--output", str(output), "--max-steps", "6", "--batch-size", "2",
+                     "--lr", "5e-3", "--sft-weight", weight, "--seed", "0"]) == 0
+        rows = [json.loads(line) for line in (output / METRICS_FILE).read_text().splitlines()]
+        chosen[weight] = [r["logps/chosen"] for r in rows if "logps/chosen" in r]
+    assert len(chosen["0"]) == len(chosen["1"]) == 6
+    assert chosen["1"][0] == pytest.approx(chosen["0"][0], abs=1e-4)  # the same first step
+    assert chosen["1"][-1] > chosen["0"][-1]
+
+
 def test_dpo_pairs_from_store_corrections(tmp_path: Path):
     db = tmp_path / "c.db"
     store = Store.open(db)

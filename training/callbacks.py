@@ -10,7 +10,8 @@ from transformers import TrainerCallback
 from training.recorder import RunRecorder
 
 # What the loss chart and the run log keep from the trainer's logs.
-_KEEP = ("loss", "learning_rate", "grad_norm", "reward", "reward_std", "rewards/margins", "rewards/accuracies", "epoch")
+_KEEP = ("loss", "learning_rate", "grad_norm", "reward", "reward_std", "rewards/margins", "rewards/accuracies",
+         "logps/chosen", "logps/rejected", "epoch")
 _STEP_KEYS = ("loss", "reward")
 
 

@@ -254,6 +254,13 @@ class DPOConfig(LengthLimitedConfig):
     algorithm: ClassVar[str] = "dpo"
     base_rate: ClassVar[float] = 5e-6
     beta: float = field(default=0.1, metadata=_help("DPO temperature"))
+    sft_weight: float = field(default=0.0, metadata=_help(
+        "weight of the chosen side's NLL added to DPO's loss (RPO: keeps the chosen call likely; 0: DPO alone)"))
+
+    def check(self) -> None:
+        super().check()
+        if self.sft_weight < 0:
+            raise BadValue("sft_weight", "must be 0 or above")
 
 
 @dataclass
@@ -291,6 +298,8 @@ class IToolConfig(SFTConfig):
     max_new_tokens: int = field(default=96, metadata=_help("tokens per sampled alternative and per evaluation"))
     generation_batch_size: int = field(default=8, metadata=_help("prompts generated or scored at once"))
     dpo_beta: float = field(default=0.1, metadata=_help("DPO temperature"))
+    dpo_sft_weight: float = field(default=0.0, metadata=_help(
+        "weight of the chosen side's NLL added to each round's DPO loss (RPO; 0: DPO alone, as iTool)"))
     dpo_max_steps: int = field(default=-1, metadata=_help("DPO optimizer steps per round; -1: --dpo-epochs decide"))
     dpo_epochs: float = field(default=2.0, metadata=_help("DPO passes over the round's pairs"))
     dpo_learning_rate: float | None = field(default=None, metadata=_help(
@@ -319,8 +328,9 @@ class IToolConfig(SFTConfig):
         for name, allowed in (("buffer_sampling", self.BUFFER_SAMPLING), ("rejected", self.REJECTED)):
             if getattr(self, name) not in allowed:
                 raise BadValue(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.exploration < 0:
-            raise BadValue("exploration", "must be 0 or above")
+        for name in ("exploration", "dpo_sft_weight"):
+            if getattr(self, name) < 0:
+                raise BadValue(name, "must be 0 or above")
         for name in ("temperature", "dpo_beta", "dpo_learning_rate"):
             if not getattr(self, name) or getattr(self, name) <= 0:
                 raise BadValue(name, "must be above 0")

@@ -158,8 +158,10 @@ class DPORun(AlgorithmRun):
 
     def arguments(self) -> trl.DPOConfig:
         """The base model's context length is read from its config file: the weights load after the arguments."""
+        losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, self.config.sft_weight]} \
+            if self.config.sft_weight else {}
         return trl.DPOConfig(**shared_arguments(self.config), beta=self.config.beta,
-                             max_length=models.max_length(self.config))
+                             max_length=models.max_length(self.config), **losses)
 
 
 def fitting_rows(dataset: list[dict[str, str]], tokenizer, max_length: int) -> tuple[list[dict[str, str]], int]:

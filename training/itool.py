@@ -118,7 +118,8 @@ class Loop:
         out = round_dir(self.output, number)
         dpo = DPOConfig(**{**self._shared(DPOConfig), "base_model": str(policy), "output": str(out),
                            "max_steps": config.dpo_max_steps, "epochs": config.dpo_epochs,
-                           "learning_rate": config.dpo_learning_rate, "beta": config.dpo_beta})
+                           "learning_rate": config.dpo_learning_rate, "beta": config.dpo_beta,
+                           "sft_weight": config.dpo_sft_weight})
         recorded = {**dpo.to_dict(), "round": number, **{k: getattr(config, k) for k in SEARCH_FIELDS}}
         with self.recorder.child("train", "dpo", str(policy), recorded, out) as run:
             if run.run_id:
