@@ -50,18 +50,20 @@ def scripted_store(db: Path, n: int = 12) -> Path:
 # -- the loop, run once for the slow tests -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory) -> dict[str, Any]:
-    """Two rounds on a scripted store; an annotator rejects one of round 1's pairs while round 2 searches."""
+    """Two rounds on a scripted store; while round 2 searches, an annotator rejects one of round 1's pairs and
+    accepts another."""
     work = tmp_path_factory.mktemp("itool")
     db = str(scripted_store(work / "s.db"))
-    rejected: list[int] = []
+    reviewed: dict[str, int] = {}
     search_round = itool.Loop.search
 
     def search_and_review(self, number, policy, steps):
         if number == 2:
             with Store.open(db) as store:
-                first = store.pairs(run_ids=self.round_ids[:1])[0]
+                first, second = store.pairs(run_ids=self.round_ids[:1])[:2]
                 store.decide_pair(first.id, "reject", annotator="ann")
-                rejected.append(first.id)
+                store.decide_pair(second.id, "accept", annotator="ann")
+                reviewed.update(reject=first.id, accept=second.id)
         return search_round(self, number, policy, steps)
 
     with pytest.MonkeyPatch.context() as patch:
@@ -71,7 +73,7 @@ def loop(tmp_path_factory) -> dict[str, Any]:
     store = Store.open(db)
     [parent] = [r for r in store.runs() if r.algorithm == "itool"]
     parts = sorted((r for r in store.runs() if r.parent_id == parent.id), key=lambda r: r.created_at)
-    return {"db": db, "store": store, "loop": parent, "parts": parts, "out": work / "out", "rejected": rejected}
+    return {"db": db, "store": store, "loop": parent, "parts": parts, "out": work / "out", "reviewed": reviewed}
 
 
 @pytest.mark.slow
@@ -149,15 +151,15 @@ def test_the_rejected_side_is_what_the_policy_generated_after_the_shared_steps(l
 
 
 @pytest.mark.slow
-def test_a_pair_rejected_between_rounds_is_not_trained_on(loop):
+def test_a_round_trains_on_its_own_pairs_and_those_accepted_before_never_on_a_rejected_one(loop):
     store, (_, first, second) = loop["store"], loop["parts"]
-    [rejected] = loop["rejected"]
+    rejected, accepted = loop["reviewed"]["reject"], loop["reviewed"]["accept"]
     assert store.pair(rejected).decision == "reject" and store.pair(rejected).run_id == first.id
     first_pairs = {p.id for p in store.pairs(run_ids=[first.id])}
     second_pairs = {p.id for p in store.pairs(run_ids=[second.id])}
-    assert rejected in first_pairs and set(first.dataset["trained_pair_ids"]) == first_pairs
-    assert set(second.dataset["trained_pair_ids"]) == (first_pairs - {rejected}) | second_pairs
-    assert second.dataset["pairs"] == len(first_pairs) - 1 + len(second_pairs)  # what DPO's dataset held
+    assert {rejected, accepted} <= first_pairs and set(first.dataset["trained_pair_ids"]) == first_pairs
+    assert set(second.dataset["trained_pair_ids"]) == second_pairs | {accepted}
+    assert second.dataset["pairs"] == len(second_pairs) + 1  # what DPO's dataset held
 
 
 @pytest.mark.slow
@@ -361,6 +363,22 @@ def test_the_search_grows_each_tree_from_the_policy_s_own_samples_below_the_best
         assert all(len(s.token_ids) <= 64 for s in generated) and searched.picks  # the turn's budget
 
 
+def test_train_pairs_all_keeps_every_round_s_pairs_but_the_rejected(tmp_path):
+    from store.records import StepPair
+    from training.recorder import RunRecorder
+
+    def made(round: int, decision: str | None) -> StepPair:
+        return StepPair([], [], {"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"},
+                        round=round, decision=decision)
+
+    pairs = [made(1, None), made(1, "accept"), made(1, "reject"), made(2, None), made(2, "reject")]
+    for how, expected in (("round", [pairs[1], pairs[3]]), ("all", [pairs[0], pairs[1], pairs[3]])):
+        loop = itool.Loop(IToolConfig(base_model="tiny", train_pairs=how),
+                          RunRecorder(None, "train", "itool", "tiny", {}, tmp_path))
+        loop.made = pairs
+        assert loop.trainable(2) == expected
+
+
 def test_a_sampled_call_is_kept_as_a_call():
     message = search.as_message('<tool_call>\n{"name": "getTime", "arguments": {"city": "Oslo"}}\n</tool_call>')
     assert message["tool_calls"][0]["function"] == {"name": "getTime", "arguments": '{"city": "Oslo"}'}
@@ -374,6 +392,7 @@ def test_a_sampled_call_is_kept_as_a_call():
     (["--buffer-sampling", "random"], "--buffer-sampling: must be one of proportional, top, got 'random'"),
     (["--temperature", "0"], "--temperature: must be above 0"),
     (["--rejected", "near"], "--rejected: must be one of likely, worst, got 'near'"),
+    (["--train-pairs", "some"], "--train-pairs: must be one of round, all, got 'some'"),
     (["--samples", "0"], "--samples: must be at least 1"),
     (["--search-iterations", "0"], "--search-iterations: must be at least 1"),
     (["--step-depth", "0"], "--step-depth: must be at least 1"),

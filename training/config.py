@@ -297,6 +297,9 @@ class IToolConfig(SFTConfig):
         "(the lowest mean reward)"))
     max_new_tokens: int = field(default=96, metadata=_help("tokens per sampled alternative and per evaluation"))
     generation_batch_size: int = field(default=8, metadata=_help("prompts generated or scored at once"))
+    train_pairs: str = field(default="round", metadata=_help(
+        "the loop's pairs each round's DPO trains on (beside the annotators' own): round (the round's, and "
+        "earlier ones an annotator accepted; iTool) or all (every one no annotator rejected)"))
     dpo_beta: float = field(default=0.1, metadata=_help("DPO temperature"))
     dpo_sft_weight: float = field(default=0.0, metadata=_help(
         "weight of the chosen side's NLL added to each round's DPO loss (RPO; 0: DPO alone, as iTool)"))
@@ -313,6 +316,7 @@ class IToolConfig(SFTConfig):
 
     BUFFER_SAMPLING: ClassVar[tuple[str, ...]] = ("proportional", "top")
     REJECTED: ClassVar[tuple[str, ...]] = ("likely", "worst")
+    TRAIN_PAIRS: ClassVar[tuple[str, ...]] = ("round", "all")
 
     def __post_init__(self) -> None:
         if self.dpo_learning_rate is None:
@@ -325,7 +329,8 @@ class IToolConfig(SFTConfig):
                      "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise BadValue(name, "must be at least 1")
-        for name, allowed in (("buffer_sampling", self.BUFFER_SAMPLING), ("rejected", self.REJECTED)):
+        for name, allowed in (("buffer_sampling", self.BUFFER_SAMPLING), ("rejected", self.REJECTED),
+                              ("train_pairs", self.TRAIN_PAIRS)):
             if getattr(self, name) not in allowed:
                 raise BadValue(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("exploration", "dpo_sft_weight"):

@@ -7,9 +7,10 @@
    own completions; at each fork of the tree a right step (the approved call's where it is one) is chosen
    over a wrong one (``--rejected``), after the same prefix. The pairs go to the store, where an annotator
    can review them.
-4. DPO (:class:`training.dpo.DPORun`) on the loop's pairs no annotator rejected and the annotators' own pairs,
-   with a fresh LoRA over the latest policy, which is therefore its reference; the adapter is merged into the
-   next policy, scored on the gold items (TS / PI / CF), and the next round starts from it.
+4. DPO (:class:`training.dpo.DPORun`) on the round's pairs no annotator rejected (``--train-pairs all``:
+   every round's), the earlier ones an annotator accepted and the annotators' own pairs, with a fresh LoRA
+   over the latest policy, which is therefore its reference; the adapter is merged into the next policy,
+   scored on the gold items (TS / PI / CF), and the next round starts from it.
 
 The warm-up and every round are runs of their own, children of the loop's run (``runs.parent_id``), with
 their metrics: buffer perplexity by stage, pairs by the rejected step's error kind, DPO loss and reward
@@ -17,8 +18,8 @@ margins, TS / PI / CF after the round. At the end, the final policy's perplexity
 trajectories is stored (:mod:`training.score`), so review can take the hardest first.
 
 Layout of ``--output``: ``warmup/`` (the SFT run; ``policy/`` its merged model when it trained an adapter),
-``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every step's completions, their log-probabilities and the
-pairs found,
+``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every step's completions, their log-probabilities
+and the pairs found,
 ``predictions.jsonl``, and ``policy/``, the merged model the next round starts from).
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ POLICY_DIR = "policy"
 SEARCH_FILE = "search.jsonl"
 #: The search settings a round's run records beside its DPO configuration.
 SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "search_iterations", "step_depth",
-                 "exploration", "max_new_tokens", "rejected")
+                 "exploration", "max_new_tokens", "rejected", "train_pairs")
 
 
 def round_dir(output: Path, number: int) -> Path:
@@ -129,7 +130,7 @@ class Loop:
             made = self.keep(number, run.run_id, searched)
             write_search_log(out / SEARCH_FILE, searched)
             run.log(0, {**perplexity_by_stage(steps), **search_metrics(searched, made)})
-            pairs = self.trainable()
+            pairs = self.trainable(number)
             if self.stop.requested:
                 run.finish("cancelled", {"pairs_made": len(made)})
                 return None, {}
@@ -175,12 +176,15 @@ class Loop:
         self.made += made
         return made
 
-    def trainable(self) -> list[StepPair]:
-        """The loop's pairs an annotator has not rejected (all of them without a store)."""
+    def trainable(self, number: int) -> list[StepPair]:
+        """The loop's pairs round ``number`` trains on: none an annotator rejected; with ``--train-pairs round``
+        only the round's own and those an annotator accepted."""
         store = self.recorder.store
-        if store is None:
-            return list(self.made)
-        return store.pairs(run_ids=[str(self.recorder.run_id), *self.round_ids], trainable=True)
+        made = self.made if store is None else store.pairs(run_ids=[str(self.recorder.run_id), *self.round_ids])
+        kept = [p for p in made if p.decision != "reject"]
+        if self.config.train_pairs == "all":
+            return kept
+        return [p for p in kept if p.round == number or p.decision == "accept"]
 
     def evaluated(self, policy: Path, items: Sequence[evaluate.Item], out: Path) -> dict[str, float]:
         """TS / PI / CF and error rates of ``policy`` on the gold items (none: no evaluation asked for)."""
