@@ -37,6 +37,23 @@ def add_pairs(store: Store) -> list[int]:
     ])
 
 
+async def test_a_pair_shows_what_the_judge_finds_wrong_with_its_rejected_step(store: Store) -> None:
+    tools = [{"type": "function", "function": {"name": "getWeatherForecast", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"]}}}]
+    prefix = [{"role": "user", "content": "Three days in Oslo?"}]
+    chosen = {"role": "assistant", "content": None,
+              "tool_calls": [call("c1", "getWeatherForecast", {"city": "Oslo", "days": 3})]}
+    rejected = {"role": "assistant", "content": None,
+                "tool_calls": [call("c1", "getWeatherForecast", {"city": "Oslo", "days": "5\x1b[2J"})]}
+    store.add_pairs([StepPair(tools, prefix, chosen, rejected, round=1, rejected_error="content_error")])
+    app = CuratorApp(store, Config(), screen="pairs")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "expected 3" in screen_text(app))
+        shown = screen_text(app)
+        assert "✗ 'days' is '5\\x1b[2J', expected 3" in shown  # one parameter, the escape inert
+
+
 async def test_pairs_are_accepted_and_rejected_by_key_and_a_rejected_pair_is_not_trainable(store: Store) -> None:
     first, second = add_pairs(store)
     app = CuratorApp(store, Config(), screen="review", annotator="ann")

@@ -1,7 +1,9 @@
 """The pairs screen: the step-level preference pairs an iTool loop made, reviewed like trajectories.
 
 A pair is the conversation up to one assistant step (the prefix both sides share), the step preferred
-there (the approved call) and the one the model proposed instead. ``a`` accepts a pair, ``x`` rejects it
+there (the approved call, or a right one the model generated) and the one the model proposed instead,
+with what the judge finds wrong with it against the chosen call (``'days' is 5, expected 3``: a pair from
+a fork deep in the search's tree parts at one parameter). ``a`` accepts a pair, ``x`` rejects it
 (a rejected pair is not trained on: ``Store.pairs(trainable=True)``), ``u`` makes it pending again; each
 key is one Store write, committed before the cursor moves on.
 """
@@ -22,6 +24,7 @@ from curator.widgets.conversation import call_text, pretty_json
 from curator.widgets.footer import KeyFooter
 from store.records import StepPair
 from store.text import BREAK, SIGN, inert, visible
+from store.toolcalls import CallParseError, judge, parse_openai_call
 
 MARKS = {"accept": "✓", "reject": "✗", None: "·"}
 #: How many messages of the shared prefix the pair shows (the latest ones: what the step answers).
@@ -130,7 +133,25 @@ def pair_text(pair: StepPair) -> Text:
     parts.extend(_message(m) for m in pair.prefix[hidden:])
     parts.append(_side("chosen", pair.chosen, pair.chosen_reward, None, _CHOSEN))
     parts.append(_side("rejected", pair.rejected, pair.rejected_reward, pair.rejected_error, _REJECTED))
+    why = _why(pair)
+    if why:
+        parts.append(Text("\n").join(inert(f"✗ {detail}", _REJECTED) for detail in why))
     return Text("\n\n").join(parts)
+
+
+def _why(pair: StepPair) -> list[str]:
+    """What the judge finds wrong with the rejected step against the chosen call (none when the chosen step
+    makes no readable call or the pair has no toolset to judge with)."""
+    calls = pair.chosen.get("tool_calls") or []
+    if not calls or not pair.tools:
+        return []
+    try:
+        gold = parse_openai_call(calls[0])
+    except CallParseError:
+        return []
+    rejected = pair.rejected.get("tool_calls") or []
+    verdict = judge(rejected[0] if rejected else str(pair.rejected.get("content") or ""), gold, pair.tools)
+    return [p.detail for p in verdict.problems]
 
 
 def _message(message: dict[str, Any]) -> Text:
