@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -331,8 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loops", help="comma-separated kinds of loop (default: tree,flat,tree+sft)")
     parser.add_argument("--rejected", help="the rule of picking the rejected side (default: worst)")
     parser.add_argument("--keep", help="a directory to keep the stores and models in (default: a temporary one)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="change one field of the setup (dpo_learning_rate=1e-4); the report is not written")
     args = parser.parse_args(argv)
-    setup = SMOKE if args.smoke else FULL
+    setup = changed(SMOKE if args.smoke else FULL, args.set)
     if args.seeds:
         setup = replace(setup, seeds=tuple(int(s) for s in args.seeds.split(",")))
     if args.loops:
@@ -353,9 +355,19 @@ def main(argv: list[str] | None = None) -> int:
             loops, mixed = [f.result() for f in loops], [f.result() for f in mixed]
     text = report(setup, loops, mixed, stats, time.perf_counter() - started, base_build)
     print(text)
-    if not args.smoke and not args.seeds and not args.loops and not args.rejected:
+    if not args.smoke and not args.seeds and not args.loops and not args.rejected and not args.set:
         REPORT.write_text(text)
     return 0
+
+
+def changed(setup: Setup, assignments: Sequence[str]) -> Setup:
+    """``setup`` with each ``FIELD=VALUE`` applied, the value read as the field's type."""
+    for assignment in assignments:
+        name, _, value = assignment.partition("=")
+        if name not in {f.name for f in fields(Setup)} or isinstance(getattr(setup, name), tuple):
+            raise SystemExit(f"--set {assignment}: not a setup field that takes one value")
+        setup = replace(setup, **{name: type(getattr(setup, name))(value)})
+    return setup
 
 
 def data_stats(prepared) -> dict[str, Any]:
