@@ -351,9 +351,16 @@ def test_the_search_grows_each_tree_from_the_policy_s_own_samples_below_the_best
     torch.manual_seed(0)
     settings = search.Settings(samples=3, temperature=1.0, max_new_tokens=64, rejected="worst", search_iterations=3,
                                step_depth=4)
-    for searched in search.Sampler(model.eval(), tokenizer, settings, batch_size=8).search(steps):
+    sampler = search.Sampler(model.eval(), tokenizer, settings, batch_size=8)
+    for searched in sampler.search(steps):
         approved, *generated = searched.samples
         assert approved.approved and approved.reward == 1.0 and approved.message == searched.step.message
+        prompt = tokenizer(sampler.renderer.prompt(searched.step.context, searched.step.tools),
+                           add_special_tokens=False)["input_ids"]
+        with torch.no_grad():  # the approved call's log-probability, from a plain forward over all the logits
+            logits = model(torch.tensor([prompt + approved.token_ids])).logits[0, len(prompt) - 1:-1]
+        expected = torch.log_softmax(logits, -1).gather(1, torch.tensor(approved.token_ids)[:, None]).sum()
+        assert approved.logprob == pytest.approx(float(expected), rel=1e-4)
         assert 3 < len(searched.samples) <= 1 + 3 * 3 and not any(s.approved for s in generated)
         assert [s.start for s in generated[:3]] == [0, 0, 0]  # the first expansion is the root's
         later = [s for s in generated[3:] if s.start]

@@ -177,12 +177,15 @@ class Sampler:
         return [search.done() for search in searches]
 
     def _logps(self, prompt: list[int], ids: list[int]) -> list[float]:
-        """Each of ``ids``' log-probability under the policy after ``prompt`` (one forward, logits of ``ids`` only)."""
+        """Each of ``ids``' log-probability under the policy after ``prompt``: one forward, which keeps the logits
+        of ``ids`` only where the model's class is known to take ``logits_to_keep``."""
         import torch
 
+        from training.loss import HEADS, causal_lm
+
+        keep = {"logits_to_keep": len(ids) + 1} if type(causal_lm(self.model)).__name__ in HEADS else {}
         with torch.no_grad():
-            logits = self.model(torch.tensor([prompt + ids], device=self.device),
-                                logits_to_keep=len(ids) + 1).logits[0, :-1]
+            logits = self.model(torch.tensor([prompt + ids], device=self.device), **keep).logits[0, -len(ids) - 1:-1]
         chosen = torch.log_softmax(logits.float(), dim=-1).gather(1, torch.tensor(ids, device=self.device)[:, None])
         return chosen.squeeze(1).tolist()
 
