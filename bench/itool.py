@@ -66,7 +66,7 @@ class Setup:
     temperature: float = 1.0
     rejected: str = "worst"
     sft_weight: float = 1.0
-    loops: tuple[str, ...] = ("tree", "flat", "tree+sft")
+    loops: tuple[str, ...] = ("tree", "flat")
     dpo_beta: float = 0.1
     dpo_epochs: float = 2.0
     dpo_learning_rate: float = 5e-4
@@ -143,6 +143,17 @@ def training(*argv: str) -> float:
     if done.returncode:
         raise RuntimeError(f"python -m training {argv[0]} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - started
+
+
+def loop_description(setup: Setup, kind: str) -> str:
+    tree = (f"the step-wise tree search (`training/search.py`): the approved call's steps in the tree, then "
+            f"{setup.search_iterations} iterations each expanding the node of highest UCT with {setup.samples} "
+            f"completions, a turn cut into at most {setup.step_depth} steps, a pair at each fork")
+    return {"tree": tree,
+            "flat": f"one level of {setup.samples * setup.search_iterations} completions (as many as the tree's), "
+                    f"the approved call over one of them",
+            "tree+sft": f"{tree}, and the chosen side's NLL added to DPO's loss, weight {setup.sft_weight} "
+                        f"(RPO, TRL's `loss_type` `sft`)"}[kind]
 
 
 def run_loop(work: Path, db: Path, data: Path, seed: int, setup: Setup, kind: str) -> dict[str, Any]:
@@ -271,6 +282,7 @@ def report(setup: Setup, loops: Sequence[Mapping[str, Any]], mixed: Sequence[Map
     reading = previous[previous.index(READING):] if READING in previous else f"{READING}\n\n(to be written)\n"
     loop_s = [r["seconds"] for r in loops]
     mixed_s = [r["seconds"] for r in mixed]
+    kinds = "; ".join(f"`{kind}`, {loop_description(setup, kind)}" for kind in setup.loops)
     built = "cached" if base_build is None else f"{base_build:.0f} s (once)"
     return f"""# iTool's loop on the demo (warm-up vs rounds, easy-to-hard vs mixed order)
 
@@ -309,14 +321,9 @@ demo base: {built}). Loop (warm-up, {setup.rounds} rounds, {setup.rounds + 1} ev
   for mixed-order SFT; same seed, data and steps.
 - Rounds: {setup.rounds}; each scores every approved step with the policy's perplexity, samples
   {setup.buffer_size} in proportion to it and searches at each (temperature {setup.temperature}):
-  `tree`, the step-wise tree search (`training/search.py`): the approved call's steps in the tree, then
-  {setup.search_iterations} iterations each expanding the node of highest UCT with {setup.samples}
-  completions, a turn cut into at most {setup.step_depth} steps, a pair at each fork; `flat`, one level of
-  {setup.samples * setup.search_iterations} completions (as many), the approved call over one of them;
-  `tree+sft`, the tree with the chosen side's NLL added to DPO's loss, weight {setup.sft_weight} (RPO,
-  TRL's `loss_type` `sft`). The wrong side by `--rejected {setup.rejected}`; DPO (LoRA r 16 over the
-  latest merged policy, its reference) on every pair of the loop so far,
-  β {setup.dpo_beta}, {setup.dpo_epochs} epochs, lr {setup.dpo_learning_rate}, batch {setup.batch_size}.
+  {kinds}. The wrong side by `--rejected {setup.rejected}`; DPO (LoRA r 16 over the latest merged policy,
+  its reference) on the round's own pairs (`--train-pairs round`), β {setup.dpo_beta}, {setup.dpo_epochs}
+  epochs, lr {setup.dpo_learning_rate}, batch {setup.batch_size}.
 - Evaluation: greedy, 96 new tokens; TS / PI / CF and error kinds from `store.toolcalls.judge`.
 - Configuration: `{json.dumps(asdict(setup))}`
 
@@ -328,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the pipeline")
-    parser.add_argument("--loops", help="comma-separated kinds of loop (default: tree,flat,tree+sft)")
+    parser.add_argument("--loops", help="comma-separated kinds of loop: tree, flat, tree+sft (default: tree,flat; "
+                                        "each adds about 10 minutes)")
     parser.add_argument("--rejected", help="the rule of picking the rejected side (default: worst)")
     parser.add_argument("--keep", help="a directory to keep the stores and models in (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
