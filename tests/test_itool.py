@@ -393,6 +393,39 @@ def test_a_sampled_call_is_kept_as_a_call():
         "role": "assistant", "content": '<tool_call>\n{"name": \n</tool_call>'}
 
 
+@pytest.mark.slow
+def test_resume_starts_after_the_last_completed_round(tmp_path):
+    db, out = str(scripted_store(tmp_path / "s.db")), tmp_path / "out"
+    assert main(["itool", "--db", db, "--iterations", "1", "--output", str(out), *SMALL]) == 0
+    first = json.loads((out / itool.PROGRESS_FILE).read_text())["parts"]
+    assert [p["name"] for p in first] == ["warmup", "round-1"]
+    assert main(["itool", "--db", db, "--iterations", "2", "--output", str(out), "--resume", *SMALL]) == 0
+    store = Store.open(db)
+    earlier, resumed = sorted((r for r in store.runs() if r.algorithm == "itool"), key=lambda r: r.created_at)
+    assert resumed.dataset["resumed_after"] == "round-1" and resumed.status == "completed"
+    [part] = [r for r in store.runs() if r.parent_id == resumed.id]  # only round 2 ran
+    assert (part.algorithm, part.config["round"], part.base_model) == ("dpo", 2, str(out / "round-1" / "policy"))
+    assert resumed.summary["ts_by_round"][:2] == [p["metrics"]["ts"] for p in first]
+    assert [p["name"] for p in json.loads((out / itool.PROGRESS_FILE).read_text())["parts"]] == [
+        "warmup", "round-1", "round-2"]
+
+
+def test_resume_refuses_a_broken_progress_file_in_one_line(tmp_path, capsys):
+    db, out = str(scripted_store(tmp_path / "s.db", n=4)), tmp_path / "out"
+    out.mkdir()
+    for text, reason in (('{"parts": [{"name": "warmup"}]}', "no 'policy' in a part"), ("{", "not JSON"),
+                         ("[1]", "not the loop's list of parts")):
+        (out / itool.PROGRESS_FILE).write_text(text)
+        assert main(["itool", "--db", db, "--output", str(out), "--resume", *SMALL]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"error: {out / itool.PROGRESS_FILE}: cannot resume from it ({reason}")
+    (out / itool.PROGRESS_FILE).write_text(json.dumps({"parts": [
+        {"name": "warmup", "policy": str(out / "warmup" / "policy"), "metrics": {}, "run_id": None}]}))
+    assert main(["itool", "--db", db, "--output", str(out), "--resume", *SMALL]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(f"the policy of warmup, {out / 'warmup' / 'policy'}, is gone; cannot resume")
+
+
 # -- bad input -----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["--iterations", "0"], "--iterations: must be at least 1"),

@@ -12,14 +12,17 @@
    over the latest policy, which is therefore its reference; the adapter is merged into the next policy,
    scored on the gold items (TS / PI / CF), and the next round starts from it.
 
+``--resume`` starts after the last part an earlier loop in the same ``--output`` completed (:class:`Progress`),
+from its policy; a warm-up cut short continues from its last checkpoint, a round cut short runs again.
+
 The warm-up and every round are runs of their own, children of the loop's run (``runs.parent_id``), with
 their metrics: buffer perplexity by stage, pairs by the rejected step's error kind, DPO loss and reward
 margins, TS / PI / CF after the round. At the end, the final policy's perplexity of the store's pending
 trajectories is stored (:mod:`training.score`), so review can take the hardest first.
 
 Layout of ``--output``: ``warmup/`` (the SFT run; ``policy/`` its merged model when it trained an adapter),
-``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every step's completions, their log-probabilities
-and the pairs found,
+``loop.json`` (the completed parts), ``round-N/`` (the round's DPO adapter, ``search.jsonl`` with every step's
+completions, their log-probabilities and the pairs found,
 ``predictions.jsonl``, and ``policy/``, the merged model the next round starts from).
 """
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -47,6 +50,7 @@ from training.sft import SFTRun
 WARMUP_DIR = "warmup"
 POLICY_DIR = "policy"
 SEARCH_FILE = "search.jsonl"
+PROGRESS_FILE = "loop.json"
 #: The search settings a round's run records beside its DPO configuration.
 SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "search_iterations", "step_depth",
                  "exploration", "max_new_tokens", "rejected", "train_pairs")
@@ -54,6 +58,56 @@ SEARCH_FIELDS = ("buffer_size", "buffer_sampling", "samples", "temperature", "se
 
 def round_dir(output: Path, number: int) -> Path:
     return output / f"round-{number}"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A completed part of the loop: its name (``warmup``, ``round-N``), the policy it left, its gold metrics
+    and its run."""
+
+    name: str
+    policy: str
+    metrics: dict[str, float]
+    run_id: str | None
+
+
+class Progress:
+    """The loop's completed parts, written after each one (``--output``/loop.json), so that ``--resume`` starts
+    after the last: a part cut short runs again from its start (a round's search and DPO go together)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.parts: list[Part] = []
+
+    def reset(self) -> list[Part]:
+        """A fresh loop: no part done (the file, if any, is rewritten as the parts complete)."""
+        self.parts = []
+        return []
+
+    def resumed(self) -> list[Part]:
+        """The parts an earlier loop in the same output completed (none when it completed none)."""
+        if not self.path.is_file():
+            return self.reset()
+        try:
+            rows = json.loads(self.path.read_text())["parts"]
+            self.parts = [Part(str(p["name"]), str(p["policy"]), dict(p["metrics"]), p.get("run_id")) for p in rows]
+        except json.JSONDecodeError as exc:
+            raise TrainingError(f"{self.path}: cannot resume from it (not JSON: {exc})") from None
+        except KeyError as exc:
+            raise TrainingError(f"{self.path}: cannot resume from it (no {exc} in a part)") from None
+        except (TypeError, ValueError, AttributeError):
+            raise TrainingError(f"{self.path}: cannot resume from it (not the loop's list of parts)") from None
+        for part in self.parts:
+            if not Path(part.policy).is_dir():
+                raise TrainingError(f"{self.path}: the policy of {part.name}, {part.policy}, is gone; cannot resume")
+        return list(self.parts)
+
+    def add(self, part: Part) -> None:
+        self.parts.append(part)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"parts": [asdict(p) for p in self.parts]}, indent=1) + "\n")
+        temporary.replace(self.path)
 
 
 class Loop:
@@ -67,6 +121,8 @@ class Loop:
         #: The pairs made so far (kept here when there is no store to keep them).
         self.made: list[StepPair] = []
         self.round_ids: list[str] = []
+        #: The run of the part running or just done.
+        self.part_id: str | None = None
 
     def run(self) -> dict[str, Any]:
         config = self.config
@@ -78,14 +134,24 @@ class Loop:
             raise TrainingError("no approved tool-call step to search at: no accepted trajectory makes a call "
                                 "that trains")
         items = evaluate.items_of(self.eval_config(config.base_model)) if config.evaluate else []
+        progress = Progress(self.output / PROGRESS_FILE)
+        done = progress.resumed() if config.resume else progress.reset()
         self.recorder.start({"source": config.data or config.db, "trajectories": len(records), "steps": len(steps),
-                             "gold_items": len(items)})
-        policy, metrics = self.warm_up(items)
-        history = [metrics]
+                             "gold_items": len(items), **({"resumed_after": done[-1].name} if done else {})})
+        if done:
+            policy, history = Path(done[-1].policy), [part.metrics for part in done]
+            self.round_ids = [part.run_id for part in done[1:] if part.run_id]
+        else:
+            policy, metrics = self.warm_up(items)
+            history = [metrics]
+            if policy is not None:
+                progress.add(Part(WARMUP_DIR, str(policy), metrics, self.part_id))
         while policy is not None and len(history) <= config.iterations and not self.stop.requested:
             policy, metrics = self.round(len(history), policy, steps, items)
             if policy is not None:
                 history.append(history[-1] if metrics is None else metrics)  # None: no pairs, the policy stays
+                progress.add(Part(round_dir(self.output, len(history) - 1).name, str(policy), history[-1],
+                                  self.part_id))
         if policy is None or len(history) <= config.iterations:
             return {"status": "cancelled", "rounds_completed": len(history) - 1, "output": str(self.output)}
         summary = {"status": "completed", "rounds": config.iterations, "policy": str(policy), "output": str(policy),
@@ -100,6 +166,7 @@ class Loop:
         sft = SFTConfig(**{**self._shared(SFTConfig), "output": str(self.output / WARMUP_DIR)})
         out = Path(str(sft.output))
         with self.recorder.child("train", "sft", self.config.base_model, sft.to_dict(), out) as run:
+            self.part_id = run.run_id
             summary = SFTRun(sft, run).train()
             self.stop = GracefulStop()  # the trainer's handler took the signals; the loop's takes them back
             if summary.pop("status") != "completed":
@@ -123,6 +190,7 @@ class Loop:
                            "sft_weight": config.dpo_sft_weight})
         recorded = {**dpo.to_dict(), "round": number, **{k: getattr(config, k) for k in SEARCH_FIELDS}}
         with self.recorder.child("train", "dpo", str(policy), recorded, out) as run:
+            self.part_id = run.run_id
             if run.run_id:
                 self.round_ids.append(run.run_id)
             run.start({"round": number, "steps": len(steps)})
