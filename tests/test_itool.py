@@ -343,6 +343,17 @@ def test_a_fork_below_the_root_parts_the_pair_at_the_parameter_the_policy_gets_w
         pair.rejected["tool_calls"][0]["function"]["arguments"]) == wrong
 
 
+def test_a_step_whose_approved_call_cannot_be_read_is_not_searched_and_says_why():
+    tokenizer = build_tokenizer(TinyConfig())
+    step = buffer.steps_of(records(1))[0]
+    step.message = {**step.message, "tool_calls": [{"id": "c1", "type": "function",
+                                                    "function": {"name": "getTime", "arguments": "{city"}}]}
+    searched = search.Search(step, Renderer.of(tokenizer), tokenizer, search.Settings(4, 1.0, 96, "worst")).done()
+    assert searched.samples == [] and searched.picks == [] and searched.chosen_reward is None
+    assert searched.unsearched.startswith("the approved call cannot be read:")
+    assert searched.to_log()["unsearched"] == searched.unsearched
+
+
 def test_the_search_grows_each_tree_from_the_policy_s_own_samples_below_the_best_steps():
     from training import models
 

@@ -97,11 +97,13 @@ class Searched:
 
     step: Step
     samples: list[Sample]
-    #: The approved call's own reward (None when it cannot be read: the step is not searched).
+    #: The approved call's own reward (None when the step is not searched).
     chosen_reward: float | None
     picks: list[Pick] = field(default_factory=list)
     #: Steps in the tree.
     nodes: int = 0
+    #: Why the step was not searched (its approved call cannot be read or its render located), if it was not.
+    unsearched: str | None = None
 
     @property
     def generated(self) -> list[Sample]:
@@ -121,7 +123,8 @@ class Searched:
     def to_log(self) -> dict[str, Any]:
         return {"record_id": self.step.record_id, "trajectory_id": self.step.trajectory_id,
                 "message_index": self.step.index, "stage": self.step.stage, "perplexity": self.step.perplexity,
-                "chosen_reward": self.chosen_reward, "nodes": self.nodes, "picks": [p.to_log() for p in self.picks],
+                "chosen_reward": self.chosen_reward, "unsearched": self.unsearched, "nodes": self.nodes,
+                "picks": [p.to_log() for p in self.picks],
                 "samples": [s.to_log() for s in self.samples]}
 
 
@@ -159,10 +162,15 @@ class Sampler:
         prompts = [self.tokenizer(self.renderer.prompt(s.context, s.tools), add_special_tokens=False)["input_ids"]
                    for s in steps]
         for search, prompt in zip(searches, prompts):
-            if search.gold is not None:
-                ids = self.tokenizer(self.renderer.completion(search.step.context, search.step.message,
-                                                              search.step.tools), add_special_tokens=False)["input_ids"]
-                search.add_approved(ids, self._logps(prompt, ids), self.tokenizer.eos_token_id)
+            if search.gold is None:
+                continue
+            try:
+                text = self.renderer.completion(search.step.context, search.step.message, search.step.tools)
+            except TrainingError as exc:
+                search.skip(str(exc))
+                continue
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            search.add_approved(ids, self._logps(prompt, ids), self.tokenizer.eos_token_id)
         for _ in range(settings.search_iterations):
             chosen = [(search, prompt, node) for search, prompt in zip(searches, prompts)
                       if search.gold is not None and (node := search.tree.select()) is not None]
@@ -226,10 +234,12 @@ class Search:
     def __init__(self, step: Step, renderer: Renderer, tokenizer, settings: Settings):
         self.step, self.renderer, self.tokenizer, self.settings = step, renderer, tokenizer, settings
         self.tools = Toolbox(step.tools)
+        #: Why the step is not searched, when it is not.
+        self.unsearched: str | None = None
         try:
             self.gold = parse_openai_call(step.message["tool_calls"][0])
-        except CallParseError:
-            self.gold = None
+        except CallParseError as exc:
+            self.skip(f"the approved call cannot be read: {exc}")
         self.tree = Tree(self.step_ends, settings.step_depth, settings.max_new_tokens, settings.exploration)
         self.samples: list[Sample] = []
 
@@ -242,6 +252,9 @@ class Search:
                 ends.append(i)
                 seen = found
         return ends
+
+    def skip(self, reason: str) -> None:
+        self.gold, self.unsearched = None, reason
 
     def add_approved(self, ids: list[int], logps: list[float], eos: int) -> None:
         finished = bool(ids) and ids[-1] == eos
@@ -267,7 +280,7 @@ class Search:
 
     def done(self) -> Searched:
         if self.gold is None:
-            return Searched(self.step, [], chosen_reward=None)
+            return Searched(self.step, [], chosen_reward=None, unsearched=self.unsearched)
         found = picks(self.tree, self.samples, self.settings.rejected, self._shared)
         return Searched(self.step, self.samples, chosen_reward=self.samples[0].reward, picks=found,
                         nodes=self.tree.size())
