@@ -66,7 +66,7 @@ class Setup:
     temperature: float = 1.0
     rejected: str = "worst"
     sft_weight: float = 1.0
-    loops: tuple[str, ...] = ("tree", "flat", "tree+sft")
+    loops: tuple[str, ...] = ("tree", "flat")
     dpo_beta: float = 0.1
     dpo_epochs: float = 2.0
     dpo_learning_rate: float = 5e-4
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", help="comma-separated seeds (default: 0,1,2)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only checks the pipeline")
-    parser.add_argument("--loops", help="comma-separated kinds of loop (default: tree,flat,tree+sft)")
+    parser.add_argument("--loops", help="comma-separated kinds of loop: tree, flat, tree+sft (default: tree,flat)")
     parser.add_argument("--rejected", help="the rule of picking the rejected side (default: worst)")
     parser.add_argument("--keep", help="a directory to keep the stores and models in (default: a temporary one)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
